@@ -1,0 +1,43 @@
+//! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], and the SDK
+//! clients they are built from.
+
+mod dynamodb;
+mod s3;
+mod secrets;
+
+pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore};
+pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
+pub use secrets::SecretsManagerSource;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// The SDK clients the AWS adapters need, built once per process (cold start) and cloned into
+/// the adapters: clients share their connection pool when cloned.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsClients {
+    /// Clients from the environment: region, credentials and `AWS_ENDPOINT_URL` (for an
+    /// emulator) as the AWS SDK reads them. `s3_path_style` addresses buckets as
+    /// `endpoint/bucket` instead of `bucket.endpoint`, which emulators on localhost need.
+    pub async fn from_env(s3_path_style: bool) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_sdk_config(&config, s3_path_style)
+    }
+
+    /// Clients from an already loaded SDK configuration.
+    pub fn from_sdk_config(config: &SdkConfig, s3_path_style: bool) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(s3_path_style)
+            .build();
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! [`SecretSource`] on AWS Secrets Manager: one JSON secret per Entra app registration.
+//!
+//! The secret string is handed straight to [`AppCredential::from_json`], whose errors name fields,
+//! never values. Nothing here logs or formats the secret string.
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+
+use crate::credentials::AppCredential;
+use crate::ports::{SecretError, SecretSource};
+
+/// A [`SecretSource`] reading Secrets Manager on every call ([`crate::credentials::Credentials`]
+/// caches).
+#[derive(Clone, Debug)]
+pub struct SecretsManagerSource {
+    client: Client,
+}
+
+impl SecretsManagerSource {
+    /// A source reading secrets with `client` (its region is where the secrets must be).
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl SecretSource for SecretsManagerSource {
+    async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError> {
+        let output = match self.client.get_secret_value().secret_id(name).send().await {
+            Ok(output) => output,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                return Err(SecretError::NotFound {
+                    name: name.to_owned(),
+                    hint: not_found_hint(name),
+                });
+            }
+            Err(e) => {
+                return Err(SecretError::Unavailable {
+                    name: name.to_owned(),
+                    // Error responses describe the request, never the secret value.
+                    detail: DisplayErrorContext(e).to_string(),
+                });
+            }
+        };
+        let Some(json) = output.secret_string() else {
+            return Err(SecretError::Malformed {
+                name: name.to_owned(),
+                detail: "the secret has no SecretString (binary secrets are not supported)".into(),
+            });
+        };
+        AppCredential::from_json(name, json)
+    }
+}
+
+/// What to run to create the missing secret: a command that works as written once the three
+/// placeholders are filled in.
+fn not_found_hint(name: &str) -> String {
+    format!(
+        "create it in this account and region with: aws secretsmanager create-secret --name {name} \
+         --secret-string '{{\"tenant_id\":\"<directory (tenant) id>\",\"client_id\":\"<application (client) id>\",\"client_secret\":\"<client secret value>\"}}'"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hint_is_a_runnable_command_with_valid_json() {
+        let hint = not_found_hint("mailroom/contoso");
+        assert!(hint.contains("--name mailroom/contoso "), "{hint}");
+        let json = hint.split('\'').nth(1).unwrap();
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        for field in ["tenant_id", "client_id", "client_secret"] {
+            assert!(value[field].is_string(), "{hint}");
+        }
+    }
+}

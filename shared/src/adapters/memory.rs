@@ -1,0 +1,219 @@
+//! In-memory adapters, for unit tests of the engine and as the reference for the contract suite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use crate::credentials::AppCredential;
+use crate::domain::{
+    Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
+};
+use crate::ports::{
+    BlobError, BlobStore, ByteStream, CreateOutcome, LeaseOutcome, SecretError, SecretSource,
+    StateStore, StoreError,
+};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another test thread panicked; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct State {
+    mailboxes: BTreeMap<(MailboxAddress, String), MailboxConfig>,
+    records: BTreeMap<(MailboxAddress, MessageId), MessageRecord>,
+    cursors: HashMap<FolderKey, Cursor>,
+    leases: HashMap<String, (String, OffsetDateTime)>,
+}
+
+/// A [`StateStore`] in memory.
+#[derive(Default)]
+pub struct MemoryStateStore {
+    state: Mutex<State>,
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
+        lock(&self.state).mailboxes.insert(
+            (config.address.clone(), config.folder.clone()),
+            config.clone(),
+        );
+        Ok(())
+    }
+
+    async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {
+        Ok(lock(&self.state).mailboxes.values().cloned().collect())
+    }
+
+    async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
+        Ok(lock(&self.state)
+            .mailboxes
+            .remove(&(key.mailbox.clone(), key.folder.clone()))
+            .is_some())
+    }
+
+    async fn create_record(&self, record: &MessageRecord) -> Result<CreateOutcome, StoreError> {
+        let mut state = lock(&self.state);
+        let key = (record.mailbox.clone(), record.message_id.clone());
+        if let Some(existing) = state.records.get(&key) {
+            return Ok(CreateOutcome::AlreadyStored(Box::new(existing.clone())));
+        }
+        state.records.insert(key, record.clone());
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get_record(
+        &self,
+        mailbox: &MailboxAddress,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        Ok(lock(&self.state)
+            .records
+            .get(&(mailbox.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn mark_done(&self, mailbox: &MailboxAddress, id: &MessageId) -> Result<(), StoreError> {
+        if let Some(record) = lock(&self.state)
+            .records
+            .get_mut(&(mailbox.clone(), id.clone()))
+        {
+            record.state = RecordState::Done;
+        }
+        Ok(())
+    }
+
+    async fn list_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        Ok(lock(&self.state)
+            .records
+            .values()
+            .filter(|r| &r.mailbox == mailbox)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {
+        Ok(lock(&self.state).cursors.get(key).cloned())
+    }
+
+    async fn put_cursor(&self, key: &FolderKey, cursor: &Cursor) -> Result<(), StoreError> {
+        lock(&self.state)
+            .cursors
+            .insert(key.clone(), cursor.clone());
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let mut state = lock(&self.state);
+        if let Some((holder, expires)) = state.leases.get(name)
+            && holder != owner
+            && *expires > now
+        {
+            return Ok(LeaseOutcome::HeldBy {
+                owner: holder.clone(),
+                until: *expires,
+            });
+        }
+        state
+            .leases
+            .insert(name.to_owned(), (owner.to_owned(), until));
+        Ok(LeaseOutcome::Acquired)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut state = lock(&self.state);
+        if state
+            .leases
+            .get(name)
+            .is_some_and(|(holder, _)| holder == owner)
+        {
+            state.leases.remove(name);
+        }
+        Ok(())
+    }
+}
+
+/// A [`BlobStore`] in memory.
+#[derive(Default)]
+pub struct MemoryBlobStore {
+    blobs: Mutex<HashMap<String, Bytes>>,
+}
+
+impl MemoryBlobStore {
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<_> = lock(&self.blobs).keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+}
+
+#[async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn put(&self, key: &str, mut body: ByteStream) -> Result<(), BlobError> {
+        let mut buffer = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|source| BlobError::Source {
+                key: key.to_owned(),
+                source,
+            })?;
+            buffer.extend_from_slice(&chunk);
+        }
+        lock(&self.blobs).insert(key.to_owned(), buffer.freeze());
+        Ok(())
+    }
+
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError> {
+        Ok(lock(&self.blobs).get(key).map(|b| b.len() as u64))
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream, BlobError> {
+        let blob = lock(&self.blobs)
+            .get(key)
+            .cloned()
+            .ok_or_else(|| BlobError::Unavailable {
+                operation: "read",
+                key: key.to_owned(),
+                detail: "no such object".into(),
+            })?;
+        Ok(Box::pin(futures::stream::iter([Ok(blob)])))
+    }
+}
+
+/// A [`SecretSource`] over a fixed map of credentials.
+#[derive(Default)]
+pub struct MemorySecretSource {
+    credentials: Mutex<HashMap<String, AppCredential>>,
+}
+
+impl MemorySecretSource {
+    pub fn insert(&self, name: &str, credential: AppCredential) {
+        lock(&self.credentials).insert(name.to_owned(), credential);
+    }
+}
+
+#[async_trait]
+impl SecretSource for MemorySecretSource {
+    async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError> {
+        lock(&self.credentials)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SecretError::NotFound {
+                name: name.to_owned(),
+                hint: "no such credential is configured".into(),
+            })
+    }
+}

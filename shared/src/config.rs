@@ -1,0 +1,216 @@
+//! Configuration from environment variables, parsed once at start-up into typed values. Every
+//! problem is reported at once, naming the variable and what it should hold.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::graph::GraphConfig;
+
+/// One or more configuration problems.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Reads variables through `lookup` (the process environment in production, a map in tests) and
+/// collects problems instead of stopping at the first.
+pub struct Env<F> {
+    lookup: F,
+    problems: Vec<String>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Self {
+            lookup,
+            problems: Vec::new(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A variable that must be set.
+    pub fn required(&mut self, name: &str, what: &str) -> String {
+        self.get(name).unwrap_or_else(|| {
+            self.problems.push(format!("{name} is not set ({what})"));
+            String::new()
+        })
+    }
+
+    /// An `http(s)` URL, or `default` (a literal, valid URL).
+    pub fn url(&mut self, name: &str, default: &'static str) -> Url {
+        let raw = self.get(name).unwrap_or_else(|| default.to_owned());
+        match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => url,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be an http(s) URL such as {default}, not '{raw}'"
+                ));
+                // Never used: `finish` fails when there are problems.
+                literal_url(default)
+            }
+        }
+    }
+
+    /// A whole number within `min..=max`, or `default`.
+    pub fn number(&mut self, name: &str, default: u64, min: u64, max: u64) -> u64 {
+        match self.get(name) {
+            None => default,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => n,
+                _ => {
+                    self.problems.push(format!(
+                        "{name} must be a whole number from {min} to {max}, not '{raw}'"
+                    ));
+                    default
+                }
+            },
+        }
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`), or `default`.
+    pub fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(v) => {
+                self.problems
+                    .push(format!("{name} must be true or false, not '{v}'"));
+                default
+            }
+        }
+    }
+
+    /// The Graph client's configuration: `MAILROOM_GRAPH_URL`, `MAILROOM_LOGIN_URL` (national
+    /// clouds and tests change them) and `MAILROOM_GRAPH_MAX_IN_FLIGHT`.
+    pub fn graph(&mut self) -> GraphConfig {
+        let graph_url = self.url("MAILROOM_GRAPH_URL", GraphConfig::DEFAULT_GRAPH_URL);
+        let login_url = self.url("MAILROOM_LOGIN_URL", GraphConfig::DEFAULT_LOGIN_URL);
+        let mut config = GraphConfig::new(graph_url, login_url);
+        config.global_concurrency = self.number(
+            "MAILROOM_GRAPH_MAX_IN_FLIGHT",
+            config.global_concurrency as u64,
+            1,
+            1024,
+        ) as usize;
+        config
+    }
+
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Parses one of the URL literals of this crate.
+#[allow(clippy::expect_used)]
+fn literal_url(literal: &'static str) -> Url {
+    Url::parse(literal).expect("URL literals in this crate are valid")
+}
+
+/// Settings shared by the Lambda functions.
+#[derive(Debug, Clone)]
+pub struct AwsSettings {
+    /// `MAILROOM_TABLE`: the DynamoDB table.
+    pub table: String,
+    /// `MAILROOM_BUCKET`: the S3 bucket for raw `.eml`.
+    pub bucket: String,
+    /// `MAILROOM_S3_PATH_STYLE`: path-style S3 addressing, for S3-compatible endpoints.
+    pub s3_path_style: bool,
+    /// `MAILROOM_SECRET_CACHE_SECONDS`: how long a credential read from Secrets Manager is reused.
+    pub secret_cache_ttl: Duration,
+    pub graph: GraphConfig,
+}
+
+impl AwsSettings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let settings = Self::read(&mut env);
+        env.finish(settings)
+    }
+
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Self {
+        Self {
+            table: env.required(
+                "MAILROOM_TABLE",
+                "the DynamoDB table holding Mailroom's state",
+            ),
+            bucket: env.required("MAILROOM_BUCKET", "the S3 bucket for raw messages"),
+            s3_path_style: env.flag("MAILROOM_S3_PATH_STYLE", false),
+            secret_cache_ttl: Duration::from_secs(env.number(
+                "MAILROOM_SECRET_CACHE_SECONDS",
+                300,
+                0,
+                3600,
+            )),
+            graph: env.graph(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_apply_and_required_variables_are_named() {
+        let err = AwsSettings::from_lookup(lookup(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MAILROOM_TABLE is not set"), "{err}");
+        assert!(err.contains("MAILROOM_BUCKET is not set"), "{err}");
+
+        let s =
+            AwsSettings::from_lookup(lookup(&[("MAILROOM_TABLE", "t"), ("MAILROOM_BUCKET", "b")]))
+                .unwrap();
+        assert_eq!(s.graph.graph_url.as_str(), "https://graph.microsoft.com/");
+        assert_eq!(
+            s.graph.login_url.as_str(),
+            "https://login.microsoftonline.com/"
+        );
+        assert!(!s.s3_path_style);
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let err = AwsSettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            ("MAILROOM_BUCKET", "b"),
+            ("MAILROOM_GRAPH_URL", "graph.microsoft.com"),
+            ("MAILROOM_S3_PATH_STYLE", "maybe"),
+            ("MAILROOM_SECRET_CACHE_SECONDS", "-1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
+        assert!(
+            err.to_string()
+                .contains("MAILROOM_GRAPH_URL must be an http(s) URL")
+        );
+    }
+}

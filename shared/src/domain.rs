@@ -1,0 +1,357 @@
+//! Domain types: what a mailbox configuration, a stored message and a cursor are.
+//!
+//! Nothing here knows about AWS, SQLite or HTTP; adapters map these types to their storage.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A problem with a configuration value, naming the field and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} '{value}': {expected}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// A mailbox's SMTP address (a user principal name works too), stored lowercased because
+/// Exchange compares addresses case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MailboxAddress(String);
+
+impl MailboxAddress {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let address = raw.trim().to_ascii_lowercase();
+        let valid = match address.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !address.contains(|c: char| c.is_whitespace() || c == '/' || c == '#')
+                    && address.matches('@').count() == 1
+            }
+            None => false,
+        };
+        if valid {
+            Ok(Self(address))
+        } else {
+            Err(InvalidValue {
+                field: "mailbox address",
+                value: raw.to_owned(),
+                expected: "an email address such as reports@contoso.com",
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for MailboxAddress {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<MailboxAddress> for String {
+    fn from(value: MailboxAddress) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for MailboxAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message's immutable id (graph-notes §2): the key of a stored message. It survives moves
+/// between folders of the same mailbox, which is what makes "store once, then move" safe.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MessageId(String);
+
+impl MessageId {
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What happens to a message in the mailbox once it is safely stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AfterImport {
+    /// Move it to `processed_folder` (a folder path such as `Inbox/Processed`). Needs Mail.ReadWrite.
+    Move { processed_folder: String },
+    /// Mark it read and leave it where it is. Needs Mail.ReadWrite.
+    MarkRead,
+    /// Move it to Deleted Items, where a person can still recover it. Needs Mail.ReadWrite.
+    Delete,
+    /// Leave it untouched: a read-only archive. Mail.Read is enough.
+    None,
+}
+
+impl AfterImport {
+    /// The names users write in configuration.
+    pub const NAMES: &'static str = "move, mark_read, delete, none";
+
+    /// Builds an action from its configuration name and, for `move`, the processed folder.
+    pub fn from_parts(name: &str, processed_folder: Option<&str>) -> Result<Self, InvalidValue> {
+        let processed = processed_folder.map(str::trim).filter(|s| !s.is_empty());
+        match (name.trim().to_ascii_lowercase().as_str(), processed) {
+            ("move", Some(folder)) => Ok(Self::Move {
+                processed_folder: folder.to_owned(),
+            }),
+            ("move", None) => Err(InvalidValue {
+                field: "processed_folder",
+                value: String::new(),
+                expected: "a folder path such as Inbox/Processed (required when action = move)",
+            }),
+            ("mark_read", _) => Ok(Self::MarkRead),
+            ("delete", _) => Ok(Self::Delete),
+            ("none", _) => Ok(Self::None),
+            _ => Err(InvalidValue {
+                field: "action",
+                value: name.to_owned(),
+                expected: "one of move, mark_read, delete, none",
+            }),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Move { .. } => "move",
+            Self::MarkRead => "mark_read",
+            Self::Delete => "delete",
+            Self::None => "none",
+        }
+    }
+
+    pub fn processed_folder(&self) -> Option<&str> {
+        match self {
+            Self::Move { processed_folder } => Some(processed_folder),
+            _ => None,
+        }
+    }
+
+    /// Whether the action changes the mailbox, and so needs Mail.ReadWrite.
+    pub fn writes(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// Whether the folder is read with a delta query. In `move` and `delete` modes the folder
+    /// itself is the work queue: what is still there is still to do (design.md, "Cursors").
+    pub fn uses_delta(&self) -> bool {
+        matches!(self, Self::MarkRead | Self::None)
+    }
+}
+
+impl fmt::Display for AfterImport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Move { processed_folder } => write!(f, "move to '{processed_folder}'"),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// One watched mailbox folder: the unit of configuration and of import.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxConfig {
+    pub address: MailboxAddress,
+    /// Folder path, e.g. `Inbox/Backup Reports` or a well-known name such as `inbox`.
+    pub folder: String,
+    #[serde(flatten)]
+    pub action: AfterImport,
+    /// Name of the credential (a Secrets Manager secret id, or a `[credential.NAME]` locally).
+    pub credential: String,
+    pub enabled: bool,
+}
+
+impl MailboxConfig {
+    pub fn key(&self) -> FolderKey {
+        FolderKey {
+            mailbox: self.address.clone(),
+            folder: self.folder.clone(),
+        }
+    }
+}
+
+/// Identifies one mailbox folder: the scope of a cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FolderKey {
+    pub mailbox: MailboxAddress,
+    pub folder: String,
+}
+
+impl fmt::Display for FolderKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.mailbox, self.folder)
+    }
+}
+
+/// Where a stored message is in its life: `Stored` once record and blob exist, `Done` once the
+/// after-import action has been carried out too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    Stored,
+    Done,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stored" => Some(Self::Stored),
+            "done" => Some(Self::Done),
+            _ => None,
+        }
+    }
+}
+
+/// The record of one imported message. Created once, conditionally, after its MIME is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub mailbox: MailboxAddress,
+    pub message_id: MessageId,
+    /// The configured folder path the message was imported from.
+    pub folder: String,
+    pub internet_message_id: Option<String>,
+    pub subject: Option<String>,
+    /// Sender address.
+    pub from: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    /// Size of the raw MIME in bytes.
+    pub size: u64,
+    /// SHA-256 of the raw MIME, hex.
+    pub sha256: String,
+    pub blob_key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub imported_at: OffsetDateTime,
+    pub state: RecordState,
+}
+
+/// Progress through a delta round of one folder (graph-notes §5).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The `@odata.deltaLink` of the last complete round: everything before it is stored.
+    pub delta_link: Option<String>,
+    /// The `@odata.nextLink` to resume the current round from: everything on earlier pages is stored.
+    pub next_link: Option<String>,
+}
+
+/// The object key of a message's raw MIME: deterministic, so a re-run after a crash overwrites the
+/// same object instead of leaving a second copy. Immutable ids are base64 with `/` and `+`; the
+/// URL-safe alphabet keeps the key one path segment.
+pub fn blob_key(mailbox: &MailboxAddress, id: &MessageId, received_at: OffsetDateTime) -> String {
+    let safe_id: String = id
+        .as_str()
+        .chars()
+        .map(|c| match c {
+            '/' => '_',
+            '+' => '-',
+            c => c,
+        })
+        .collect();
+    let date = received_at.to_offset(time::UtcOffset::UTC).date();
+    format!(
+        "{mailbox}/{:04}/{:02}/{:02}/{safe_id}.eml",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_lowercased_and_validated() {
+        let a = MailboxAddress::parse(" Reports@Contoso.COM ").unwrap();
+        assert_eq!(a.as_str(), "reports@contoso.com");
+        for bad in [
+            "",
+            "reports",
+            "@contoso.com",
+            "a@b",
+            "a b@c.com",
+            "a@b@c.com",
+            "a/b@c.com",
+        ] {
+            let err = MailboxAddress::parse(bad).unwrap_err();
+            assert!(err.to_string().contains("reports@contoso.com"), "{err}");
+        }
+    }
+
+    #[test]
+    fn action_parsing_names_what_is_allowed() {
+        assert_eq!(
+            AfterImport::from_parts("move", Some("Inbox/Processed")).unwrap(),
+            AfterImport::Move {
+                processed_folder: "Inbox/Processed".into()
+            }
+        );
+        assert_eq!(
+            AfterImport::from_parts("MARK_READ", None).unwrap(),
+            AfterImport::MarkRead
+        );
+        let err = AfterImport::from_parts("archive", None).unwrap_err();
+        assert!(err.to_string().contains("move, mark_read, delete, none"));
+        let err = AfterImport::from_parts("move", Some(" ")).unwrap_err();
+        assert_eq!(err.field, "processed_folder");
+    }
+
+    #[test]
+    fn blob_keys_are_deterministic_single_segment_names() {
+        let mailbox = MailboxAddress::parse("a@contoso.com").unwrap();
+        let id = MessageId::new("AAMk/a+b=");
+        let at = time::macros::datetime!(2025-03-04 23:30 -02:00);
+        let key = blob_key(&mailbox, &id, at);
+        assert_eq!(key, "a@contoso.com/2025/03/05/AAMk_a-b=.eml");
+        assert_eq!(key, blob_key(&mailbox, &id, at));
+    }
+
+    #[test]
+    fn mailbox_config_round_trips_through_json() {
+        let config = MailboxConfig {
+            address: MailboxAddress::parse("a@contoso.com").unwrap(),
+            folder: "Inbox/Reports".into(),
+            action: AfterImport::Move {
+                processed_folder: "Inbox/Done".into(),
+            },
+            credential: "contoso".into(),
+            enabled: true,
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""action":"move""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<MailboxConfig>(&json).unwrap(),
+            config
+        );
+    }
+}

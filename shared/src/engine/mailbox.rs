@@ -1,0 +1,118 @@
+//! One mailbox: take its lease, connect to Graph, import its folders, release the lease.
+
+use time::OffsetDateTime;
+
+use super::report::{FolderReport, MailboxReport, MailboxStatus};
+use super::{Engine, ImportError};
+use crate::domain::{MailboxAddress, MailboxConfig};
+use crate::graph::MailboxClient;
+use crate::ports::LeaseOutcome;
+
+impl Engine {
+    /// Imports the given folders of one mailbox under the mailbox's lease. Triggers are
+    /// at-least-once; the lease makes sure only one runner works a mailbox at a time.
+    #[tracing::instrument(skip_all, fields(mailbox = %address))]
+    pub async fn import_mailbox(
+        &self,
+        address: MailboxAddress,
+        configs: Vec<MailboxConfig>,
+        stop_at: OffsetDateTime,
+    ) -> MailboxReport {
+        let lease = format!("mailbox#{address}");
+        let owner = &self.options.owner;
+        let until = stop_at + self.options.lease_margin;
+        let mut report = MailboxReport {
+            mailbox: address.clone(),
+            status: MailboxStatus::Ok,
+            folders: Vec::new(),
+            error: None,
+        };
+        match self
+            .state
+            .acquire_lease(&lease, owner, self.clock.now(), until)
+            .await
+        {
+            Ok(LeaseOutcome::Acquired) => {}
+            Ok(LeaseOutcome::HeldBy { owner, until }) => {
+                tracing::info!(holder = %owner, %until, "mailbox is being imported by another runner; skipped");
+                report.status = MailboxStatus::Busy;
+                report.error = Some(format!(
+                    "another runner ({owner}) holds the mailbox until {until}"
+                ));
+                return report;
+            }
+            Err(e) => {
+                report.status = MailboxStatus::Failed;
+                report.error = Some(e.to_string());
+                return report;
+            }
+        }
+
+        for config in configs {
+            let mut folder = FolderReport {
+                folder: config.folder.clone(),
+                action: config.action.to_string(),
+                ..FolderReport::default()
+            };
+            let result = match self.connect(&config).await {
+                Ok(graph) => {
+                    self.import_folder(&graph, &config, stop_at, &mut folder)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result {
+                if let ImportError::Interrupted(_) = e {
+                    // As if the process died here: no lease release, no summary.
+                    report.status = MailboxStatus::Failed;
+                    report.error = Some(e.to_string());
+                    report.folders.push(folder);
+                    return report;
+                }
+                folder.error = Some(e.to_string());
+            }
+            if folder.error.is_some() || folder.failed > 0 {
+                report.status = MailboxStatus::Failed;
+            }
+            tracing::info!(
+                folder = %folder.folder,
+                action = %folder.action,
+                imported = folder.imported,
+                already_stored = folder.already_stored,
+                unchanged = folder.unchanged,
+                vanished = folder.vanished,
+                failed = folder.failed,
+                bytes = folder.bytes,
+                stopped_at_deadline = folder.stopped_at_deadline,
+                error = folder.error.as_deref(),
+                "folder import finished"
+            );
+            report.folders.push(folder);
+        }
+
+        if let Err(e) = self.state.release_lease(&lease, owner).await {
+            // The lease expires on its own; the next run only waits for it.
+            tracing::warn!(error = %e, "could not release the mailbox lease");
+        }
+        report
+    }
+
+    /// A Graph handle for the folder's mailbox, after proving the credential works. A rejected
+    /// secret is read again once before giving up: it may have just been rotated.
+    pub async fn connect(&self, config: &MailboxConfig) -> Result<MailboxClient, ImportError> {
+        let credential = self.credentials.get(&config.credential).await?;
+        match self.graph.check_credential(&credential).await {
+            Ok(()) => Ok(self.graph.mailbox(credential, config.address.clone())),
+            Err(e) if e.is_credential_rejected() => {
+                let fresh = self.credentials.refresh(&config.credential).await?;
+                if fresh.same_secret(&credential) {
+                    return Err(e.into());
+                }
+                self.graph.check_credential(&fresh).await?;
+                tracing::info!(credential = %config.credential, "using the credential's new secret");
+                Ok(self.graph.mailbox(fresh, config.address.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

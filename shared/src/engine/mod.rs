@@ -1,0 +1,204 @@
+//! The import engine: pure logic over the ports and the Graph client. It does not know whether a
+//! Lambda function, the CLI or a test called it.
+//!
+//! - [`Engine::run`] imports every enabled mailbox folder (mailboxes in parallel, bounded);
+//! - `mailbox.rs` holds one mailbox's lease and connects to Graph, re-reading a rejected secret once;
+//! - `folder.rs` is the per-folder algorithm (design.md, "The import algorithm");
+//! - `message.rs` stores one message: MIME → blob → record → action → done.
+
+mod folder;
+mod mailbox;
+mod message;
+mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::credentials::Credentials;
+use crate::domain::{FolderKey, MailboxAddress, MailboxConfig, MessageId};
+use crate::graph::{GraphClient, GraphError};
+use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
+
+pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
+
+/// Knobs of the engine. The defaults suit both a Lambda run and the CLI.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Messages per listing or delta page.
+    pub page_size: u32,
+    /// Messages worked on at once per folder. More than Graph's 4 slots, so the slots stay busy
+    /// while other messages are being written to the blob and state stores.
+    pub message_concurrency: usize,
+    /// Mailboxes imported at once.
+    pub mailbox_parallelism: usize,
+    /// Attempts per message within a run for transient failures (a cut-off download, say).
+    pub message_attempts: u32,
+    /// How long a lease outlives the deadline: covers work still finishing after it.
+    pub lease_margin: Duration,
+    /// Identifies this runner in leases.
+    pub owner: String,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 100,
+            message_concurrency: 12,
+            mailbox_parallelism: 4,
+            message_attempts: 3,
+            lease_margin: Duration::from_secs(120),
+            owner: format!("mailroom-{}", uuid::Uuid::new_v4()),
+        }
+    }
+}
+
+/// The steps of importing one message, in order, plus saving a delta cursor. An
+/// [`ImportObserver`] may stop the run before any of them (tests inject crashes this way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    FetchMime,
+    WriteBlob,
+    CreateRecord,
+    AfterImportAction,
+    MarkDone,
+    SaveCursor,
+}
+
+impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::FetchMime,
+        Step::WriteBlob,
+        Step::CreateRecord,
+        Step::AfterImportAction,
+        Step::MarkDone,
+        Step::SaveCursor,
+    ];
+}
+
+/// Returned by an observer to stop the run on the spot, as if the process died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("run interrupted before {0:?}")]
+pub struct Interrupted(pub Step);
+
+/// Watches an import: progress for the CLI, fault injection for tests. Both methods default to
+/// doing nothing.
+pub trait ImportObserver: Send + Sync {
+    /// Called before each step; an `Err` abandons the run immediately, leaving state exactly as
+    /// a crash at that point would.
+    fn before(
+        &self,
+        _step: Step,
+        _key: &FolderKey,
+        _id: Option<&MessageId>,
+    ) -> Result<(), Interrupted> {
+        Ok(())
+    }
+    /// Called once per message when its outcome in this run is known.
+    fn settled(&self, _key: &FolderKey, _outcome: &MessageOutcome) {}
+}
+
+/// The observer that observes nothing.
+pub struct NoObserver;
+impl ImportObserver for NoObserver {}
+
+/// Why a folder (or a message) could not be imported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    #[error("Graph listed message {id} without {field}")]
+    MissingField { id: MessageId, field: &'static str },
+}
+
+impl ImportError {
+    /// Worth another attempt at the same message in this run.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Blob(BlobError::Source { .. }) => true,
+            Self::Graph(GraphError::Transport { .. } | GraphError::Throttled { .. }) => true,
+            Self::Graph(GraphError::Api { status, .. }) => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// No other message of the folder can succeed either: stop the folder and report this.
+    fn stops_folder(&self) -> bool {
+        match self {
+            Self::Graph(e) => e.is_fatal_for_mailbox(),
+            Self::Store(_) | Self::Secret(_) | Self::Interrupted(_) => true,
+            Self::Blob(BlobError::Unavailable { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Everything the engine works with. Entry points build one per process and share it.
+pub struct Engine {
+    pub state: Arc<dyn StateStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub credentials: Arc<Credentials>,
+    pub graph: GraphClient,
+    pub clock: Arc<dyn Clock>,
+    pub observer: Arc<dyn ImportObserver>,
+    pub options: EngineOptions,
+}
+
+impl Engine {
+    /// Imports every enabled mailbox folder (or only those of `only`), stopping new work at
+    /// `stop_at`. Mailboxes run in parallel up to `mailbox_parallelism`; one failing mailbox never
+    /// stops the others.
+    pub async fn run(
+        &self,
+        stop_at: OffsetDateTime,
+        only: Option<&MailboxAddress>,
+    ) -> Result<RunReport, StoreError> {
+        let started = self.clock.now();
+        let configs = self.state.list_mailboxes().await?;
+        let groups = group_by_mailbox(
+            configs
+                .into_iter()
+                .filter(|c| c.enabled && only.is_none_or(|address| &c.address == address)),
+        );
+        let mailboxes = futures::stream::iter(groups)
+            .map(|(address, configs)| self.import_mailbox(address, configs, stop_at))
+            .buffer_unordered(self.options.mailbox_parallelism.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut report = RunReport {
+            started_at: started,
+            finished_at: self.clock.now(),
+            mailboxes,
+        };
+        report.mailboxes.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+        Ok(report)
+    }
+}
+
+/// Folders of the same mailbox run one after another under one lease: Graph's limits are per
+/// mailbox.
+fn group_by_mailbox(
+    configs: impl Iterator<Item = MailboxConfig>,
+) -> Vec<(MailboxAddress, Vec<MailboxConfig>)> {
+    let mut groups: std::collections::BTreeMap<MailboxAddress, Vec<MailboxConfig>> =
+        Default::default();
+    for config in configs {
+        groups
+            .entry(config.address.clone())
+            .or_default()
+            .push(config);
+    }
+    groups.into_iter().collect()
+}

@@ -1,0 +1,490 @@
+//! The Graph client: one per process, shared by every mailbox. It owns the HTTP connection pool,
+//! the token cache, the per-mailbox limiter and the retry policy; it is the only place that
+//! retries Graph requests (style.md §10).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::auth::{TokenCache, describe};
+use super::error::{
+    ApiErrorBody, GraphError, Operation, classify_api_error, is_retryable_status, parse_retry_after,
+};
+use super::limiter::{Limiter, Permit};
+use super::retry::RetryPolicy;
+use crate::credentials::AppCredential;
+use crate::domain::MailboxAddress;
+
+/// Where Graph and Entra are, and how politely to talk to them.
+#[derive(Debug, Clone)]
+pub struct GraphConfig {
+    /// Graph's base URL (`MAILROOM_GRAPH_URL`), e.g. `https://graph.microsoft.com`.
+    pub graph_url: Url,
+    /// Entra's base URL (`MAILROOM_LOGIN_URL`), e.g. `https://login.microsoftonline.com`.
+    pub login_url: Url,
+    /// Requests in flight per app and mailbox; Outlook allows 4 (graph-notes §7).
+    pub per_mailbox_concurrency: usize,
+    /// Requests in flight across all mailboxes of this process.
+    pub global_concurrency: usize,
+    pub retry: RetryPolicy,
+    /// Time allowed for one request up to its response headers (bodies stream on their own clock).
+    pub request_timeout: Duration,
+    /// Longest silence tolerated while reading a response body.
+    pub read_timeout: Duration,
+}
+
+impl GraphConfig {
+    pub const DEFAULT_GRAPH_URL: &'static str = "https://graph.microsoft.com";
+    pub const DEFAULT_LOGIN_URL: &'static str = "https://login.microsoftonline.com";
+
+    /// Configuration for the given base URLs with the default limits.
+    pub fn new(graph_url: Url, login_url: Url) -> Self {
+        Self {
+            graph_url,
+            login_url,
+            per_mailbox_concurrency: 4,
+            global_concurrency: 32,
+            retry: RetryPolicy::default(),
+            request_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The largest JSON response Mailroom reads; a page of 1,000 `$select`ed messages is about 1 MB.
+const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
+
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) config: GraphConfig,
+    pub(crate) tokens: TokenCache,
+    pub(crate) limiter: Limiter,
+}
+
+/// A Microsoft Graph client. Cheap to clone; build one per process.
+#[derive(Clone)]
+pub struct GraphClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl GraphClient {
+    pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(config.read_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("mailroom/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                GraphError::Config(format!("cannot build the HTTP client: {}", describe(&e)))
+            })?;
+        let tokens = TokenCache::new(http.clone(), config.login_url.clone(), config.retry);
+        let limiter = Limiter::new(config.per_mailbox_concurrency, config.global_concurrency);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                tokens,
+                limiter,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &GraphConfig {
+        &self.inner.config
+    }
+
+    /// Obtains (or reuses) an access token: proves the credential works.
+    pub async fn check_credential(&self, credential: &AppCredential) -> Result<(), GraphError> {
+        self.inner.tokens.token(credential).await.map(drop)
+    }
+
+    /// A handle for one mailbox, authenticating with `credential`.
+    pub fn mailbox(&self, credential: AppCredential, mailbox: MailboxAddress) -> MailboxClient {
+        MailboxClient {
+            client: self.clone(),
+            credential,
+            mailbox,
+        }
+    }
+}
+
+/// One Graph request, as the retry loop needs it: rebuilt identically for every attempt.
+pub(crate) struct Request {
+    pub(crate) operation: Operation,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) json: Option<serde_json::Value>,
+    /// `Prefer: odata.maxpagesize` for delta queries.
+    pub(crate) max_page_size: Option<u32>,
+}
+
+impl Request {
+    pub(crate) fn get(operation: Operation, url: Url) -> Self {
+        Self {
+            operation,
+            method: Method::GET,
+            url,
+            json: None,
+            max_page_size: None,
+        }
+    }
+}
+
+/// What a successful request hands back.
+pub(crate) enum Reply {
+    /// The whole (JSON) body, read inside the retry loop so a cut-off body is retried too.
+    Body(Bytes),
+    /// The response with its body still to be streamed, and the in-flight permit it holds.
+    Stream(reqwest::Response, Permit),
+}
+
+/// Graph access to one mailbox with one credential.
+#[derive(Clone)]
+pub struct MailboxClient {
+    pub(crate) client: GraphClient,
+    pub(crate) credential: AppCredential,
+    pub(crate) mailbox: MailboxAddress,
+}
+
+impl MailboxClient {
+    pub fn mailbox(&self) -> &MailboxAddress {
+        &self.mailbox
+    }
+
+    pub fn credential(&self) -> &AppCredential {
+        &self.credential
+    }
+
+    /// `{graph}/v1.0/users/{mailbox}/` followed by `segments`, each percent-encoded: ids contain
+    /// `/`, `+` and `=` and must not be sent raw (graph-notes, "Every Graph call").
+    pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
+        let mut url = self.client.inner.config.graph_url.clone();
+        let mut path = url.path().trim_end_matches('/').to_owned();
+        path.push_str("/v1.0/users/");
+        path.push_str(&encode(self.mailbox.as_str()));
+        for segment in segments {
+            path.push('/');
+            path.push_str(&encode(segment));
+        }
+        url.set_path(&path);
+        if query.is_empty() {
+            url.set_query(None);
+        } else {
+            let query: Vec<String> = query
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v)))
+                .collect();
+            url.set_query(Some(&query.join("&")));
+        }
+        url
+    }
+
+    /// Checks that a link Graph returned (nextLink, deltaLink) points back at the configured Graph
+    /// origin before it is followed with a bearer token (the token never leaves Graph).
+    pub(crate) fn trusted_link(&self, operation: Operation, link: &str) -> Result<Url, GraphError> {
+        let url = Url::parse(link).map_err(|_| GraphError::MalformedResponse {
+            operation: operation.name(),
+            detail: "a paging link is not a URL".into(),
+        })?;
+        if url.origin() != self.client.inner.config.graph_url.origin() {
+            return Err(GraphError::MalformedResponse {
+                operation: operation.name(),
+                detail: format!(
+                    "a paging link points at {} instead of the configured Graph URL; refusing to send the token there",
+                    url.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(url)
+    }
+
+    /// Sends a request and parses its JSON reply.
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        request: Request,
+    ) -> Result<T, GraphError> {
+        let operation = request.operation;
+        match self.execute(request, false).await? {
+            Reply::Body(body) => {
+                serde_json::from_slice(&body).map_err(|e| GraphError::MalformedResponse {
+                    operation: operation.name(),
+                    detail: e.to_string(),
+                })
+            }
+            Reply::Stream(..) => Err(GraphError::MalformedResponse {
+                operation: operation.name(),
+                detail: "unexpected streamed reply".into(),
+            }),
+        }
+    }
+
+    /// Sends a request whose reply body is not needed (204, or a message echo).
+    pub(crate) async fn send(&self, request: Request) -> Result<(), GraphError> {
+        self.execute(request, false).await.map(drop)
+    }
+
+    /// Runs one request with Mailroom's etiquette: a mailbox slot per attempt, `Prefer:
+    /// IdType="ImmutableId"`, a fresh `client-request-id`, and retries on throttling, server errors
+    /// and connection failures, waiting `Retry-After` when Graph gives one.
+    pub(crate) async fn execute(
+        &self,
+        request: Request,
+        stream: bool,
+    ) -> Result<Reply, GraphError> {
+        let inner = &self.client.inner;
+        let policy = inner.config.retry;
+        let operation = request.operation;
+        let client_id = self.credential.client_id.as_str();
+        let mailbox = self.mailbox.as_str();
+        let mut attempt: u32 = 0;
+        let mut token_refreshed = false;
+        loop {
+            attempt += 1;
+            let token = inner.tokens.token(&self.credential).await?;
+            let permit = inner.limiter.acquire(client_id, mailbox).await;
+            let client_request_id = uuid::Uuid::new_v4().to_string();
+            let mut prefer = String::from("IdType=\"ImmutableId\"");
+            if let Some(size) = request.max_page_size {
+                prefer.push_str(&format!(", odata.maxpagesize={size}"));
+            }
+            let mut builder = inner
+                .http
+                .request(request.method.clone(), request.url.clone())
+                .bearer_auth(token.expose_secret())
+                .header("Prefer", prefer)
+                .header("client-request-id", &client_request_id)
+                .header("return-client-request-id", "true")
+                .timeout(inner.config.request_timeout);
+            if attempt > 1 {
+                builder = builder.header("Retry-Attempt", (attempt - 1).to_string());
+            }
+            if let Some(body) = &request.json {
+                builder = builder.json(body);
+            }
+            if stream {
+                // The per-request timeout would cut a large download short; the read timeout
+                // still catches a stalled stream.
+                builder = builder.timeout(Duration::from_secs(24 * 3600));
+            }
+
+            let failure = match builder.send().await {
+                Ok(response) if response.status().is_success() => {
+                    if stream {
+                        return Ok(Reply::Stream(response, permit));
+                    }
+                    match read_capped(response).await {
+                        Ok(body) => return Ok(Reply::Body(body)),
+                        Err(BodyError::TooLarge) => {
+                            return Err(GraphError::MalformedResponse {
+                                operation: operation.name(),
+                                detail: format!("response larger than {MAX_JSON_BODY} bytes"),
+                            });
+                        }
+                        Err(BodyError::Transport(detail)) => Failure::Transport(detail),
+                    }
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+                    let body = read_capped(response).await.unwrap_or_default();
+                    drop(permit);
+                    let parsed: ApiErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                    tracing::debug!(
+                        operation = operation.name(),
+                        mailbox,
+                        status = status.as_u16(),
+                        code = %parsed.error.code,
+                        client_request_id,
+                        attempt,
+                        "graph request failed"
+                    );
+                    if status == StatusCode::UNAUTHORIZED && !token_refreshed {
+                        // The cached token was revoked or expired early: fetch a new one, once.
+                        inner.tokens.invalidate(&self.credential).await;
+                        token_refreshed = true;
+                        attempt -= 1;
+                        continue;
+                    }
+                    if !is_retryable_status(status.as_u16()) {
+                        return Err(classify_api_error(
+                            operation,
+                            &self.mailbox,
+                            status.as_u16(),
+                            parsed,
+                            &client_request_id,
+                        ));
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        Failure::Throttled(retry_after)
+                    } else {
+                        Failure::Server {
+                            status: status.as_u16(),
+                            retry_after,
+                            body: parsed,
+                            client_request_id,
+                        }
+                    }
+                }
+                Err(e) => Failure::Transport(describe(&e)),
+            };
+
+            if attempt > policy.max_retries {
+                return Err(match failure {
+                    Failure::Throttled(_) => GraphError::Throttled {
+                        mailbox: self.mailbox.clone(),
+                        operation: operation.name(),
+                        attempts: attempt,
+                    },
+                    Failure::Server {
+                        status,
+                        body,
+                        client_request_id,
+                        ..
+                    } => classify_api_error(
+                        operation,
+                        &self.mailbox,
+                        status,
+                        body,
+                        &client_request_id,
+                    ),
+                    Failure::Transport(detail) => GraphError::Transport {
+                        operation: operation.name(),
+                        attempts: attempt,
+                        detail,
+                    },
+                });
+            }
+            let wait = match &failure {
+                Failure::Throttled(retry_after) => {
+                    let wait = policy.wait(attempt, *retry_after);
+                    // A 429 is about the mailbox, not this request: hold every request back.
+                    inner.limiter.pause(client_id, mailbox, wait);
+                    wait
+                }
+                Failure::Server { retry_after, .. } => policy.wait(attempt, *retry_after),
+                Failure::Transport(_) => policy.backoff(attempt),
+            };
+            tracing::debug!(
+                operation = operation.name(),
+                mailbox,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "retrying graph request"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+enum Failure {
+    Throttled(Option<Duration>),
+    Server {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: ApiErrorBody,
+        client_request_id: String,
+    },
+    Transport(String),
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(String),
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Result<Bytes, BodyError> {
+    let mut body = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_JSON_BODY {
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => return Err(BodyError::Transport(describe(&e))),
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, `@` (addresses read better raw
+/// and Graph's own examples use it) and `$` (`$value`, `$select`).
+pub(crate) fn encode(raw: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'@')
+        .remove(b'$')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(raw, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(graph: &str) -> MailboxClient {
+        let config = GraphConfig::new(
+            Url::parse(graph).unwrap(),
+            Url::parse("https://login.microsoftonline.com").unwrap(),
+        );
+        GraphClient::new(config).unwrap().mailbox(
+            AppCredential {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                client_secret: "s".to_owned().into(),
+                expires_at: None,
+            },
+            MailboxAddress::parse("a@contoso.com").unwrap(),
+        )
+    }
+
+    #[test]
+    fn ids_are_percent_encoded_as_one_segment() {
+        let url = client("https://graph.microsoft.com").url(
+            &["messages", "AAMk/a+b=", "$value"],
+            &[("$select", "id,subject")],
+        );
+        assert_eq!(
+            url.as_str(),
+            "https://graph.microsoft.com/v1.0/users/a@contoso.com/messages/AAMk%2Fa%2Bb%3D/$value?$select=id%2Csubject"
+        );
+    }
+
+    #[test]
+    fn a_base_url_with_a_path_prefix_is_kept() {
+        let url = client("http://127.0.0.1:9000/graph/").url(&["mailFolders"], &[]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9000/graph/v1.0/users/a@contoso.com/mailFolders"
+        );
+    }
+
+    #[test]
+    fn paging_links_must_stay_on_the_graph_origin() {
+        let c = client("https://graph.microsoft.com");
+        assert!(
+            c.trusted_link(
+                Operation::Delta,
+                "https://graph.microsoft.com/v1.0/x?$skiptoken=1"
+            )
+            .is_ok()
+        );
+        let err = c
+            .trusted_link(Operation::Delta, "https://evil.example/v1.0/x")
+            .unwrap_err();
+        assert!(err.to_string().contains("refusing"), "{err}");
+    }
+}

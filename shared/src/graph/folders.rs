@@ -1,0 +1,139 @@
+//! Folder paths such as `Inbox/Backup Reports` resolved to folder ids (graph-notes §3).
+
+use super::client::{MailboxClient, Request};
+use super::error::{GraphError, Operation};
+use super::model::{MailFolder, Page};
+
+/// Names that address a default folder in any mailbox language (graph-notes §3).
+pub const WELL_KNOWN_FOLDERS: &[&str] = &[
+    "archive",
+    "clutter",
+    "conflicts",
+    "conversationhistory",
+    "deleteditems",
+    "drafts",
+    "inbox",
+    "junkemail",
+    "localfailures",
+    "msgfolderroot",
+    "outbox",
+    "recoverableitemsdeletions",
+    "scheduled",
+    "searchfolders",
+    "sentitems",
+    "serverfailures",
+    "syncissues",
+];
+
+const FOLDER_SELECT: &str =
+    "id,displayName,parentFolderId,childFolderCount,totalItemCount,unreadItemCount";
+
+/// Splits a folder path into its non-empty, trimmed segments.
+pub fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+impl MailboxClient {
+    /// Resolves a folder path: the first segment may be a well-known name (`inbox`), else a
+    /// top-level display name; later segments are child display names. Display names compare
+    /// case-insensitively, as Exchange does. A missing segment names the folders that do exist at
+    /// that level.
+    pub async fn resolve_folder(&self, path: &str) -> Result<MailFolder, GraphError> {
+        let segments = path_segments(path);
+        let Some((first, rest)) = segments.split_first() else {
+            return Err(GraphError::Config(format!(
+                "folder path '{path}' is empty; use a path such as Inbox/Backup Reports"
+            )));
+        };
+        let mut folder = if WELL_KNOWN_FOLDERS.contains(&first.to_ascii_lowercase().as_str()) {
+            self.get_folder(&first.to_ascii_lowercase()).await?
+        } else {
+            self.find_child(None, first, path, "the mailbox root")
+                .await?
+        };
+        let mut walked = folder.display_name.clone();
+        for segment in rest {
+            folder = self
+                .find_child(Some(&folder.id), segment, path, &format!("'{walked}'"))
+                .await?;
+            walked.push('/');
+            walked.push_str(&folder.display_name);
+        }
+        Ok(folder)
+    }
+
+    /// One folder by id or well-known name.
+    pub async fn get_folder(&self, id: &str) -> Result<MailFolder, GraphError> {
+        let url = self.url(&["mailFolders", id], &[("$select", FOLDER_SELECT)]);
+        self.json(Request::get(Operation::GetFolder, url)).await
+    }
+
+    /// The folders directly under `parent` (the top level when `None`), every page.
+    pub async fn child_folders(&self, parent: Option<&str>) -> Result<Vec<MailFolder>, GraphError> {
+        let query = [("$select", FOLDER_SELECT), ("$top", "100")];
+        let url = match parent {
+            Some(id) => self.url(&["mailFolders", id, "childFolders"], &query),
+            None => self.url(&["mailFolders"], &query),
+        };
+        let mut folders = Vec::new();
+        let mut next = Some(url);
+        while let Some(url) = next.take() {
+            let page: Page<MailFolder> =
+                self.json(Request::get(Operation::ListFolders, url)).await?;
+            folders.extend(page.value);
+            if let Some(link) = page.next_link {
+                next = Some(self.trusted_link(Operation::ListFolders, &link)?);
+            }
+        }
+        Ok(folders)
+    }
+
+    async fn find_child(
+        &self,
+        parent: Option<&str>,
+        name: &str,
+        path: &str,
+        parent_label: &str,
+    ) -> Result<MailFolder, GraphError> {
+        // Listing the level (usually a handful of folders) answers both "which one" and, when
+        // it is missing, "what is there instead" in one call.
+        let children = self.child_folders(parent).await?;
+        let wanted = name.to_lowercase();
+        let mut matches = children
+            .iter()
+            .filter(|f| f.display_name.to_lowercase() == wanted);
+        match (matches.next(), matches.next()) {
+            (Some(folder), None) => Ok(folder.clone()),
+            (Some(_), Some(_)) => Err(GraphError::AmbiguousFolder {
+                mailbox: self.mailbox.clone(),
+                path: path.to_owned(),
+                segment: name.to_owned(),
+                parent: parent_label.to_owned(),
+            }),
+            (None, _) => Err(GraphError::FolderNotFound {
+                mailbox: self.mailbox.clone(),
+                path: path.to_owned(),
+                missing: name.to_owned(),
+                parent: parent_label.to_owned(),
+                existing: children.into_iter().map(|f| f.display_name).collect(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_on_slashes_and_ignore_blanks() {
+        assert_eq!(
+            path_segments(" Inbox / Backup Reports/"),
+            ["Inbox", "Backup Reports"]
+        );
+        assert!(path_segments(" / ").is_empty());
+    }
+}

@@ -1,0 +1,20 @@
+//! The Microsoft Graph client: tokens, etiquette, folders, messages (graph-notes.md).
+//!
+//! Concrete, not a trait: tests point it at the Graph sandbox through its base URLs.
+
+mod auth;
+mod client;
+mod error;
+mod folders;
+mod limiter;
+mod messages;
+mod model;
+mod retry;
+
+pub use client::{GraphClient, GraphConfig, MailboxClient};
+pub use error::{GraphError, Operation};
+pub use folders::{WELL_KNOWN_FOLDERS, path_segments};
+pub use limiter::Permit;
+pub use messages::DeltaStart;
+pub use model::{EmailAddress, MailFolder, MessageSummary, Page, Recipient};
+pub use retry::RetryPolicy;

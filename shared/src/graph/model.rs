@@ -1,0 +1,107 @@
+//! The Graph resources Mailroom reads, as Graph sends them. Unknown fields are ignored; fields
+//! Mailroom can live without are optional.
+
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::domain::MessageId;
+
+/// One page of a collection (graph-notes §2, §5).
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+    #[serde(rename = "@odata.deltaLink")]
+    pub delta_link: Option<String>,
+}
+
+/// A mail folder (`mailFolder` resource).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MailFolder {
+    pub id: String,
+    #[serde(default)]
+    pub display_name: String,
+    pub parent_folder_id: Option<String>,
+    #[serde(default)]
+    pub child_folder_count: u32,
+    #[serde(default)]
+    pub total_item_count: u64,
+    #[serde(default)]
+    pub unread_item_count: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmailAddress {
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recipient {
+    pub email_address: Option<EmailAddress>,
+}
+
+/// The fields Mailroom lists for a message (`$select`ed, graph-notes §2). In a delta page a
+/// message that left the folder carries only `id` and `@removed`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageSummary {
+    pub id: MessageId,
+    pub internet_message_id: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<Recipient>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub received_date_time: Option<OffsetDateTime>,
+    pub is_read: Option<bool>,
+    #[serde(rename = "@removed")]
+    pub removed: Option<serde_json::Value>,
+}
+
+impl MessageSummary {
+    /// The `$select` list for listing and delta.
+    pub const SELECT: &'static str = "id,internetMessageId,subject,from,receivedDateTime,isRead";
+
+    pub fn from_address(&self) -> Option<String> {
+        self.from.as_ref()?.email_address.as_ref()?.address.clone()
+    }
+
+    pub fn is_removed(&self) -> bool {
+        self.removed.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_shapes_and_ignores_unknown_fields() {
+        let page: Page<MessageSummary> = serde_json::from_str(
+            r#"{"@odata.context":"x","value":[
+                {"@odata.etag":"W/\"1\"","id":"AAMk/a+b=","subject":"Backup OK","receivedDateTime":"2025-02-13T10:17:05Z",
+                 "from":{"emailAddress":{"name":"Veeam","address":"veeam@contoso.com"}},"isRead":false,"newField":1},
+                {"id":"gone","@removed":{"reason":"deleted"}}],
+               "@odata.nextLink":"https://graph.microsoft.com/v1.0/next"}"#,
+        )
+        .unwrap();
+        assert_eq!(page.value.len(), 2);
+        assert_eq!(
+            page.value[0].from_address().as_deref(),
+            Some("veeam@contoso.com")
+        );
+        assert!(page.value[1].is_removed());
+        assert!(page.next_link.is_some());
+        assert!(page.delta_link.is_none());
+    }
+
+    #[test]
+    fn a_missing_id_is_an_error_naming_the_field() {
+        let err = serde_json::from_str::<Page<MessageSummary>>(r#"{"value":[{"subject":"x"}]}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("missing field `id`"), "{err}");
+    }
+}

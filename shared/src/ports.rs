@@ -1,0 +1,146 @@
+//! Ports: the capabilities the engine needs from the outside world, as small async traits.
+//!
+//! Adapters implement them for AWS (DynamoDB, S3, Secrets Manager) and for local mode. SDK types
+//! never cross these traits; adapters turn SDK errors into the meanings below.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+use time::OffsetDateTime;
+
+use crate::credentials::AppCredential;
+use crate::domain::{Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord};
+
+/// A stream of bytes, such as a message's raw MIME on its way from Graph to a blob store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Failure of the state store. `operation` says what was being done, for the operator.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("state store unavailable during {operation}: {detail}")]
+    Unavailable {
+        operation: &'static str,
+        detail: String,
+    },
+    #[error("state store item is malformed ({operation}): {detail}")]
+    Malformed {
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+/// Failure of the blob store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlobError {
+    #[error("reading the message body for '{key}' failed: {source}")]
+    Source {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blob store failed to {operation} '{key}': {detail}")]
+    Unavailable {
+        operation: &'static str,
+        key: String,
+        detail: String,
+    },
+}
+
+/// Failure to read a credential.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    #[error("credential '{name}' not found: {hint}")]
+    NotFound { name: String, hint: String },
+    #[error(
+        "credential '{name}' is malformed: {detail}; expected JSON with tenant_id, client_id and client_secret"
+    )]
+    Malformed { name: String, detail: String },
+    #[error("credential '{name}' could not be read: {detail}")]
+    Unavailable { name: String, detail: String },
+}
+
+/// Result of the conditional create of a message record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The record did not exist and now does.
+    Created,
+    /// A record for this message already existed; it is returned unchanged.
+    AlreadyStored(Box<MessageRecord>),
+}
+
+/// Result of trying to take a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    Acquired,
+    HeldBy {
+        owner: String,
+        until: OffsetDateTime,
+    },
+}
+
+/// Mailbox configuration, message records, cursors and leases. One table in DynamoDB; one
+/// database locally.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// Creates or replaces the configuration of one mailbox folder.
+    async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError>;
+    /// Every configured mailbox folder, enabled or not, ordered by address then folder.
+    async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError>;
+    /// Removes one mailbox folder's configuration; returns whether it existed.
+    async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError>;
+
+    /// Creates the record unless one exists for (mailbox, message id): the exactly-once gate.
+    async fn create_record(&self, record: &MessageRecord) -> Result<CreateOutcome, StoreError>;
+    async fn get_record(
+        &self,
+        mailbox: &MailboxAddress,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError>;
+    /// Marks an existing record `Done` (idempotent).
+    async fn mark_done(&self, mailbox: &MailboxAddress, id: &MessageId) -> Result<(), StoreError>;
+    /// Every record of a mailbox (for status, verification and tests).
+    async fn list_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError>;
+    async fn put_cursor(&self, key: &FolderKey, cursor: &Cursor) -> Result<(), StoreError>;
+
+    /// Takes the lease `name` for `owner` until `until`, if it is free, expired (per `now`) or
+    /// already held by `owner`.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<LeaseOutcome, StoreError>;
+    /// Releases the lease if `owner` holds it; otherwise does nothing.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+}
+
+/// Where raw MIME goes: S3 in AWS, a directory locally.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `body` under `key`, replacing any object there. The body is consumed as a stream
+    /// and never held whole in memory. On error nothing is left visible under `key` that was not
+    /// there before (a replaced object may be either version).
+    async fn put(&self, key: &str, body: ByteStream) -> Result<(), BlobError>;
+    /// Size of the object under `key`, if there is one.
+    async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
+    /// Reads the object under `key` as a stream.
+    async fn get(&self, key: &str) -> Result<ByteStream, BlobError>;
+}
+
+/// Reads app credentials by name (a Secrets Manager secret id, or a local credential name).
+/// Implementations read through on every call; [`crate::credentials::Credentials`] caches.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError>;
+}

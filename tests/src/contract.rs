@@ -1,0 +1,616 @@
+//! One contract per port, run against every adapter (object_store's `integration.rs` pattern):
+//! [`state_store_contract`] and [`blob_store_contract`] call focused cases named for the
+//! behaviour they check. Each case uses its own mailboxes, leases and keys, so the cases can share
+//! one store and a failure names the case that broke.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use mailroom::domain::{
+    AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
+    RecordState,
+};
+use mailroom::ports::{BlobError, BlobStore, ByteStream, CreateOutcome, LeaseOutcome, StateStore};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+// ---- Fixtures ---------------------------------------------------------------------------------
+
+/// A short random suffix, so cases never see each other's data.
+pub fn unique() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A fresh mailbox address whose local part starts with `prefix`.
+pub fn mailbox(prefix: &str) -> MailboxAddress {
+    must(MailboxAddress::parse(&format!(
+        "{prefix}-{}@contoso.com",
+        unique()
+    )))
+}
+
+/// A complete record: every optional field set, a received time with a fraction of a second.
+pub fn record(mailbox: &MailboxAddress, id: &str) -> MessageRecord {
+    let received_at = datetime!(2025-03-04 23:30:15.25 -02:00);
+    let message_id = MessageId::new(id);
+    MessageRecord {
+        blob_key: mailroom::domain::blob_key(mailbox, &message_id, received_at),
+        mailbox: mailbox.clone(),
+        message_id,
+        folder: "Inbox/Reports".into(),
+        internet_message_id: Some(format!("<{id}@mail.contoso.com>")),
+        subject: Some(format!("Backup report {id}")),
+        from: Some("backup@contoso.com".into()),
+        received_at,
+        size: 2048,
+        sha256: "0f".repeat(32),
+        imported_at: datetime!(2025-03-05 01:31:00 UTC),
+        state: RecordState::Stored,
+    }
+}
+
+fn config(address: &MailboxAddress, folder: &str, action: AfterImport) -> MailboxConfig {
+    MailboxConfig {
+        address: address.clone(),
+        folder: folder.into(),
+        action,
+        credential: "contoso".into(),
+        enabled: true,
+    }
+}
+
+fn must<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The store's configs for the given addresses, in the store's order.
+async fn configs_of(store: &dyn StateStore, addresses: &[&MailboxAddress]) -> Vec<MailboxConfig> {
+    must(store.list_mailboxes().await)
+        .into_iter()
+        .filter(|c| addresses.contains(&&c.address))
+        .collect()
+}
+
+/// Whole seconds: DynamoDB keeps lease times in milliseconds.
+const T0: OffsetDateTime = datetime!(2030-01-01 00:00:00 UTC);
+
+fn at(seconds: i64) -> OffsetDateTime {
+    T0 + time::Duration::seconds(seconds)
+}
+
+// ---- StateStore -------------------------------------------------------------------------------
+
+/// Every [`StateStore`] case, in turn.
+pub async fn state_store_contract(store: &dyn StateStore) {
+    mailbox_configs_are_listed_by_address_then_folder(store).await;
+    putting_a_mailbox_config_replaces_it(store).await;
+    removing_a_mailbox_config_reports_whether_it_existed(store).await;
+    create_record_returns_the_original_when_already_stored(store).await;
+    concurrent_creates_of_one_record_create_it_once(store).await;
+    get_record_of_an_unknown_message_is_none(store).await;
+    mark_done_is_idempotent_and_visible(store).await;
+    mark_done_of_an_unknown_message_does_nothing(store).await;
+    list_records_returns_only_that_mailboxs_records(store).await;
+    list_records_pages_through_many_records(store).await;
+    cursor_is_absent_until_put_and_put_replaces_it(store).await;
+    lease_is_acquired_when_free_and_refused_while_held(store).await;
+    lease_is_renewed_by_its_owner(store).await;
+    lease_is_taken_over_once_expired(store).await;
+    lease_release_by_another_owner_does_nothing(store).await;
+    released_lease_can_be_taken_by_anyone(store).await;
+}
+
+pub async fn mailbox_configs_are_listed_by_address_then_folder(store: &dyn StateStore) {
+    let suffix = unique();
+    let a = must(MailboxAddress::parse(&format!("a-{suffix}@contoso.com")));
+    let b = must(MailboxAddress::parse(&format!("b-{suffix}@contoso.com")));
+    let wanted = vec![
+        config(&a, "Archive", AfterImport::None),
+        config(
+            &a,
+            "Inbox",
+            AfterImport::Move {
+                processed_folder: "Inbox/Processed".into(),
+            },
+        ),
+        MailboxConfig {
+            enabled: false,
+            ..config(&b, "Inbox", AfterImport::MarkRead)
+        },
+        config(&b, "Inbox/Deep/Folder #2", AfterImport::Delete),
+    ];
+    for i in [2, 0, 3, 1] {
+        must(store.put_mailbox(&wanted[i]).await);
+    }
+    assert_eq!(configs_of(store, &[&a, &b]).await, wanted);
+}
+
+pub async fn putting_a_mailbox_config_replaces_it(store: &dyn StateStore) {
+    let address = mailbox("replace");
+    let first = config(
+        &address,
+        "Inbox",
+        AfterImport::Move {
+            processed_folder: "Inbox/Done".into(),
+        },
+    );
+    must(store.put_mailbox(&first).await);
+    let second = MailboxConfig {
+        credential: "fabrikam".into(),
+        enabled: false,
+        ..config(&address, "Inbox", AfterImport::MarkRead)
+    };
+    must(store.put_mailbox(&second).await);
+    // The processed folder of the old `move` must not linger.
+    assert_eq!(configs_of(store, &[&address]).await, vec![second]);
+}
+
+pub async fn removing_a_mailbox_config_reports_whether_it_existed(store: &dyn StateStore) {
+    let address = mailbox("remove");
+    let kept = config(&address, "Archive", AfterImport::None);
+    let removed = config(&address, "Inbox", AfterImport::None);
+    must(store.put_mailbox(&kept).await);
+    must(store.put_mailbox(&removed).await);
+    assert!(must(store.remove_mailbox(&removed.key()).await));
+    assert!(!must(store.remove_mailbox(&removed.key()).await));
+    assert_eq!(configs_of(store, &[&address]).await, vec![kept]);
+}
+
+pub async fn create_record_returns_the_original_when_already_stored(store: &dyn StateStore) {
+    let address = mailbox("create");
+    let original = record(&address, "AAMkAD/original+=");
+    assert_eq!(
+        must(store.create_record(&original).await),
+        CreateOutcome::Created
+    );
+    let second = MessageRecord {
+        subject: Some("a different subject".into()),
+        size: 1,
+        state: RecordState::Done,
+        ..original.clone()
+    };
+    assert_eq!(
+        must(store.create_record(&second).await),
+        CreateOutcome::AlreadyStored(Box::new(original.clone()))
+    );
+    assert_eq!(
+        must(store.get_record(&address, &original.message_id).await),
+        Some(original)
+    );
+}
+
+pub async fn concurrent_creates_of_one_record_create_it_once(store: &dyn StateStore) {
+    let address = mailbox("race");
+    let candidates: Vec<MessageRecord> = (0..8)
+        .map(|i| MessageRecord {
+            subject: Some(format!("attempt {i}")),
+            ..record(&address, "AAMkAD-raced")
+        })
+        .collect();
+    let outcomes =
+        futures::future::join_all(candidates.iter().map(|r| store.create_record(r))).await;
+    let outcomes: Vec<CreateOutcome> = outcomes.into_iter().map(must).collect();
+    let created = outcomes
+        .iter()
+        .filter(|o| **o == CreateOutcome::Created)
+        .count();
+    assert_eq!(created, 1, "{outcomes:#?}");
+    let stored = must(store.get_record(&address, &candidates[0].message_id).await)
+        .unwrap_or_else(|| panic!("the raced record was not stored"));
+    assert!(candidates.contains(&stored), "{stored:#?}");
+    for outcome in &outcomes {
+        if let CreateOutcome::AlreadyStored(existing) = outcome {
+            assert_eq!(**existing, stored);
+        }
+    }
+}
+
+pub async fn get_record_of_an_unknown_message_is_none(store: &dyn StateStore) {
+    let address = mailbox("unknown");
+    must(store.create_record(&record(&address, "known")).await);
+    let unknown = MessageId::new("unknown");
+    assert_eq!(must(store.get_record(&address, &unknown).await), None);
+    assert_eq!(
+        must(
+            store
+                .get_record(&mailbox("elsewhere"), &MessageId::new("known"))
+                .await
+        ),
+        None
+    );
+}
+
+pub async fn mark_done_is_idempotent_and_visible(store: &dyn StateStore) {
+    let address = mailbox("done");
+    let stored = record(&address, "to-be-done");
+    let untouched = record(&address, "still-stored");
+    must(store.create_record(&stored).await);
+    must(store.create_record(&untouched).await);
+    must(store.mark_done(&address, &stored.message_id).await);
+    must(store.mark_done(&address, &stored.message_id).await);
+    let done = MessageRecord {
+        state: RecordState::Done,
+        ..stored.clone()
+    };
+    assert_eq!(
+        must(store.get_record(&address, &stored.message_id).await),
+        Some(done.clone())
+    );
+    let mut listed = must(store.list_records(&address).await);
+    listed.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    assert_eq!(listed, vec![untouched, done]);
+}
+
+pub async fn mark_done_of_an_unknown_message_does_nothing(store: &dyn StateStore) {
+    let address = mailbox("done-unknown");
+    let id = MessageId::new("never-stored");
+    must(store.mark_done(&address, &id).await);
+    assert_eq!(must(store.get_record(&address, &id).await), None);
+    assert!(must(store.list_records(&address).await).is_empty());
+}
+
+pub async fn list_records_returns_only_that_mailboxs_records(store: &dyn StateStore) {
+    let first = mailbox("list");
+    let second = mailbox("list");
+    let ids = |records: &[MessageRecord]| -> Vec<String> {
+        let mut ids: Vec<String> = records
+            .iter()
+            .map(|r| r.message_id.as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(must(store.list_records(&first).await).is_empty());
+    for id in ["m1", "m2", "m3"] {
+        must(store.create_record(&record(&first, id)).await);
+    }
+    for id in ["m2", "m4"] {
+        must(store.create_record(&record(&second, id)).await);
+    }
+    // A cursor and a config of the same mailbox are not records.
+    let key = FolderKey {
+        mailbox: first.clone(),
+        folder: "Inbox".into(),
+    };
+    must(store.put_cursor(&key, &Cursor::default()).await);
+    must(
+        store
+            .put_mailbox(&config(&first, "Inbox", AfterImport::None))
+            .await,
+    );
+
+    let listed = must(store.list_records(&first).await);
+    assert_eq!(ids(&listed), ["m1", "m2", "m3"]);
+    assert!(listed.iter().all(|r| r.mailbox == first));
+    assert_eq!(listed[0], record(&first, &listed[0].message_id.to_string()));
+    assert_eq!(ids(&must(store.list_records(&second).await)), ["m2", "m4"]);
+}
+
+/// More than 1 MB of records: DynamoDB returns at most 1 MB per page, so this needs paging.
+pub async fn list_records_pages_through_many_records(store: &dyn StateStore) {
+    const COUNT: usize = 260;
+    let address = mailbox("many");
+    let padding = "x".repeat(5000);
+    let records: Vec<MessageRecord> = (0..COUNT)
+        .map(|i| MessageRecord {
+            subject: Some(format!("{i} {padding}")),
+            ..record(&address, &format!("msg-{i:04}"))
+        })
+        .collect();
+    futures::stream::iter(&records)
+        .map(|r| store.create_record(r))
+        .buffer_unordered(16)
+        .try_for_each(|outcome| async move {
+            assert_eq!(outcome, CreateOutcome::Created);
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let mut listed = must(store.list_records(&address).await);
+    assert_eq!(listed.len(), COUNT, "every record exactly once");
+    listed.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    assert_eq!(listed, records);
+}
+
+pub async fn cursor_is_absent_until_put_and_put_replaces_it(store: &dyn StateStore) {
+    let address = mailbox("cursor");
+    let inbox = FolderKey {
+        mailbox: address.clone(),
+        folder: "Inbox".into(),
+    };
+    let archive = FolderKey {
+        mailbox: address.clone(),
+        folder: "Archive".into(),
+    };
+    assert_eq!(must(store.get_cursor(&inbox).await), None);
+
+    let midway = Cursor {
+        delta_link: None,
+        next_link: Some("https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$skiptoken=abc".into()),
+    };
+    must(store.put_cursor(&inbox, &midway).await);
+    assert_eq!(must(store.get_cursor(&inbox).await), Some(midway));
+
+    let complete = Cursor {
+        delta_link: Some("https://graph.microsoft.com/v1.0/users/x/mailFolders/inbox/messages/delta?$deltatoken=def".into()),
+        next_link: None,
+    };
+    must(store.put_cursor(&inbox, &complete).await);
+    // The next link of the finished round must be gone, not merged.
+    assert_eq!(must(store.get_cursor(&inbox).await), Some(complete));
+    assert_eq!(must(store.get_cursor(&archive).await), None);
+}
+
+pub async fn lease_is_acquired_when_free_and_refused_while_held(store: &dyn StateStore) {
+    let lease = format!("mbx-{}", unique());
+    assert_eq!(
+        must(store.acquire_lease(&lease, "runner-a", at(0), at(60)).await),
+        LeaseOutcome::Acquired
+    );
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&lease, "runner-b", at(30), at(90))
+                .await
+        ),
+        LeaseOutcome::HeldBy {
+            owner: "runner-a".into(),
+            until: at(60)
+        }
+    );
+    // Another lease name is independent.
+    let other = format!("mbx-{}", unique());
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&other, "runner-b", at(30), at(90))
+                .await
+        ),
+        LeaseOutcome::Acquired
+    );
+}
+
+pub async fn lease_is_renewed_by_its_owner(store: &dyn StateStore) {
+    let lease = format!("mbx-{}", unique());
+    must(store.acquire_lease(&lease, "runner-a", at(0), at(60)).await);
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&lease, "runner-a", at(50), at(120))
+                .await
+        ),
+        LeaseOutcome::Acquired
+    );
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&lease, "runner-b", at(100), at(160))
+                .await
+        ),
+        LeaseOutcome::HeldBy {
+            owner: "runner-a".into(),
+            until: at(120)
+        }
+    );
+}
+
+pub async fn lease_is_taken_over_once_expired(store: &dyn StateStore) {
+    let lease = format!("mbx-{}", unique());
+    must(store.acquire_lease(&lease, "runner-a", at(0), at(60)).await);
+    // Held up to, not including, its expiry.
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(
+                    &lease,
+                    "runner-b",
+                    at(60) - time::Duration::milliseconds(1),
+                    at(120)
+                )
+                .await
+        ),
+        LeaseOutcome::HeldBy {
+            owner: "runner-a".into(),
+            until: at(60)
+        }
+    );
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&lease, "runner-b", at(60), at(120))
+                .await
+        ),
+        LeaseOutcome::Acquired
+    );
+    assert_eq!(
+        must(
+            store
+                .acquire_lease(&lease, "runner-a", at(61), at(121))
+                .await
+        ),
+        LeaseOutcome::HeldBy {
+            owner: "runner-b".into(),
+            until: at(120)
+        }
+    );
+}
+
+pub async fn lease_release_by_another_owner_does_nothing(store: &dyn StateStore) {
+    let lease = format!("mbx-{}", unique());
+    must(store.acquire_lease(&lease, "runner-a", at(0), at(60)).await);
+    must(store.release_lease(&lease, "runner-b").await);
+    assert_eq!(
+        must(store.acquire_lease(&lease, "runner-b", at(1), at(61)).await),
+        LeaseOutcome::HeldBy {
+            owner: "runner-a".into(),
+            until: at(60)
+        }
+    );
+}
+
+pub async fn released_lease_can_be_taken_by_anyone(store: &dyn StateStore) {
+    let lease = format!("mbx-{}", unique());
+    // Releasing a lease nobody holds is fine too.
+    must(store.release_lease(&lease, "runner-a").await);
+    must(store.acquire_lease(&lease, "runner-a", at(0), at(60)).await);
+    must(store.release_lease(&lease, "runner-a").await);
+    assert_eq!(
+        must(store.acquire_lease(&lease, "runner-b", at(1), at(61)).await),
+        LeaseOutcome::Acquired
+    );
+}
+
+// ---- BlobStore --------------------------------------------------------------------------------
+
+/// Every [`BlobStore`] case, in turn.
+pub async fn blob_store_contract(store: &dyn BlobStore) {
+    small_body_round_trips(store).await;
+    put_replaces_an_existing_object(store).await;
+    size_of_a_missing_object_is_none(store).await;
+    get_of_a_missing_object_fails(store).await;
+    large_streamed_body_round_trips(store).await;
+    failing_body_leaves_nothing_new_under_the_key(store).await;
+}
+
+/// A key no other case uses.
+pub fn blob_key(case: &str) -> String {
+    format!("contract/{}/{case}.eml", unique())
+}
+
+/// A body from fixed chunks.
+pub fn body(chunks: &[&[u8]]) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = chunks
+        .iter()
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+/// `len` bytes of deterministic, incompressible-looking data in chunks of `chunk` bytes, made
+/// lazily, and their SHA-256 (hex).
+pub fn generated_body(len: usize, chunk: usize) -> (ByteStream, String) {
+    let byte = |i: usize| (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    let mut hasher = Sha256::new();
+    for start in (0..len).step_by(chunk) {
+        let piece: Vec<u8> = (start..(start + chunk).min(len)).map(byte).collect();
+        hasher.update(&piece);
+    }
+    let digest = hex::encode(hasher.finalize());
+    let stream = futures::stream::iter((0..len).step_by(chunk)).map(move |start| {
+        Ok(Bytes::from(
+            (start..(start + chunk).min(len))
+                .map(byte)
+                .collect::<Vec<u8>>(),
+        ))
+    });
+    (Box::pin(stream), digest)
+}
+
+/// `good` bytes in chunks of `chunk`, then an I/O error, as when Graph resets the connection.
+pub fn failing_body(good: usize, chunk: usize) -> ByteStream {
+    let (prefix, _) = generated_body(good, chunk);
+    let failure = futures::stream::once(async {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "graph reset the connection",
+        ))
+    });
+    Box::pin(prefix.chain(failure))
+}
+
+/// Reads a whole object (small ones: for large ones use [`sha256_of`]).
+pub async fn read_all(store: &dyn BlobStore, key: &str) -> Vec<u8> {
+    let mut stream = must(store.get(key).await);
+    let mut all = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        all.extend_from_slice(&must(chunk));
+    }
+    all
+}
+
+/// SHA-256 (hex) and length of an object, read as a stream.
+pub async fn sha256_of(store: &dyn BlobStore, key: &str) -> (String, u64) {
+    let mut stream = must(store.get(key).await);
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = must(chunk);
+        len += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    (hex::encode(hasher.finalize()), len)
+}
+
+pub async fn small_body_round_trips(store: &dyn BlobStore) {
+    let key = blob_key("small");
+    let mime: &[&[u8]] = &[b"From: a@contoso.com\r\nSubject: hi\r\n", b"\r\nhello\r\n"];
+    must(store.put(&key, body(mime)).await);
+    assert_eq!(read_all(store, &key).await, mime.concat());
+    assert_eq!(
+        must(store.size(&key).await),
+        Some(mime.concat().len() as u64)
+    );
+}
+
+pub async fn put_replaces_an_existing_object(store: &dyn BlobStore) {
+    let key = blob_key("replace");
+    must(store.put(&key, body(&[b"first version, longer"])).await);
+    must(store.put(&key, body(&[b"second"])).await);
+    assert_eq!(read_all(store, &key).await, b"second");
+    assert_eq!(must(store.size(&key).await), Some(6));
+}
+
+pub async fn size_of_a_missing_object_is_none(store: &dyn BlobStore) {
+    assert_eq!(must(store.size(&blob_key("missing")).await), None);
+}
+
+pub async fn get_of_a_missing_object_fails(store: &dyn BlobStore) {
+    let key = blob_key("missing");
+    match store.get(&key).await {
+        Err(BlobError::Unavailable { key: named, .. }) => assert_eq!(named, key),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("a missing object was readable"),
+    }
+}
+
+/// 20 MB in 64 KiB chunks: larger than any part size, so a streaming store must split it.
+pub async fn large_streamed_body_round_trips(store: &dyn BlobStore) {
+    const LEN: usize = 20 * 1024 * 1024 + 12_345;
+    let key = blob_key("large");
+    let (stream, digest) = generated_body(LEN, 64 * 1024);
+    must(store.put(&key, stream).await);
+    assert_eq!(must(store.size(&key).await), Some(LEN as u64));
+    assert_eq!(sha256_of(store, &key).await, (digest, LEN as u64));
+}
+
+pub async fn failing_body_leaves_nothing_new_under_the_key(store: &dyn BlobStore) {
+    let key = blob_key("failing");
+    assert_source_error(
+        store.put(&key, failing_body(300 * 1024, 64 * 1024)).await,
+        &key,
+    );
+    assert_eq!(must(store.size(&key).await), None);
+
+    let existing = blob_key("failing-replace");
+    must(store.put(&existing, body(&[b"the original"])).await);
+    assert_source_error(
+        store
+            .put(&existing, failing_body(300 * 1024, 64 * 1024))
+            .await,
+        &existing,
+    );
+    assert_eq!(read_all(store, &existing).await, b"the original");
+}
+
+/// Asserts `result` is the source stream's error for `key`.
+pub fn assert_source_error(result: Result<(), BlobError>, key: &str) {
+    match result {
+        Err(BlobError::Source { key: named, source }) => {
+            assert_eq!(named, key);
+            assert_eq!(source.kind(), std::io::ErrorKind::ConnectionReset);
+        }
+        Err(other) => panic!("expected a source error, got: {other}"),
+        Ok(()) => panic!("a put whose body failed succeeded"),
+    }
+}

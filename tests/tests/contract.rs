@@ -1,0 +1,426 @@
+//! The port contracts against the memory adapters and against DynamoDB, S3 and Secrets Manager on
+//! moto, plus the AWS-specific behaviour the contracts cannot see (table layout, multipart
+//! clean-up, secret errors).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, BillingMode, KeyType, ProjectionType, StreamViewType, TimeToLiveStatus,
+};
+use mailroom::adapters::aws::{BY_RECEIVED_INDEX, DynamoStateStore, SecretsManagerSource};
+use mailroom::adapters::memory::{MemoryBlobStore, MemoryStateStore};
+use mailroom::domain::{MessageId, MessageRecord};
+use mailroom::ports::{BlobStore, LeaseOutcome, SecretError, SecretSource, StateStore, StoreError};
+use mailroom_tests::contract::{self, blob_store_contract, state_store_contract};
+use mailroom_tests::moto::Moto;
+use secrecy::ExposeSecret;
+use time::macros::datetime;
+
+// ---- Contracts --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn memory_state_store_passes_the_contract() {
+    state_store_contract(&MemoryStateStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_state_store_passes_the_contract() {
+    let (store, _) = Moto::shared().fresh_table().await;
+    state_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn memory_blob_store_passes_the_contract() {
+    blob_store_contract(&MemoryBlobStore::default()).await;
+}
+
+#[tokio::test]
+async fn s3_blob_store_passes_the_contract() {
+    let (store, _) = Moto::shared().fresh_bucket().await;
+    blob_store_contract(&store).await;
+}
+
+// ---- DynamoDB ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn dynamodb_create_table_is_idempotent_and_builds_the_documented_layout() {
+    let moto = Moto::shared();
+    let (_, table) = moto.fresh_table().await;
+    let client = moto.clients().dynamodb;
+    // A second call finds the table and succeeds.
+    DynamoStateStore::create_table(&client, &table)
+        .await
+        .unwrap();
+
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let t = described.table().unwrap();
+    let keys: Vec<(&str, &KeyType)> = t
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    assert_eq!(keys, [("pk", &KeyType::Hash), ("sk", &KeyType::Range)]);
+    assert_eq!(
+        t.billing_mode_summary().and_then(|b| b.billing_mode()),
+        Some(&BillingMode::PayPerRequest)
+    );
+    let stream = t.stream_specification().unwrap();
+    assert!(stream.stream_enabled());
+    assert_eq!(
+        stream.stream_view_type(),
+        Some(&StreamViewType::NewAndOldImages)
+    );
+    let [gsi] = t.global_secondary_indexes() else {
+        panic!("expected one GSI: {:?}", t.global_secondary_indexes());
+    };
+    assert_eq!(gsi.index_name(), Some(BY_RECEIVED_INDEX));
+    let gsi_keys: Vec<(&str, &KeyType)> = gsi
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name(), k.key_type()))
+        .collect();
+    assert_eq!(
+        gsi_keys,
+        [("gsi1pk", &KeyType::Hash), ("gsi1sk", &KeyType::Range)]
+    );
+    assert_eq!(
+        gsi.projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::All)
+    );
+
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+}
+
+#[tokio::test]
+async fn dynamodb_records_are_listed_by_received_time_on_the_index() {
+    let moto = Moto::shared();
+    let (store, table) = moto.fresh_table().await;
+    let mailbox = contract::mailbox("index");
+    let received = [
+        ("late", datetime!(2025-03-05 09:00:00 UTC)),
+        ("early", datetime!(2025-03-04 23:00:00.5 -02:00)),
+        ("middle", datetime!(2025-03-05 08:59:59 +00:00)),
+    ];
+    for (id, received_at) in received {
+        let record = MessageRecord {
+            received_at,
+            ..contract::record(&mailbox, id)
+        };
+        store.create_record(&record).await.unwrap();
+    }
+    // Another mailbox's record must not show up.
+    store
+        .create_record(&contract::record(&contract::mailbox("other"), "x"))
+        .await
+        .unwrap();
+
+    let newest_first = moto
+        .clients()
+        .dynamodb
+        .query()
+        .table_name(&table)
+        .index_name(BY_RECEIVED_INDEX)
+        .key_condition_expression("gsi1pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("MBX#{mailbox}")))
+        .scan_index_forward(false)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = newest_first
+        .items()
+        .iter()
+        .map(|item| item["message_id"].as_s().unwrap().as_str())
+        .collect();
+    assert_eq!(ids, ["late", "middle", "early"]);
+    assert_eq!(
+        newest_first.items()[2]["gsi1sk"],
+        AttributeValue::S("RCV#2025-03-05T01:00:00Z#early".into())
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_lease_items_expire_through_ttl_a_day_after_the_lease() {
+    let moto = Moto::shared();
+    let (store, table) = moto.fresh_table().await;
+    let until = datetime!(2030-01-01 00:01:00.250 UTC);
+    let outcome = store
+        .acquire_lease(
+            "mailbox-a",
+            "runner-a",
+            until - time::Duration::minutes(1),
+            until,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, LeaseOutcome::Acquired);
+    let item = moto
+        .clients()
+        .dynamodb
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("LEASE#mailbox-a".into()))
+        .key("sk", AttributeValue::S("LEASE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let item = item.item().unwrap();
+    assert_eq!(item["owner"], AttributeValue::S("runner-a".into()));
+    assert_eq!(item["until"], AttributeValue::N("1893456060250".into()));
+    assert_eq!(
+        item["ttl"],
+        AttributeValue::N((1_893_456_060 + 86_400).to_string())
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_malformed_items_are_reported_with_attribute_and_key() {
+    let moto = Moto::shared();
+    let (store, table) = moto.fresh_table().await;
+    let mailbox = contract::mailbox("malformed");
+    moto.clients()
+        .dynamodb
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S(format!("MBX#{mailbox}")))
+        .item("sk", AttributeValue::S("MSG#broken".into()))
+        .item("mailbox", AttributeValue::S(mailbox.to_string()))
+        .item("message_id", AttributeValue::S("broken".into()))
+        .item("folder", AttributeValue::S("Inbox".into()))
+        .item("size", AttributeValue::S("large".into()))
+        .send()
+        .await
+        .unwrap();
+    let err = store
+        .get_record(&mailbox, &MessageId::new("broken"))
+        .await
+        .unwrap_err();
+    let StoreError::Malformed { operation, detail } = &err else {
+        panic!("expected Malformed, got {err:?}");
+    };
+    assert_eq!(*operation, "get record");
+    assert!(detail.contains("'received_at'"), "{detail}");
+    assert!(
+        detail.contains(&format!("pk='MBX#{mailbox}' sk='MSG#broken'")),
+        "{detail}"
+    );
+    // The same item breaks listing, with the same precision.
+    let err = store.list_records(&mailbox).await.unwrap_err().to_string();
+    assert!(
+        err.contains("list records") && err.contains("'received_at'"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_errors_carry_the_service_error() {
+    let moto = Moto::shared();
+    let store = DynamoStateStore::new(moto.clients().dynamodb, "mailroom-no-such-table");
+    let err = store
+        .get_record(&contract::mailbox("any"), &MessageId::new("x"))
+        .await
+        .unwrap_err();
+    let StoreError::Unavailable { operation, detail } = &err else {
+        panic!("expected Unavailable, got {err:?}");
+    };
+    assert_eq!(*operation, "get record");
+    // DisplayErrorContext shows the service's code, which the bare SdkError Display hides.
+    assert!(detail.contains("ResourceNotFoundException"), "{detail}");
+}
+
+// ---- S3 ---------------------------------------------------------------------------------------
+
+const SMALL_PART: usize = 256 * 1024;
+
+#[tokio::test]
+async fn s3_uploads_a_body_larger_than_a_part_in_parts() {
+    let moto = Moto::shared();
+    let (store, bucket) = moto.fresh_bucket().await;
+    let store = store.with_part_size_unchecked(SMALL_PART);
+    let key = contract::blob_key("multipart");
+    let len = 4 * SMALL_PART + 1;
+    let (body, digest) = contract::generated_body(len, 64 * 1024);
+    store.put(&key, body).await.unwrap();
+
+    let head = moto
+        .clients()
+        .s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    // A multipart object's ETag ends in the number of parts.
+    assert!(
+        head.e_tag().unwrap().ends_with("-5\""),
+        "{:?}",
+        head.e_tag()
+    );
+    assert_eq!(head.content_type(), Some("message/rfc822"));
+    assert_eq!(
+        contract::sha256_of(&store, &key).await,
+        (digest, len as u64)
+    );
+}
+
+#[tokio::test]
+async fn s3_single_part_objects_are_message_rfc822() {
+    let moto = Moto::shared();
+    let (store, bucket) = moto.fresh_bucket().await;
+    let key = contract::blob_key("single");
+    store
+        .put(&key, contract::body(&[b"Subject: x\r\n\r\nbody"]))
+        .await
+        .unwrap();
+    let head = moto
+        .clients()
+        .s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("message/rfc822"));
+    assert!(!head.e_tag().unwrap().contains('-'), "{:?}", head.e_tag());
+}
+
+#[tokio::test]
+async fn s3_failed_multipart_upload_is_aborted_and_leaves_nothing() {
+    let moto = Moto::shared();
+    let (store, bucket) = moto.fresh_bucket().await;
+    let store = store.with_part_size_unchecked(SMALL_PART);
+    let key = contract::blob_key("aborted");
+    // Four parts go up before the body fails.
+    let result = store
+        .put(
+            &key,
+            contract::failing_body(4 * SMALL_PART + 1000, 64 * 1024),
+        )
+        .await;
+    contract::assert_source_error(result, &key);
+
+    let uploads = moto
+        .clients()
+        .s3
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    assert_eq!(store.size(&key).await.unwrap(), None);
+}
+
+// ---- Secrets Manager --------------------------------------------------------------------------
+
+const SECRET_VALUE: &str = "Qx8~never.show-this-value";
+
+fn secret_name() -> String {
+    format!("mailroom/test-{}", contract::unique())
+}
+
+#[tokio::test]
+async fn secrets_manager_reads_a_valid_secret() {
+    let moto = Moto::shared();
+    let name = secret_name();
+    moto.put_secret(
+        &name,
+        &format!(
+            r#"{{"tenant_id":"tenant-1","client_id":"client-1","client_secret":"{SECRET_VALUE}","expires_at":"2026-06-30T00:00:00Z"}}"#
+        ),
+    )
+    .await;
+    let source = SecretsManagerSource::new(moto.clients().secrets);
+    let credential = source.fetch(&name).await.unwrap();
+    assert_eq!(credential.tenant_id, "tenant-1");
+    assert_eq!(credential.client_id, "client-1");
+    assert_eq!(credential.client_secret.expose_secret(), SECRET_VALUE);
+    assert_eq!(
+        credential.expires_at,
+        Some(datetime!(2026-06-30 00:00:00 UTC))
+    );
+}
+
+#[tokio::test]
+async fn secrets_manager_missing_secret_is_not_found_with_a_hint() {
+    let source = SecretsManagerSource::new(Moto::shared().clients().secrets);
+    let name = secret_name();
+    let err = source.fetch(&name).await.unwrap_err();
+    let SecretError::NotFound { name: named, hint } = &err else {
+        panic!("expected NotFound, got {err:?}");
+    };
+    assert_eq!(*named, name);
+    assert!(
+        hint.contains(&format!(
+            "aws secretsmanager create-secret --name {name} --secret-string"
+        )),
+        "{hint}"
+    );
+    for field in ["tenant_id", "client_id", "client_secret"] {
+        assert!(hint.contains(field), "{hint}");
+    }
+}
+
+#[tokio::test]
+async fn secrets_manager_malformed_secret_names_the_field_not_the_value() {
+    let moto = Moto::shared();
+    let source = SecretsManagerSource::new(moto.clients().secrets);
+    let cases = [
+        (
+            format!(r#"{{"tenant_id":"t","client_secret":"{SECRET_VALUE}"}}"#),
+            "field 'client_id' is missing",
+        ),
+        (
+            format!(r#"{{"tenant_id":"t", "client_id":"c", "client_secret":"{SECRET_VALUE}"#),
+            "not valid JSON",
+        ),
+    ];
+    for (json, expected) in cases {
+        let name = secret_name();
+        moto.put_secret(&name, &json).await;
+        let err = source.fetch(&name).await.unwrap_err();
+        assert!(matches!(err, SecretError::Malformed { .. }), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains(expected), "{shown}");
+        assert!(shown.contains(&name), "{shown}");
+        assert!(!shown.contains(SECRET_VALUE), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn secrets_manager_binary_secret_is_malformed() {
+    let moto = Moto::shared();
+    let name = secret_name();
+    moto.clients()
+        .secrets
+        .create_secret()
+        .name(&name)
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(
+            SECRET_VALUE.as_bytes(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let source = SecretsManagerSource::new(moto.clients().secrets);
+    let err = source.fetch(&name).await.unwrap_err();
+    let SecretError::Malformed { detail, .. } = &err else {
+        panic!("expected Malformed, got {err:?}");
+    };
+    assert!(detail.contains("SecretString"), "{detail}");
+    assert!(!format!("{err} {err:?}").contains(SECRET_VALUE));
+}
