@@ -103,6 +103,13 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<MessageRecord>, StoreError>;
     /// Marks an existing record `Done` (idempotent).
     async fn mark_done(&self, mailbox: &MailboxAddress, id: &MessageId) -> Result<(), StoreError>;
+    /// Records of a mailbox still `Stored`: the after-import action may not have happened (a run
+    /// stopped between storing and marking done). A run finishes these first, because in
+    /// `move`/`delete` modes the message may already have left the folder the run lists.
+    async fn pending_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError>;
     /// Every record of a mailbox (for status, verification and tests).
     async fn list_records(
         &self,

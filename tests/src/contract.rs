@@ -90,6 +90,7 @@ pub async fn state_store_contract(store: &dyn StateStore) {
     get_record_of_an_unknown_message_is_none(store).await;
     mark_done_is_idempotent_and_visible(store).await;
     mark_done_of_an_unknown_message_does_nothing(store).await;
+    pending_records_are_the_stored_records_not_yet_done(store).await;
     list_records_returns_only_that_mailboxs_records(store).await;
     list_records_pages_through_many_records(store).await;
     cursor_is_absent_until_put_and_put_replaces_it(store).await;
@@ -239,6 +240,28 @@ pub async fn mark_done_is_idempotent_and_visible(store: &dyn StateStore) {
     let mut listed = must(store.list_records(&address).await);
     listed.sort_by(|a, b| a.message_id.cmp(&b.message_id));
     assert_eq!(listed, vec![untouched, done]);
+}
+
+pub async fn pending_records_are_the_stored_records_not_yet_done(store: &dyn StateStore) {
+    let address = mailbox("pending");
+    let other = mailbox("pending-other");
+    let ids = ["p1", "p2", "p3"];
+    for id in ids {
+        must(store.create_record(&record(&address, id)).await);
+    }
+    must(store.create_record(&record(&other, "elsewhere")).await);
+    must(store.mark_done(&address, &MessageId::new("p2")).await);
+    let mut pending = must(store.pending_records(&address).await);
+    pending.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    assert_eq!(
+        pending,
+        vec![record(&address, "p1"), record(&address, "p3")]
+    );
+    for id in ["p1", "p3"] {
+        must(store.mark_done(&address, &MessageId::new(id)).await);
+    }
+    assert!(must(store.pending_records(&address).await).is_empty());
+    assert_eq!(must(store.pending_records(&other).await).len(), 1);
 }
 
 pub async fn mark_done_of_an_unknown_message_does_nothing(store: &dyn StateStore) {

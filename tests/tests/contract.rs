@@ -7,7 +7,9 @@
 use aws_sdk_dynamodb::types::{
     AttributeValue, BillingMode, KeyType, ProjectionType, StreamViewType, TimeToLiveStatus,
 };
-use mailroom::adapters::aws::{BY_RECEIVED_INDEX, DynamoStateStore, SecretsManagerSource};
+use mailroom::adapters::aws::{
+    BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, SecretsManagerSource,
+};
 use mailroom::adapters::memory::{MemoryBlobStore, MemoryStateStore};
 use mailroom::domain::{MessageId, MessageRecord};
 use mailroom::ports::{BlobStore, LeaseOutcome, SecretError, SecretSource, StateStore, StoreError};
@@ -75,22 +77,35 @@ async fn dynamodb_create_table_is_idempotent_and_builds_the_documented_layout() 
         stream.stream_view_type(),
         Some(&StreamViewType::NewAndOldImages)
     );
-    let [gsi] = t.global_secondary_indexes() else {
-        panic!("expected one GSI: {:?}", t.global_secondary_indexes());
-    };
-    assert_eq!(gsi.index_name(), Some(BY_RECEIVED_INDEX));
-    let gsi_keys: Vec<(&str, &KeyType)> = gsi
-        .key_schema()
+    let mut indexes: Vec<(&str, Vec<(&str, &KeyType)>, Option<&ProjectionType>)> = t
+        .global_secondary_indexes()
         .iter()
-        .map(|k| (k.attribute_name(), k.key_type()))
+        .map(|gsi| {
+            (
+                gsi.index_name().unwrap_or_default(),
+                gsi.key_schema()
+                    .iter()
+                    .map(|k| (k.attribute_name(), k.key_type()))
+                    .collect(),
+                gsi.projection().and_then(|p| p.projection_type()),
+            )
+        })
         .collect();
+    indexes.sort_by_key(|(name, ..)| *name);
     assert_eq!(
-        gsi_keys,
-        [("gsi1pk", &KeyType::Hash), ("gsi1sk", &KeyType::Range)]
-    );
-    assert_eq!(
-        gsi.projection().and_then(|p| p.projection_type()),
-        Some(&ProjectionType::All)
+        indexes,
+        [
+            (
+                BY_RECEIVED_INDEX,
+                vec![("gsi1pk", &KeyType::Hash), ("gsi1sk", &KeyType::Range)],
+                Some(&ProjectionType::All)
+            ),
+            (
+                PENDING_INDEX,
+                vec![("pending_pk", &KeyType::Hash), ("sk", &KeyType::Range)],
+                Some(&ProjectionType::All)
+            ),
+        ]
     );
 
     let ttl = client

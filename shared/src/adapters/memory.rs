@@ -88,6 +88,18 @@ impl StateStore for MemoryStateStore {
         Ok(())
     }
 
+    async fn pending_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        Ok(lock(&self.state)
+            .records
+            .values()
+            .filter(|r| &r.mailbox == mailbox && r.state == RecordState::Stored)
+            .cloned()
+            .collect())
+    }
+
     async fn list_records(
         &self,
         mailbox: &MailboxAddress,

@@ -51,11 +51,43 @@ impl Engine {
             key: config.key(),
             action,
         };
+        self.finish_pending(&run, report).await?;
         if config.action.uses_delta() {
             self.sync_delta(&run, &folder.id, stop_at, report).await
         } else {
             self.drain_queue(&run, &folder.id, stop_at, report).await
         }
+    }
+
+    /// Completes what an interrupted run left between "stored" and "done" (design.md: each step
+    /// idempotent). Needed because in `move`/`delete` modes the message may already be in its
+    /// destination, where listing the source folder would never find it again.
+    async fn finish_pending(
+        &self,
+        run: &FolderRun<'_>,
+        report: &mut FolderReport,
+    ) -> Result<(), ImportError> {
+        let pending: Vec<_> = self
+            .state
+            .pending_records(&run.config.address)
+            .await?
+            .into_iter()
+            .filter(|r| r.folder == run.config.folder)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(
+            count = pending.len(),
+            "finishing messages an earlier run stored but did not finish"
+        );
+        let mut outcomes = futures::stream::iter(pending)
+            .map(|record| async move { run.finish_pending(&record.message_id).await })
+            .buffer_unordered(self.options.message_concurrency.max(1));
+        while let Some(outcome) = outcomes.next().await {
+            report.count(&outcome?);
+        }
+        Ok(())
     }
 
     fn before_deadline(&self, stop_at: OffsetDateTime) -> bool {

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::report::MessageOutcome;
 use super::{Engine, ImportError, Step};
-use crate::domain::{FolderKey, MailboxConfig, MessageRecord, RecordState, blob_key};
+use crate::domain::{FolderKey, MailboxConfig, MessageId, MessageRecord, RecordState, blob_key};
 use crate::graph::{GraphError, MailboxClient, MessageSummary};
 use crate::ports::{ByteStream, CreateOutcome};
 
@@ -34,8 +34,8 @@ pub(super) struct FolderRun<'a> {
 }
 
 impl FolderRun<'_> {
-    fn before(&self, step: Step, m: &MessageSummary) -> Result<(), ImportError> {
-        Ok(self.engine.observer.before(step, &self.key, Some(&m.id))?)
+    fn before(&self, step: Step, id: &MessageId) -> Result<(), ImportError> {
+        Ok(self.engine.observer.before(step, &self.key, Some(id))?)
     }
 
     /// Imports one message, trying again (up to the configured attempts) after transient
@@ -81,12 +81,12 @@ impl FolderRun<'_> {
                 return Ok(MessageOutcome::Unchanged);
             }
             Some(record) => {
-                self.finish(m, record.state).await?;
+                self.finish(&m.id, record.state).await?;
                 return Ok(MessageOutcome::AlreadyStored);
             }
             None => self.store(m).await?,
         };
-        self.finish(m, RecordState::Stored).await?;
+        self.finish(&m.id, RecordState::Stored).await?;
         Ok(outcome)
     }
 
@@ -103,21 +103,21 @@ impl FolderRun<'_> {
             })?;
         let key = blob_key(mailbox, &m.id, received_at);
 
-        self.before(Step::FetchMime, m)?;
+        self.before(Step::FetchMime, &m.id)?;
         let body = match self.graph.mime(&m.id).await {
             Ok(body) => body,
             Err(GraphError::NotFound { .. }) => return Ok(MessageOutcome::Vanished),
             Err(e) => return Err(e.into()),
         };
         let (body, digest) = digesting(body);
-        self.before(Step::WriteBlob, m)?;
+        self.before(Step::WriteBlob, &m.id)?;
         engine.blobs.put(&key, body).await?;
         let (size, sha256) = digest
             .lock()
             .map(|d| (d.size, hex::encode(d.sha.clone().finalize())))
             .unwrap_or_default();
 
-        self.before(Step::CreateRecord, m)?;
+        self.before(Step::CreateRecord, &m.id)?;
         let record = MessageRecord {
             mailbox: mailbox.clone(),
             message_id: m.id.clone(),
@@ -138,12 +138,29 @@ impl FolderRun<'_> {
         })
     }
 
+    /// Finishes a record an earlier run stored but did not mark done: its action may or may not
+    /// have happened, and in `move`/`delete` modes the message may no longer be in the folder.
+    pub(super) async fn finish_pending(
+        &self,
+        id: &MessageId,
+    ) -> Result<MessageOutcome, ImportError> {
+        let outcome = match self.finish(id, RecordState::Stored).await {
+            Ok(()) => MessageOutcome::AlreadyStored,
+            Err(e) if e.stops_folder() => return Err(e),
+            Err(e) => MessageOutcome::Failed {
+                error: e.to_string(),
+            },
+        };
+        self.engine.observer.settled(&self.key, &outcome);
+        Ok(outcome)
+    }
+
     /// After-import action, then mark the record done.
-    async fn finish(&self, m: &MessageSummary, state: RecordState) -> Result<(), ImportError> {
-        self.before(Step::AfterImportAction, m)?;
+    async fn finish(&self, id: &MessageId, state: RecordState) -> Result<(), ImportError> {
+        self.before(Step::AfterImportAction, id)?;
         let acted = match &self.action {
-            Action::MoveTo(destination) => self.graph.move_message(&m.id, destination).await,
-            Action::MarkRead => self.graph.mark_read(&m.id).await,
+            Action::MoveTo(destination) => self.graph.move_message(id, destination).await,
+            Action::MarkRead => self.graph.mark_read(id).await,
             Action::None => Ok(()),
         };
         match acted {
@@ -152,10 +169,10 @@ impl FolderRun<'_> {
             Err(e) => return Err(e.into()),
         }
         if state != RecordState::Done {
-            self.before(Step::MarkDone, m)?;
+            self.before(Step::MarkDone, id)?;
             self.engine
                 .state
-                .mark_done(&self.config.address, &m.id)
+                .mark_done(&self.config.address, id)
                 .await?;
         }
         Ok(())

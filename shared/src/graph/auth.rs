@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
 
-use super::error::{GraphError, Operation, TokenErrorBody};
+use super::error::{GraphError, Operation, TokenErrorBody, parse_retry_after};
 use super::retry::RetryPolicy;
 use crate::credentials::AppCredential;
 
@@ -149,7 +149,12 @@ impl TokenCache {
                         let body: TokenErrorBody = response.json().await.unwrap_or_default();
                         return Err(body.classify(&credential.tenant_id, &credential.client_id));
                     }
-                    self.retry.backoff(attempt)
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+                    self.retry.wait(attempt, retry_after)
                 }
                 Err(e) if attempt > self.retry.max_retries => {
                     return Err(GraphError::Transport {

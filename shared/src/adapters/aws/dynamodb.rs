@@ -3,12 +3,14 @@
 //! | item           | pk                  | sk                           | other attributes |
 //! |----------------|---------------------|------------------------------|------------------|
 //! | mailbox config | `CONFIG`            | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled |
-//! | message record | `MBX#{address}`     | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk |
+//! | message record | `MBX#{address}`     | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk, pending_pk? |
 //! | cursor         | `MBX#{address}`     | `CURSOR#{folder}`            | delta_link?, next_link? |
 //! | lease          | `LEASE#{name}`      | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
-//! lists a mailbox's recent messages by received time. [`DynamoStateStore::create_table`] builds
+//! lists a mailbox's recent messages by received time. The sparse GSI `pending` (`pending_pk` =
+//! `MBX#{address}`, present only while a record is `stored`; range key `sk`) lists the records
+//! whose after-import action may still be due. [`DynamoStateStore::create_table`] builds
 //! exactly this table; the SAM template must define the same.
 //!
 //! Wire mapping (domain <-> `AttributeValue` maps) lives in this file and nowhere else.
@@ -38,6 +40,9 @@ use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
 
 /// Name of the global secondary index listing a mailbox's messages by received time.
 pub const BY_RECEIVED_INDEX: &str = "by_received";
+
+/// Name of the sparse GSI of records still `stored`.
+pub const PENDING_INDEX: &str = "pending";
 
 /// How long `create_table` waits for a new table to become ACTIVE.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -104,6 +109,17 @@ impl DynamoStateStore {
             )
             .build()
             .map_err(|e| unavailable(OPERATION, e))?;
+        let pending = GlobalSecondaryIndex::builder()
+            .index_name(PENDING_INDEX)
+            .key_schema(key("pending_pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| unavailable(OPERATION, e))?;
         // The design asks for the stream so downstream consumers can react to new records; new
         // and old images let them see a record's `stored` -> `done` transition too.
         let stream = StreamSpecification::builder()
@@ -120,9 +136,11 @@ impl DynamoStateStore {
             .attribute_definitions(string_attribute("sk")?)
             .attribute_definitions(string_attribute("gsi1pk")?)
             .attribute_definitions(string_attribute("gsi1sk")?)
+            .attribute_definitions(string_attribute("pending_pk")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
             .global_secondary_indexes(by_received)
+            .global_secondary_indexes(pending)
             .stream_specification(stream)
             .send()
             .await;
@@ -315,7 +333,8 @@ impl StateStore for DynamoStateStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(record_key(mailbox, id)))
-            .update_expression("SET #state = :done")
+            // Leaving the sparse `pending` index is what "done" means to the next run.
+            .update_expression("SET #state = :done REMOVE pending_pk")
             // Without the condition an update of a missing record would create a stub item.
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#state", "state")
@@ -333,6 +352,38 @@ impl StateStore for DynamoStateStore {
             }
             Err(e) => Err(unavailable(OPERATION, e)),
         }
+    }
+
+    async fn pending_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        const OPERATION: &str = "list pending records";
+        // A GSI read is eventually consistent: a record marked done a moment ago may still be
+        // listed (its action is repeated, harmlessly), one stored a moment ago may be missed (the
+        // next run finishes it).
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PENDING_INDEX)
+            .key_condition_expression("pending_pk = :pk")
+            .expression_attribute_values(":pk", s(mailbox_pk(mailbox)))
+            .into_paginator()
+            .items()
+            .send();
+        let mut records = Vec::new();
+        while let Some(item) = items
+            .try_next()
+            .await
+            .map_err(|e| unavailable(OPERATION, e))?
+        {
+            let record = record_from_item(&item, OPERATION)?;
+            if record.state == RecordState::Stored {
+                records.push(record);
+            }
+        }
+        Ok(records)
     }
 
     async fn list_records(
@@ -575,6 +626,9 @@ fn record_to_item(record: &MessageRecord, operation: &'static str) -> Result<Ite
         s(rfc3339(record.imported_at, "imported_at", operation)?),
     );
     item.insert("state".into(), s(record.state.as_str()));
+    if record.state == RecordState::Stored {
+        item.insert("pending_pk".into(), s(mailbox_pk(&record.mailbox)));
+    }
     item.insert("gsi1pk".into(), s(mailbox_pk(&record.mailbox)));
     item.insert(
         "gsi1sk".into(),

@@ -5,7 +5,7 @@ mod dynamodb;
 mod s3;
 mod secrets;
 
-pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore};
+pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
 pub use secrets::SecretsManagerSource;
 

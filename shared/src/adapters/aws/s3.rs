@@ -274,6 +274,9 @@ fn unavailable(operation: &'static str, key: &str, err: impl std::error::Error) 
     }
 }
 
+/// Past this many bytes a part buffer is grown straight to the full part size.
+const GROW_TO_PART: usize = 1024 * 1024;
+
 /// Cuts a byte stream into parts of exactly `part_size` bytes (the last may be shorter), holding
 /// at most one part plus the source's current chunk.
 struct PartReader {
@@ -302,6 +305,11 @@ impl PartReader {
                 break;
             }
             let take = self.pending.len().min(self.part_size - part.len());
+            if part.len() >= GROW_TO_PART && part.capacity() - part.len() < take {
+                // A large message: make room for the whole part once, instead of doubling
+                // (which briefly holds 1.5 parts). Small messages never allocate a full part.
+                part.reserve(self.part_size - part.len());
+            }
             part.extend_from_slice(&self.pending.split_to(take));
         }
         Ok((!part.is_empty()).then(|| part.freeze()))

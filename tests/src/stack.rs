@@ -1,0 +1,277 @@
+//! The whole stack for an end-to-end test: the Graph sandbox on loopback, a fresh DynamoDB table,
+//! S3 bucket and Secrets Manager secret on moto, and an [`Engine`] wired to them through the real
+//! adapters and the real Graph client.
+//!
+//! Test support: a failed set-up step panics with what failed, like an assertion.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use graph_sandbox::{
+    DEFAULT_CLIENT_ID, DEFAULT_SECRET, DEFAULT_TENANT, MessageInfo, Sandbox, World,
+};
+use mailroom::adapters::aws::{DynamoStateStore, S3BlobStore, SecretsManagerSource};
+use mailroom::clock::{Clock, ManualClock};
+use mailroom::credentials::Credentials;
+use mailroom::domain::{AfterImport, MailboxAddress, MailboxConfig, MessageRecord, RecordState};
+use mailroom::engine::{Engine, EngineOptions, ImportObserver, NoObserver, RunReport};
+use mailroom::graph::{GraphClient, GraphConfig, RetryPolicy};
+use mailroom::ports::{BlobStore, StateStore};
+use sha2::{Digest, Sha256};
+
+use crate::moto::Moto;
+
+/// How far ahead of the test clock a run's deadline is.
+pub const RUN_BUDGET: time::Duration = time::Duration::minutes(10);
+
+pub struct Stack {
+    pub sandbox: Sandbox,
+    pub moto: &'static Moto,
+    pub state: Arc<DynamoStateStore>,
+    pub blobs: Arc<S3BlobStore>,
+    pub bucket: String,
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    /// The engine's clock: leases and deadlines. Advance it to expire a crashed run's lease.
+    pub clock: Arc<ManualClock>,
+    /// Name of the Secrets Manager secret holding the sandbox app's credential.
+    pub credential: String,
+}
+
+impl Stack {
+    /// Starts the sandbox with `world` and creates fresh AWS resources, with the sandbox's
+    /// default app credential stored as a secret.
+    pub async fn start(world: World) -> Stack {
+        let sandbox = Sandbox::start(world).await.expect("sandbox starts");
+        // Quick retries keep throttling tests short; the client still honours Retry-After.
+        sandbox.set_throttle_retry_after(0.05);
+        let moto = Moto::shared();
+        let (state, _table) = moto.fresh_table().await;
+        let (blobs, bucket) = moto.fresh_bucket().await;
+        let clients = moto.clients();
+        let credential = format!("mailroom/test/{}", uuid::Uuid::new_v4().simple());
+        let stack = Stack {
+            sandbox,
+            moto,
+            state: Arc::new(state),
+            blobs: Arc::new(blobs),
+            bucket,
+            s3: clients.s3,
+            secrets: clients.secrets,
+            clock: Arc::new(ManualClock::default()),
+            credential,
+        };
+        stack.put_secret(DEFAULT_SECRET).await;
+        stack
+    }
+
+    /// Stores (or replaces) the credential secret with `client_secret` as its secret value.
+    pub async fn put_secret(&self, client_secret: &str) {
+        let json = serde_json::json!({
+            "tenant_id": DEFAULT_TENANT,
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": client_secret,
+        })
+        .to_string();
+        let exists = self
+            .secrets
+            .describe_secret()
+            .secret_id(&self.credential)
+            .send()
+            .await
+            .is_ok();
+        if exists {
+            self.secrets
+                .put_secret_value()
+                .secret_id(&self.credential)
+                .secret_string(json)
+                .send()
+                .await
+                .expect("put secret value");
+        } else {
+            self.moto.put_secret(&self.credential, &json).await;
+        }
+    }
+
+    pub fn graph_config(&self) -> GraphConfig {
+        let url = url::Url::parse(&self.sandbox.url()).expect("sandbox URL");
+        let mut config = GraphConfig::new(url.clone(), url);
+        config.retry = RetryPolicy {
+            max_retries: 8,
+            base: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+            max_retry_after: Duration::from_secs(5),
+        };
+        config
+    }
+
+    /// An engine on this stack, as a fresh process would build it (its own lease owner, token
+    /// cache and credential cache).
+    pub fn engine_with(&self, observer: Arc<dyn ImportObserver>, options: EngineOptions) -> Engine {
+        let options = EngineOptions {
+            owner: EngineOptions::default().owner,
+            ..options
+        };
+        let secrets = SecretsManagerSource::new(self.secrets.clone());
+        Engine {
+            state: self.state.clone(),
+            blobs: self.blobs.clone(),
+            credentials: Arc::new(Credentials::new(
+                Arc::new(secrets),
+                Credentials::DEFAULT_TTL,
+            )),
+            graph: GraphClient::new(self.graph_config()).expect("graph client"),
+            clock: self.clock.clone(),
+            observer,
+            options,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine_with(Arc::new(NoObserver), EngineOptions::default())
+    }
+
+    /// Configures a mailbox folder to import.
+    pub async fn configure(
+        &self,
+        address: &str,
+        folder: &str,
+        action: AfterImport,
+    ) -> MailboxConfig {
+        let config = MailboxConfig {
+            address: MailboxAddress::parse(address).expect("address"),
+            folder: folder.to_owned(),
+            action,
+            credential: self.credential.clone(),
+            enabled: true,
+        };
+        self.state.put_mailbox(&config).await.expect("put mailbox");
+        config
+    }
+
+    /// One run with a fresh engine and the default options.
+    pub async fn run(&self) -> RunReport {
+        self.run_with(self.engine()).await
+    }
+
+    pub async fn run_with(&self, engine: Engine) -> RunReport {
+        engine
+            .run(self.clock.now() + RUN_BUDGET, None)
+            .await
+            .expect("state store reachable")
+    }
+
+    /// Every object key in the bucket.
+    pub async fn bucket_keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("list objects");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        keys.sort();
+        keys
+    }
+
+    pub async fn records(&self, mailbox: &str) -> Vec<MessageRecord> {
+        let mailbox = MailboxAddress::parse(mailbox).expect("address");
+        self.state
+            .list_records(&mailbox)
+            .await
+            .expect("list records")
+    }
+
+    /// The invariant of every end-to-end test: the store holds exactly the messages `expected`
+    /// (what the mailbox held), each once — one record per message, in state `done`, with its
+    /// MIME in the bucket byte for byte — and nothing else.
+    pub async fn assert_stored_exactly_once(&self, mailbox: &str, expected: &[MessageInfo]) {
+        let records = self.records(mailbox).await;
+        let by_id: BTreeMap<&str, &MessageRecord> =
+            records.iter().map(|r| (r.message_id.as_str(), r)).collect();
+        assert_eq!(by_id.len(), records.len(), "two records share a message id");
+        let expected_ids: BTreeSet<&str> =
+            expected.iter().map(|m| m.immutable_id.as_str()).collect();
+        let stored_ids: BTreeSet<&str> = by_id.keys().copied().collect();
+        let missing: Vec<_> = expected_ids.difference(&stored_ids).collect();
+        let extra: Vec<_> = stored_ids.difference(&expected_ids).collect();
+        assert!(
+            missing.is_empty(),
+            "{} messages not stored: {missing:?}",
+            missing.len()
+        );
+        assert!(
+            extra.is_empty(),
+            "{} records for messages the mailbox did not hold: {extra:?}",
+            extra.len()
+        );
+
+        let internet_ids: BTreeSet<_> = records
+            .iter()
+            .map(|r| r.internet_message_id.clone())
+            .collect();
+        assert_eq!(
+            internet_ids.len(),
+            records.len(),
+            "a message was stored twice under two ids"
+        );
+
+        for message in expected {
+            let record = by_id[message.immutable_id.as_str()];
+            assert_eq!(
+                record.state,
+                RecordState::Done,
+                "record of '{}' not done",
+                message.subject
+            );
+            assert_eq!(record.size, message.size, "size of '{}'", message.subject);
+            assert_eq!(
+                record.sha256, message.sha256,
+                "checksum of '{}'",
+                message.subject
+            );
+            assert_eq!(
+                record.internet_message_id.as_deref(),
+                Some(message.internet_message_id.as_str())
+            );
+        }
+
+        let keys = self.bucket_keys().await;
+        let record_keys: BTreeSet<&str> = records.iter().map(|r| r.blob_key.as_str()).collect();
+        assert_eq!(
+            keys.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+            record_keys,
+            "the bucket holds exactly one object per record"
+        );
+        // Byte for byte, on a sample (every message is checked by size and record checksum).
+        for record in records.iter().step_by((records.len() / 10).max(1)) {
+            assert_eq!(
+                self.blob_sha256(&record.blob_key).await,
+                record.sha256,
+                "object {} differs from the mailbox's MIME",
+                record.blob_key
+            );
+        }
+    }
+
+    /// SHA-256 of an object, streamed.
+    pub async fn blob_sha256(&self, key: &str) -> String {
+        let mut body = self.blobs.get(key).await.expect("object exists");
+        let mut sha = Sha256::new();
+        while let Some(chunk) = body.next().await {
+            sha.update(chunk.expect("object readable"));
+        }
+        hex::encode(sha.finalize())
+    }
+}
