@@ -1,0 +1,470 @@
+//! The HTTP control API under `/_sandbox/` (JSON, no auth), for the binary and for tests in
+//! other languages. Every endpoint calls the same `Core` methods as [`crate::Sandbox`].
+//!
+//! | endpoint | body / answer |
+//! |---|---|
+//! | `POST /_sandbox/mailboxes/{address}/messages` | `{folder?, subject, from?, attachments?, size?, received?, isRead?, bodyText?, internetMessageId?}` → 201 `MessageInfo` |
+//! | `GET /_sandbox/mailboxes/{address}/messages[?folder=Inbox/X]` | `[MessageInfo]` |
+//! | `GET /_sandbox/mailboxes/{address}/messages/{id}/mime` | the raw MIME |
+//! | `POST /_sandbox/mailboxes/{address}/folders` | `{path}` |
+//! | `POST /_sandbox/mailboxes/{address}/expire-delta` | |
+//! | `GET`/`DELETE /_sandbox/requests` | the request log / clear it |
+//! | `GET /_sandbox/stats` | `Stats` |
+//! | `POST`/`DELETE /_sandbox/faults` | `{kind: status|throttle|dropConnection|truncateBody|delay, status?, retryAfter?, ms?, method?, pathContains?, mailbox?, times?}` / clear |
+//! | `POST /_sandbox/latency` | `{ms, mailbox?}` |
+//! | `POST /_sandbox/throttle` | `{retryAfter?, concurrency?, budget?: {requests, windowSeconds} or null}` |
+//! | `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` | `{now}` / `{seconds}` |
+//! | `POST /_sandbox/apps/{client_id}/permissions` | `{permissions: [...]}` |
+//! | `POST /_sandbox/apps/{client_id}/scope` | `{only: [...] or null}` |
+//! | `POST /_sandbox/token-lifetime` | `{seconds}` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::core::Core;
+use crate::faults::{FaultKind, FaultRule};
+use crate::mime::CHUNK_SIZE;
+use crate::requests::RequestRecordJson;
+use crate::world::NewMessage;
+
+type Shared = State<Arc<Core>>;
+
+pub(crate) fn router() -> Router<Arc<Core>> {
+    Router::new()
+        .route(
+            "/mailboxes/{address}/messages",
+            post(add_message).get(list_messages),
+        )
+        .route("/mailboxes/{address}/messages/{id}/mime", get(mime))
+        .route("/mailboxes/{address}/folders", post(add_folder))
+        .route("/mailboxes/{address}/expire-delta", post(expire_delta))
+        .route("/requests", get(requests).delete(clear_requests))
+        .route("/stats", get(stats))
+        .route("/faults", post(add_fault).delete(clear_faults))
+        .route("/latency", post(latency))
+        .route("/throttle", post(throttle))
+        .route("/clock", get(clock))
+        .route("/clock/advance", post(advance_clock))
+        .route("/apps/{client_id}/permissions", post(app_permissions))
+        .route("/apps/{client_id}/scope", post(app_scope))
+        .route("/token-lifetime", post(token_lifetime))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such control endpoint; see the crate docs",
+            )
+        })
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, String> {
+    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+fn bad(message: String) -> Response {
+    error(StatusCode::BAD_REQUEST, &message)
+}
+
+fn ok() -> Response {
+    (StatusCode::OK, axum::Json(json!({ "ok": true }))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FromField {
+    Address(String),
+    Full {
+        name: Option<String>,
+        address: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttachmentBody {
+    filename: String,
+    #[serde(default = "octet_stream")]
+    content_type: String,
+    size: usize,
+}
+
+fn octet_stream() -> String {
+    "application/octet-stream".to_owned()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddMessageBody {
+    #[serde(default = "inbox")]
+    folder: String,
+    subject: String,
+    from: Option<FromField>,
+    #[serde(default)]
+    attachments: Vec<AttachmentBody>,
+    /// Generate the MIME on the fly at about this many bytes.
+    size: Option<u64>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    received: Option<OffsetDateTime>,
+    is_read: Option<bool>,
+    body_text: Option<String>,
+    internet_message_id: Option<String>,
+}
+
+fn inbox() -> String {
+    "Inbox".to_owned()
+}
+
+/// `POST /_sandbox/mailboxes/{address}/messages` → the new message's `MessageInfo`.
+async fn add_message(State(core): Shared, Path(address): Path<String>, body: Bytes) -> Response {
+    let b: AddMessageBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let mut m = match b.size {
+        Some(size) => NewMessage::generated(&b.subject, size),
+        None => NewMessage::new(&b.subject),
+    };
+    match b.from {
+        Some(FromField::Address(a)) => m = m.from(&a, &a),
+        Some(FromField::Full { name, address }) => {
+            m = m.from(name.as_deref().unwrap_or(&address), &address);
+        }
+        None => {}
+    }
+    for a in &b.attachments {
+        m = m.attachment(&a.filename, &a.content_type, a.size);
+    }
+    if let Some(t) = b.received {
+        m = m.received(t);
+    }
+    if let Some(r) = b.is_read {
+        m = m.is_read(r);
+    }
+    if let Some(t) = &b.body_text {
+        m = m.body_text(t);
+    }
+    if let Some(id) = &b.internet_message_id {
+        m = m.internet_message_id(id);
+    }
+    match core.add_message(&address, &b.folder, &m) {
+        Some(info) => (StatusCode::CREATED, axum::Json(info)).into_response(),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the message could not be added",
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct FolderQuery {
+    folder: Option<String>,
+}
+
+/// `GET /_sandbox/mailboxes/{address}/messages[?folder=Inbox/Invoices]`.
+async fn list_messages(
+    State(core): Shared,
+    Path(address): Path<String>,
+    Query(q): Query<FolderQuery>,
+) -> Response {
+    axum::Json(core.messages(&address, q.folder.as_deref())).into_response()
+}
+
+/// `GET /_sandbox/mailboxes/{address}/messages/{immutable id}/mime` → the raw MIME.
+async fn mime(State(core): Shared, Path((address, id)): Path<(String, String)>) -> Response {
+    let Some(template) = core.mime(&address, &id) else {
+        return error(StatusCode::NOT_FOUND, "no such message");
+    };
+    let len = template.len();
+    let reader = template.reader();
+    let stream = futures::stream::unfold(reader, |mut r| async move {
+        r.next_chunk(CHUNK_SIZE)
+            .map(|c| (Ok::<_, std::io::Error>(c), r))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_owned()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct FolderBody {
+    path: String,
+}
+
+/// `POST /_sandbox/mailboxes/{address}/folders` `{"path":"Inbox/A/B"}`.
+async fn add_folder(State(core): Shared, Path(address): Path<String>, body: Bytes) -> Response {
+    match parse::<FolderBody>(&body) {
+        Ok(b) => {
+            core.add_folder(&address, &b.path);
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+/// `POST /_sandbox/mailboxes/{address}/expire-delta`.
+async fn expire_delta(State(core): Shared, Path(address): Path<String>) -> Response {
+    if core.expire_delta_tokens(&address) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such mailbox")
+    }
+}
+
+/// `GET /_sandbox/requests`.
+async fn requests(State(core): Shared) -> Response {
+    let records = core.requests();
+    let json: Vec<RequestRecordJson<'_>> = records
+        .iter()
+        .map(|r| RequestRecordJson::new(r, core.started))
+        .collect();
+    axum::Json(json).into_response()
+}
+
+/// `DELETE /_sandbox/requests`.
+async fn clear_requests(State(core): Shared) -> Response {
+    core.clear_requests();
+    ok()
+}
+
+/// `GET /_sandbox/stats`.
+async fn stats(State(core): Shared) -> Response {
+    axum::Json(core.stats()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FaultBody {
+    /// status | throttle | dropConnection | truncateBody | delay
+    kind: String,
+    status: Option<u16>,
+    retry_after: Option<f64>,
+    ms: Option<u64>,
+    method: Option<String>,
+    path_contains: Option<String>,
+    mailbox: Option<String>,
+    times: Option<u32>,
+}
+
+/// `POST /_sandbox/faults` e.g. `{"kind":"status","status":503,"retryAfter":1,"pathContains":"/$value","times":2}`.
+async fn add_fault(State(core): Shared, body: Bytes) -> Response {
+    let b: FaultBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let kind = match b.kind.to_ascii_lowercase().as_str() {
+        "status" => FaultKind::Status(b.status.unwrap_or(503), b.retry_after),
+        "throttle" => FaultKind::Throttle(b.retry_after.unwrap_or(1.0)),
+        "dropconnection" => FaultKind::DropConnection,
+        "truncatebody" => FaultKind::TruncateBody,
+        "delay" => FaultKind::Delay(Duration::from_millis(b.ms.unwrap_or(1000))),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "unknown fault kind '{other}'; use status, throttle, dropConnection, truncateBody or delay"
+                ),
+            );
+        }
+    };
+    let mut rule = FaultRule::new(kind);
+    if let Some(m) = &b.method {
+        rule = rule.method(m);
+    }
+    if let Some(p) = &b.path_contains {
+        rule = rule.path_contains(p);
+    }
+    if let Some(m) = &b.mailbox {
+        rule = rule.mailbox(m);
+    }
+    if let Some(n) = b.times {
+        rule = rule.times(n);
+    }
+    core.inject(rule);
+    ok()
+}
+
+/// `DELETE /_sandbox/faults`.
+async fn clear_faults(State(core): Shared) -> Response {
+    core.clear_faults();
+    ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatencyBody {
+    ms: u64,
+    mailbox: Option<String>,
+}
+
+/// `POST /_sandbox/latency` `{"ms":50}` or `{"ms":50,"mailbox":"a@contoso.com"}`.
+async fn latency(State(core): Shared, body: Bytes) -> Response {
+    match parse::<LatencyBody>(&body) {
+        Ok(b) => {
+            let d = Duration::from_millis(b.ms);
+            match b.mailbox {
+                Some(m) => core.set_mailbox_latency(&m, d),
+                None => core.set_latency(d),
+            }
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BudgetBody {
+    requests: u32,
+    window_seconds: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ThrottleBody {
+    retry_after: Option<f64>,
+    concurrency: Option<usize>,
+    /// A budget, or `null` to disable it.
+    #[serde(default, deserialize_with = "double_option")]
+    budget: Option<Option<BudgetBody>>,
+}
+
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /_sandbox/throttle` `{"retryAfter":0.05,"concurrency":4,"budget":{"requests":100,"windowSeconds":60}}`.
+async fn throttle(State(core): Shared, body: Bytes) -> Response {
+    let b: ThrottleBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    if let Some(s) = b.retry_after {
+        core.set_throttle_retry_after(s);
+    }
+    if let Some(n) = b.concurrency {
+        core.set_concurrency_limit(n);
+    }
+    if let Some(budget) = b.budget {
+        let budget = match budget {
+            Some(b) => match Duration::try_from_secs_f64(b.window_seconds) {
+                Ok(w) => Some((b.requests, w)),
+                Err(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "windowSeconds must be a positive number",
+                    );
+                }
+            },
+            None => None,
+        };
+        core.set_request_budget(budget);
+    }
+    ok()
+}
+
+/// `GET /_sandbox/clock` → `{"now":"…"}`.
+async fn clock(State(core): Shared) -> Response {
+    let now = core
+        .now()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    axum::Json(json!({ "now": now })).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceBody {
+    seconds: f64,
+}
+
+/// `POST /_sandbox/clock/advance` `{"seconds":3600}`.
+async fn advance_clock(State(core): Shared, body: Bytes) -> Response {
+    match parse::<AdvanceBody>(&body) {
+        Ok(b) => match Duration::try_from_secs_f64(b.seconds) {
+            Ok(d) => {
+                core.advance_clock(d);
+                clock(State(core)).await
+            }
+            Err(_) => error(
+                StatusCode::BAD_REQUEST,
+                "seconds must be a non-negative number",
+            ),
+        },
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionsBody {
+    permissions: Vec<String>,
+}
+
+/// `POST /_sandbox/apps/{client_id}/permissions` `{"permissions":["Mail.Read"]}`.
+async fn app_permissions(
+    State(core): Shared,
+    Path(client_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    match parse::<PermissionsBody>(&body) {
+        Ok(b) if core.set_app_permissions(&client_id, &b.permissions) => ok(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such app"),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeBody {
+    only: Option<Vec<String>>,
+}
+
+/// `POST /_sandbox/apps/{client_id}/scope` `{"only":["a@contoso.com"]}` or `{"only":null}`.
+async fn app_scope(State(core): Shared, Path(client_id): Path<String>, body: Bytes) -> Response {
+    match parse::<ScopeBody>(&body) {
+        Ok(b) if core.set_app_scope(&client_id, b.only.as_deref()) => ok(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such app"),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifetimeBody {
+    seconds: u64,
+}
+
+/// `POST /_sandbox/token-lifetime` `{"seconds":60}`.
+async fn token_lifetime(State(core): Shared, body: Bytes) -> Response {
+    match parse::<LifetimeBody>(&body) {
+        Ok(b) => {
+            core.set_token_lifetime(b.seconds);
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}

@@ -1,0 +1,273 @@
+//! The shared core behind every entry point: the Rust [`crate::Sandbox`] handle, the HTTP
+//! control API and the Graph/token handlers all call these methods.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::faults::{FaultKind, FaultRule, Faults};
+use crate::mime::MimeTemplate;
+use crate::requests::{RequestLog, RequestRecord, Stats};
+use crate::state::{MessageInfo, MsgKey, State};
+use crate::throttle::Throttle;
+use crate::world::{NewMessage, World};
+
+/// Locks a mutex, ignoring poisoning: the state stays usable after a panicking test thread.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Latency {
+    global: Duration,
+    per_mailbox: HashMap<String, Duration>,
+}
+
+/// Everything the server and the handles share. Locks are never held across an await, and the
+/// throttle mutex is never held while taking another lock.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) state: Mutex<State>,
+    pub(crate) throttle: Arc<Mutex<Throttle>>,
+    pub(crate) faults: Mutex<Faults>,
+    pub(crate) log: Mutex<RequestLog>,
+    latency: Mutex<Latency>,
+    /// Sandbox clock offset from real time, in nanoseconds (only ever moves forward).
+    clock_offset_ns: AtomicU64,
+    /// Origin for the control API's millisecond timestamps.
+    pub(crate) started: Instant,
+    /// `http://127.0.0.1:PORT`, set once the listener is bound.
+    url: OnceLock<String>,
+}
+
+impl Core {
+    pub(crate) fn new(world: &World) -> Self {
+        Self {
+            state: Mutex::new(State::from_world(world, OffsetDateTime::now_utc())),
+            throttle: Arc::new(Mutex::new(Throttle::default())),
+            faults: Mutex::new(Faults::default()),
+            log: Mutex::new(RequestLog::default()),
+            latency: Mutex::new(Latency::default()),
+            clock_offset_ns: AtomicU64::new(0),
+            started: Instant::now(),
+            url: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set_url(&self, url: String) {
+        let _ = self.url.set(url);
+    }
+
+    /// The base URL (no trailing slash).
+    pub(crate) fn url(&self) -> String {
+        self.url.get().cloned().unwrap_or_default()
+    }
+
+    /// Sandbox time: real time plus the offset from [`Core::advance_clock`].
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        let real = OffsetDateTime::now_utc();
+        let offset = self.clock_offset_ns.load(Ordering::Relaxed);
+        let offset = time::Duration::nanoseconds(i64::try_from(offset).unwrap_or(i64::MAX));
+        real.checked_add(offset).unwrap_or(real)
+    }
+
+    pub(crate) fn advance_clock(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let _ = self
+            .clock_offset_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(ns))
+            });
+    }
+
+    pub(crate) fn add_message(
+        &self,
+        mailbox: &str,
+        folder_path: &str,
+        m: &NewMessage,
+    ) -> Option<MessageInfo> {
+        let now = self.now();
+        let info = {
+            let mut st = lock(&self.state);
+            let idx = st.mailbox_or_create(mailbox);
+            let mb = st.mailbox_mut(idx)?;
+            let folder = match mb.resolve_path(folder_path, true) {
+                Some(f) => f,
+                None => mb.folder_by_id_or_name("inbox")?,
+            };
+            let key = mb.insert(folder, m, now);
+            mb.info(key)?
+        };
+        Some(with_sha(info))
+    }
+
+    pub(crate) fn add_folder(&self, mailbox: &str, path: &str) {
+        let mut st = lock(&self.state);
+        let idx = st.mailbox_or_create(mailbox);
+        if let Some(mb) = st.mailbox_mut(idx) {
+            mb.resolve_path(path, true);
+        }
+    }
+
+    /// Messages of a mailbox (every folder, or one folder path), SHA-256 computed outside the lock.
+    pub(crate) fn messages(&self, mailbox: &str, folder_path: Option<&str>) -> Vec<MessageInfo> {
+        let infos: Vec<(MessageInfo, Arc<MimeTemplate>)> = {
+            let mut st = lock(&self.state);
+            let Some(idx) = st.find_mailbox(mailbox) else {
+                return Vec::new();
+            };
+            let Some(mb) = st.mailbox_mut(idx) else {
+                return Vec::new();
+            };
+            let keys: Vec<MsgKey> = match folder_path {
+                None => mb.all_keys(),
+                Some(path) => match mb.resolve_path(path, false) {
+                    Some(f) => mb.folder_keys(f),
+                    None => Vec::new(),
+                },
+            };
+            keys.into_iter().filter_map(|k| mb.info(k)).collect()
+        };
+        infos.into_iter().map(with_sha).collect()
+    }
+
+    /// The MIME of a message by immutable id (or current REST id).
+    pub(crate) fn mime(&self, mailbox: &str, id: &str) -> Option<Arc<MimeTemplate>> {
+        let st = lock(&self.state);
+        let mb = st.mailbox(st.find_mailbox(mailbox)?)?;
+        let key = mb.resolve_message(id)?;
+        Some(Arc::clone(&mb.message(key)?.mime))
+    }
+
+    pub(crate) fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.log).records()
+    }
+
+    pub(crate) fn record(&self, r: RequestRecord) {
+        lock(&self.log).push(r);
+    }
+
+    pub(crate) fn clear_requests(&self) {
+        lock(&self.log).clear();
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let mailboxes = lock(&self.throttle)
+            .mailboxes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let log = lock(&self.log);
+        Stats {
+            token_requests: log.token_requests,
+            tokens_issued: log.tokens_issued,
+            graph_requests: log.graph_requests,
+            mailboxes,
+        }
+    }
+
+    pub(crate) fn max_concurrency(&self, mailbox: &str) -> usize {
+        lock(&self.throttle)
+            .mailboxes
+            .get(&mailbox.to_ascii_lowercase())
+            .map_or(0, |s| s.max_concurrency)
+    }
+
+    pub(crate) fn token_requests(&self) -> usize {
+        lock(&self.log).token_requests
+    }
+
+    pub(crate) fn inject(&self, f: FaultRule) {
+        lock(&self.faults).push(f);
+    }
+
+    pub(crate) fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    pub(crate) fn take_fault(
+        &self,
+        method: &str,
+        raw_path: &str,
+        path: &str,
+        mailbox: Option<&str>,
+    ) -> Option<FaultKind> {
+        lock(&self.faults).take(method, raw_path, path, mailbox)
+    }
+
+    pub(crate) fn set_latency(&self, d: Duration) {
+        lock(&self.latency).global = d;
+    }
+
+    pub(crate) fn set_mailbox_latency(&self, mailbox: &str, d: Duration) {
+        lock(&self.latency)
+            .per_mailbox
+            .insert(mailbox.to_ascii_lowercase(), d);
+    }
+
+    /// Global plus per-mailbox latency.
+    pub(crate) fn latency_for(&self, mailbox: &str) -> Duration {
+        let l = lock(&self.latency);
+        l.global
+            .saturating_add(l.per_mailbox.get(mailbox).copied().unwrap_or_default())
+    }
+
+    pub(crate) fn set_throttle_retry_after(&self, seconds: f64) {
+        lock(&self.throttle).retry_after = seconds;
+    }
+
+    pub(crate) fn set_request_budget(&self, budget: Option<(u32, Duration)>) {
+        let mut t = lock(&self.throttle);
+        t.budget = budget;
+        t.reset_budget_windows();
+    }
+
+    pub(crate) fn set_concurrency_limit(&self, n: usize) {
+        lock(&self.throttle).limit = n;
+    }
+
+    /// Bumps the mailbox's delta generation: older skip and delta tokens answer 410.
+    pub(crate) fn expire_delta_tokens(&self, mailbox: &str) -> bool {
+        let mut st = lock(&self.state);
+        let Some(idx) = st.find_mailbox(mailbox) else {
+            return false;
+        };
+        st.mailbox_mut(idx).is_some_and(|mb| {
+            mb.delta_generation += 1;
+            true
+        })
+    }
+
+    pub(crate) fn set_app_permissions(&self, client_id: &str, p: &[String]) -> bool {
+        let mut st = lock(&self.state);
+        let mut found = false;
+        for app in st.apps_mut(client_id) {
+            app.permissions = p.to_vec();
+            found = true;
+        }
+        found
+    }
+
+    pub(crate) fn set_app_scope(&self, client_id: &str, only: Option<&[String]>) -> bool {
+        let mut st = lock(&self.state);
+        let mut found = false;
+        for app in st.apps_mut(client_id) {
+            app.scope_only = only.map(|l| l.iter().map(|s| s.to_ascii_lowercase()).collect());
+            found = true;
+        }
+        found
+    }
+
+    pub(crate) fn set_token_lifetime(&self, seconds: u64) {
+        lock(&self.state).token_lifetime = seconds;
+    }
+}
+
+/// Fills in the SHA-256 (streams the MIME once; cached in the template).
+fn with_sha((mut info, mime): (MessageInfo, Arc<MimeTemplate>)) -> MessageInfo {
+    info.sha256 = mime.sha256();
+    info
+}

@@ -1,0 +1,454 @@
+//! Messages: list, get, `$value`, move, PATCH, DELETE and sendMail (graph-notes sections 2 and 4).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::odata::{self, MessageFilter};
+use super::{Ctx, GraphError, Reply, ReplyBody, folders, graph_time};
+use crate::ids::{fnv1a, is_plausible_id};
+use crate::mime::html_body;
+use crate::state::{MailboxState, Message, MsgKey};
+use crate::world::{Address, NewMessage};
+
+/// Properties of a message the sandbox serves (and accepts in `$select`).
+pub(crate) const MESSAGE_PROPS: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "uniqueBody",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+];
+
+pub(crate) const MESSAGE_TYPE: &str = "microsoft.graph.message";
+
+fn recipient(a: &Address) -> Value {
+    json!({"emailAddress": {"name": a.name, "address": a.address}})
+}
+
+fn change_key(m: &Message) -> String {
+    let h = fnv1a(&[m.immutable_id.as_bytes(), &m.version.to_le_bytes()]);
+    format!("CQAAABYAAA{}", STANDARD.encode(h.to_le_bytes()))
+}
+
+/// The full JSON of a message, ids per the request's `Prefer: IdType`.
+pub(crate) fn message_json(mb: &MailboxState, m: &Message, ctx: &Ctx) -> Map<String, Value> {
+    let id = ctx.message_id(m);
+    let folder_id = mb
+        .folder(m.folder)
+        .map(|f| f.id.clone())
+        .unwrap_or_default();
+    let preview: String = m
+        .body_text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(255)
+        .collect();
+    let body = if ctx.prefs.body_text {
+        json!({"contentType": "text", "content": m.body_text})
+    } else {
+        json!({"contentType": "html", "content": html_body(&m.body_text)})
+    };
+    let mut map = Map::new();
+    map.insert(
+        "@odata.etag".into(),
+        json!(format!("W/\"{}\"", change_key(m))),
+    );
+    map.insert("id".into(), json!(id));
+    map.insert("createdDateTime".into(), json!(graph_time(m.created)));
+    map.insert(
+        "lastModifiedDateTime".into(),
+        json!(graph_time(m.last_modified)),
+    );
+    map.insert("changeKey".into(), json!(change_key(m)));
+    map.insert("categories".into(), json!([]));
+    map.insert("receivedDateTime".into(), json!(graph_time(m.received)));
+    map.insert("sentDateTime".into(), json!(graph_time(m.sent)));
+    map.insert("hasAttachments".into(), json!(m.has_attachments));
+    map.insert("internetMessageId".into(), json!(m.internet_message_id));
+    map.insert("subject".into(), json!(m.subject));
+    map.insert("bodyPreview".into(), json!(preview));
+    map.insert("importance".into(), json!(m.importance));
+    map.insert("parentFolderId".into(), json!(folder_id));
+    map.insert("conversationId".into(), json!(m.conversation_id));
+    let index = fnv1a(&[m.conversation_id.as_bytes()]);
+    map.insert(
+        "conversationIndex".into(),
+        json!(STANDARD.encode([&[1u8][..], &index.to_be_bytes()[..], &[0u8; 13][..]].concat())),
+    );
+    map.insert("isDeliveryReceiptRequested".into(), json!(false));
+    map.insert("isReadReceiptRequested".into(), json!(false));
+    map.insert("isRead".into(), json!(m.is_read));
+    map.insert("isDraft".into(), json!(m.is_draft));
+    map.insert(
+        "webLink".into(),
+        json!(format!(
+            "https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem",
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        )),
+    );
+    map.insert("inferenceClassification".into(), json!("focused"));
+    map.insert("uniqueBody".into(), body.clone());
+    map.insert("body".into(), body);
+    map.insert("sender".into(), recipient(&m.from));
+    map.insert("from".into(), recipient(&m.from));
+    map.insert(
+        "toRecipients".into(),
+        Value::Array(m.to.iter().map(recipient).collect()),
+    );
+    map.insert(
+        "ccRecipients".into(),
+        Value::Array(m.cc.iter().map(recipient).collect()),
+    );
+    map.insert("bccRecipients".into(), json!([]));
+    map.insert("replyTo".into(), json!([]));
+    map.insert("flag".into(), json!({"flagStatus": "notFlagged"}));
+    map
+}
+
+/// Keeps `$select`ed properties plus `id` and `@odata.etag`.
+pub(crate) fn project(mut map: Map<String, Value>, select: Option<&[&str]>) -> Value {
+    if let Some(select) = select {
+        map.retain(|k, _| k == "id" || k == "@odata.etag" || select.contains(&k.as_str()));
+    }
+    Value::Object(map)
+}
+
+/// A message by immutable id or current REST id: malformed ids are 400, unknown or stale
+/// ones 404.
+fn resolve(mb: &MailboxState, id: &str) -> Result<MsgKey, GraphError> {
+    if let Some(key) = mb.resolve_message(id) {
+        return Ok(key);
+    }
+    if is_plausible_id(id) {
+        Err(GraphError::item_not_found())
+    } else {
+        Err(GraphError::malformed_id())
+    }
+}
+
+fn entity_reply(
+    mb: &MailboxState,
+    ctx: &Ctx,
+    key: MsgKey,
+    status: StatusCode,
+    select: Option<&[&str]>,
+) -> Result<Reply, GraphError> {
+    let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
+    let mut body = Map::new();
+    body.insert(
+        "@odata.context".into(),
+        json!(format!(
+            "{}#users('{}')/messages/$entity",
+            ctx.metadata(),
+            mb.address
+        )),
+    );
+    if let Value::Object(rest) = project(message_json(mb, m, ctx), select) {
+        body.extend(rest);
+    }
+    Ok(Reply::json(status, Value::Object(body)))
+}
+
+/// `GET …/mailFolders/{id}/messages` and `GET …/messages`. `$skip` counts against the folder as
+/// it is now, so moving messages out while paging skips some, as on Graph (graph-notes
+/// section 2).
+pub(crate) fn list(
+    mb: &MailboxState,
+    ctx: &Ctx,
+    folder: Option<&str>,
+) -> Result<Reply, GraphError> {
+    let q = &ctx.query;
+    odata::reject_unsupported(q, &["$search", "$expand"])?;
+    let folder = folder.map(|f| folders::resolve(mb, f)).transpose()?;
+    let select = odata::select(q, MESSAGE_PROPS, MESSAGE_TYPE, true)?;
+    let top = odata::top(q)?;
+    let skip = odata::skip(q)?;
+    let descending = odata::order_descending(q)?;
+    let filter = MessageFilter::parse(q)?;
+    filter.check_order(q)?;
+
+    let mut keys: Vec<MsgKey> = match folder {
+        Some(f) => mb.folder_keys(f),
+        None => {
+            let mut all: Vec<(OffsetDateTime, MsgKey)> = mb
+                .messages
+                .values()
+                .filter(|m| mb.is_visible(m.folder))
+                .map(|m| (m.received, m.key))
+                .collect();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            all.into_iter().map(|(_, k)| k).collect()
+        }
+    };
+    if !descending {
+        keys.reverse();
+    }
+    let matching: Vec<&Message> = keys
+        .iter()
+        .filter_map(|k| mb.message(*k))
+        .filter(|m| filter.matches(m))
+        .collect();
+    let total = matching.len();
+    let value: Vec<Value> = matching
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| project(message_json(mb, m, ctx), select.as_deref()))
+        .collect();
+
+    let mut body = Map::new();
+    let context = match folder.and_then(|f| mb.folder(f)) {
+        Some(f) => format!(
+            "{}#users('{}')/mailFolders('{}')/messages",
+            ctx.metadata(),
+            mb.address,
+            f.id
+        ),
+        None => format!("{}#users('{}')/messages", ctx.metadata(), mb.address),
+    };
+    body.insert("@odata.context".into(), json!(context));
+    if q.get("$count")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        body.insert("@odata.count".into(), json!(total));
+    }
+    body.insert("value".into(), Value::Array(value));
+    if skip.saturating_add(top) < total {
+        body.insert(
+            "@odata.nextLink".into(),
+            json!(ctx.link_with("$skip", &(skip + top).to_string())),
+        );
+    }
+    Ok(Reply::json(StatusCode::OK, Value::Object(body)))
+}
+
+pub(crate) fn get(mb: &MailboxState, ctx: &Ctx, id: &str) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    let select = odata::select(&ctx.query, MESSAGE_PROPS, MESSAGE_TYPE, true)?;
+    entity_reply(mb, ctx, key, StatusCode::OK, select.as_deref())
+}
+
+/// `$value`: the MIME, streamed by the response layer (graph-notes section 2).
+pub(crate) fn value(mb: &MailboxState, id: &str) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
+    Ok(Reply {
+        status: StatusCode::OK,
+        headers: Vec::new(),
+        body: ReplyBody::Mime(Arc::clone(&m.mime)),
+    })
+}
+
+fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(GraphError::body_read(
+            "Invalid JSON. A JSON object was expected.",
+        )),
+        Err(e) => Err(GraphError::body_read(format!(
+            "Invalid JSON. An unexpected character was encountered: {e}"
+        ))),
+    }
+}
+
+/// `POST …/messages/{id}/move` → 201 with the moved message; its REST id changes
+/// (graph-notes section 4).
+pub(crate) fn move_message(
+    mb: &mut MailboxState,
+    ctx: &Ctx,
+    id: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    let map = json_object(body)?;
+    let destination = match map.get("destinationId") {
+        Some(Value::String(s)) => s.clone(),
+        _ => {
+            return Err(GraphError::new(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidParameter",
+                "The 'destinationId' parameter is missing or is not a string.",
+            ));
+        }
+    };
+    let dest = folders::resolve(mb, &destination)?;
+    mb.move_to(key, dest, now);
+    entity_reply(mb, ctx, key, StatusCode::CREATED, None)
+}
+
+/// Writable message properties; only `isRead` and `importance` change anything here.
+const WRITABLE: &[&str] = &[
+    "isRead",
+    "importance",
+    "categories",
+    "flag",
+    "inferenceClassification",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "subject",
+    "body",
+];
+
+/// `PATCH …/messages/{id}` → 200 with the message.
+pub(crate) fn patch(
+    mb: &mut MailboxState,
+    ctx: &Ctx,
+    id: &str,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    let map = json_object(body)?;
+    let mut is_read = None;
+    let mut importance = None;
+    for (k, v) in &map {
+        if k.starts_with('@') {
+            continue;
+        }
+        let Some(name) = WRITABLE.iter().find(|w| w.eq_ignore_ascii_case(k)) else {
+            return Err(GraphError::body_read(format!(
+                "The property '{k}' does not exist on type '{MESSAGE_TYPE}'. Make sure to only use property names that are defined by the type or mark the type as open type."
+            )));
+        };
+        match *name {
+            "isRead" => {
+                is_read = Some(v.as_bool().ok_or_else(|| {
+                    GraphError::body_read(
+                        "Cannot convert the literal to the expected type 'Edm.Boolean'.",
+                    )
+                })?);
+            }
+            "importance" => {
+                importance = Some(match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+                    Some("low") => "low",
+                    Some("normal") => "normal",
+                    Some("high") => "high",
+                    _ => {
+                        return Err(GraphError::body_read(
+                            "The value of 'importance' must be low, normal or high.",
+                        ));
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+    if is_read.is_some() || importance.is_some() {
+        mb.update(key, now, |m| {
+            if let Some(r) = is_read {
+                m.is_read = r;
+            }
+            if let Some(i) = importance {
+                m.importance = i;
+            }
+        });
+    }
+    entity_reply(mb, ctx, key, StatusCode::OK, None)
+}
+
+/// `DELETE …/messages/{id}` → 204; into Recoverable Items, not Deleted Items (graph-notes
+/// section 4).
+pub(crate) fn delete(
+    mb: &mut MailboxState,
+    id: &str,
+    now: OffsetDateTime,
+) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    mb.delete(key, now);
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}
+
+fn addresses(v: Option<&Value>) -> Vec<Address> {
+    v.and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(|r| {
+                    let e = r.get("emailAddress")?;
+                    let address = e.get("address")?.as_str()?;
+                    let name = e.get("name").and_then(Value::as_str).unwrap_or(address);
+                    Some(Address::new(name, address))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `POST …/sendMail` → 202; the message is saved to Sent Items unless `saveToSentItems` is false
+/// (graph-notes section 4). Nothing is delivered.
+pub(crate) fn send_mail(
+    mb: &mut MailboxState,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Reply, GraphError> {
+    let map = json_object(body)?;
+    let Some(Value::Object(message)) = map.get("message") else {
+        return Err(GraphError::body_read("The 'message' parameter is missing."));
+    };
+    let to = addresses(message.get("toRecipients"));
+    if to.is_empty() {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+            "At least one recipient isn't valid.",
+        ));
+    }
+    let save = map
+        .get("saveToSentItems")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if save {
+        let subject = message
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let text = message
+            .get("body")
+            .and_then(|b| b.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut m = NewMessage::new(subject)
+            .from(&mb.display_name.clone(), &mb.address.clone())
+            .body_text(text)
+            .received(now)
+            .is_read(true);
+        m.to = to;
+        m.cc = addresses(message.get("ccRecipients"));
+        if let Some(sent) = mb.folder_by_id_or_name("sentitems") {
+            mb.insert(sent, &m, now);
+        }
+    }
+    Ok(Reply::empty(StatusCode::ACCEPTED))
+}

@@ -1,0 +1,514 @@
+//! The Microsoft Graph mail API under `/v1.0`: one handler that authenticates, routes, applies
+//! scope, permissions, throttling, faults and latency, then calls the per-concept handlers.
+
+mod delta;
+mod error;
+mod folders;
+mod messages;
+mod odata;
+mod route;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::body::{FaultCut, MimeStream, faulty_body};
+use crate::core::{Core, lock};
+use crate::faults::FaultKind;
+use crate::mime::MimeTemplate;
+use crate::requests::RequestRecord;
+use crate::state::State as SandboxState;
+use crate::throttle::{self, Rejection, SlotGuard, format_seconds};
+
+pub(crate) use error::GraphError;
+use odata::{Prefs, Query};
+use route::{Need, Op};
+
+/// Graph request bodies are small JSON documents; Graph itself caps requests at 4 MB.
+const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
+
+const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+/// What the handler saw of one request.
+pub(crate) struct Ctx {
+    pub(crate) method: Method,
+    pub(crate) raw_path: String,
+    pub(crate) path: String,
+    pub(crate) query: Query,
+    pub(crate) decoded_query: String,
+    pub(crate) prefs: Prefs,
+    pub(crate) client_request_id: Option<String>,
+    pub(crate) request_id: String,
+    pub(crate) authorization: Option<String>,
+    /// `http://host:port` as the client addressed us, for absolute nextLinks.
+    pub(crate) base: String,
+    pub(crate) started: Instant,
+}
+
+impl Ctx {
+    pub(crate) fn new(core: &Core, parts: &Parts) -> Self {
+        let headers = &parts.headers;
+        let raw_path = parts.uri.path().to_owned();
+        let path = percent_encoding::percent_decode_str(&raw_path)
+            .decode_utf8_lossy()
+            .into_owned();
+        let raw_query = parts.uri.query();
+        let decoded_query = raw_query
+            .map(|q| {
+                percent_encoding::percent_decode_str(q)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        let base = header_str(headers, header::HOST.as_str())
+            .map_or_else(|| core.url(), |h| format!("http://{h}"));
+        Self {
+            method: parts.method.clone(),
+            raw_path,
+            path,
+            query: Query::parse(raw_query),
+            decoded_query,
+            prefs: Prefs::parse(headers),
+            client_request_id: header_str(headers, "client-request-id").map(str::to_owned),
+            request_id: uuid::Uuid::new_v4().to_string(),
+            authorization: header_str(headers, header::AUTHORIZATION.as_str()).map(str::to_owned),
+            base,
+            started: Instant::now(),
+        }
+    }
+
+    /// The id to show for a message: immutable when the request preferred it.
+    pub(crate) fn message_id<'a>(&self, m: &'a crate::state::Message) -> &'a str {
+        if self.prefs.immutable_ids {
+            &m.immutable_id
+        } else {
+            &m.rest_id
+        }
+    }
+
+    /// `$metadata` context URL prefix.
+    pub(crate) fn metadata(&self) -> String {
+        format!("{}/v1.0/$metadata", self.base)
+    }
+
+    /// This request's URL with `key=value` in the query (for `@odata.nextLink`).
+    pub(crate) fn link_with(&self, key: &str, value: &str) -> String {
+        format!(
+            "{}{}?{}",
+            self.base,
+            self.raw_path,
+            self.query.with(key, value)
+        )
+    }
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Graph's timestamp format: `2025-02-13T10:17:05Z`.
+pub(crate) fn graph_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A handler's answer before it becomes an HTTP response.
+pub(crate) enum ReplyBody {
+    Json(Value),
+    Empty,
+    Mime(Arc<MimeTemplate>),
+}
+
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: Vec<(HeaderName, String)>,
+    pub(crate) body: ReplyBody,
+}
+
+impl Reply {
+    pub(crate) fn json(status: StatusCode, v: Value) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: ReplyBody::Json(v),
+        }
+    }
+
+    pub(crate) fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: ReplyBody::Empty,
+        }
+    }
+
+    pub(crate) fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn from_error(e: GraphError, ctx: &Ctx, now: OffsetDateTime) -> Self {
+        let date = graph_time(now);
+        let body = json!({
+            "error": {
+                "code": e.code,
+                "message": e.message,
+                "innerError": {
+                    "date": date.trim_end_matches('Z'),
+                    "request-id": ctx.request_id,
+                    "client-request-id": ctx.client_request_id.as_deref().unwrap_or(&ctx.request_id),
+                }
+            }
+        });
+        Self {
+            status: e.status,
+            headers: e.headers,
+            body: ReplyBody::Json(body),
+        }
+    }
+}
+
+/// What the pipeline learned for the request log.
+#[derive(Default)]
+struct Draft {
+    mailbox: Option<String>,
+    client_id: Option<String>,
+    fault: Option<String>,
+}
+
+/// Entry point for every `/v1.0/...` request.
+pub(crate) async fn handle(State(core): State<Arc<Core>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx::new(&core, &parts);
+    let mut draft = Draft::default();
+    let mut slot: Option<SlotGuard> = None;
+    let mut cut: Option<FaultCut> = None;
+    let result = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
+        Ok(bytes) => run(&core, &ctx, &bytes, &mut draft, &mut slot, &mut cut).await,
+        Err(_) => Err(GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request body is larger than the 4 MB Graph allows.",
+        )),
+    };
+    let reply = result.unwrap_or_else(|e| Reply::from_error(e, &ctx, core.now()));
+    respond(&core, ctx, reply, draft, slot, cut)
+}
+
+async fn run(
+    core: &Arc<Core>,
+    ctx: &Ctx,
+    body: &Bytes,
+    draft: &mut Draft,
+    slot: &mut Option<SlotGuard>,
+    cut: &mut Option<FaultCut>,
+) -> Result<Reply, GraphError> {
+    let (tenant, client_id) = authenticate(core, ctx)?;
+    draft.client_id = Some(client_id.clone());
+
+    let after_version = ctx.raw_path.strip_prefix("/v1.0").unwrap_or_default();
+    let route = route::parse(&ctx.method, &route::segments(after_version))?;
+    draft.mailbox = Some(route.user.to_ascii_lowercase());
+
+    let (mailbox_idx, address) = authorize(core, tenant, &client_id, &route)?;
+    draft.mailbox = Some(address.clone());
+
+    // Outlook limits per app and mailbox (graph-notes section 7).
+    *slot = Some(
+        throttle::admit(&core.throttle, &client_id, &address).map_err(|r| match r {
+            Rejection::Concurrency { retry_after } | Rejection::Budget { retry_after } => {
+                GraphError::throttled(&retry_after)
+            }
+        })?,
+    );
+
+    if let Some(kind) = core.take_fault(
+        ctx.method.as_str(),
+        &ctx.raw_path,
+        &ctx.path,
+        Some(&address),
+    ) {
+        draft.fault = Some(kind.name().to_owned());
+        match kind {
+            FaultKind::Status(status, retry_after) => {
+                return Err(fault_status(status, retry_after));
+            }
+            FaultKind::Throttle(retry_after) => {
+                return Err(GraphError::throttled(&format_seconds(retry_after)));
+            }
+            FaultKind::Delay(d) => tokio::time::sleep(d).await,
+            FaultKind::DropConnection => *cut = Some(FaultCut::Drop),
+            FaultKind::TruncateBody => *cut = Some(FaultCut::Truncate),
+        }
+    }
+
+    let latency = core.latency_for(&address);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let now = core.now();
+    let mut st = lock(&core.state);
+    dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now)
+}
+
+fn fault_status(status: u16, retry_after: Option<f64>) -> GraphError {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let code = match status.as_u16() {
+        503 => "ServiceNotAvailable",
+        504 => "GatewayTimeout",
+        429 => "TooManyRequests",
+        _ => "UnknownError",
+    };
+    let mut e = GraphError::new(
+        status,
+        code,
+        "The service is temporarily unavailable (injected by the sandbox).",
+    );
+    if let Some(s) = retry_after {
+        e = e.with_header(header::RETRY_AFTER, format_seconds(s));
+    }
+    e
+}
+
+/// Checks the bearer token; returns the tenant index and client id.
+fn authenticate(core: &Core, ctx: &Ctx) -> Result<(usize, String), GraphError> {
+    let Some(auth) = ctx.authorization.as_deref().map(str::trim) else {
+        return Err(GraphError::unauthenticated("Access token is empty."));
+    };
+    let token = match auth.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("Bearer") => token.trim(),
+        _ => return Err(GraphError::unauthenticated("Access token is empty.")),
+    };
+    if token.is_empty() {
+        return Err(GraphError::unauthenticated("Access token is empty."));
+    }
+    if !token.contains('.') {
+        return Err(GraphError::unauthenticated(
+            "IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or JWE Compact Serialization Format. (JWS): 'EncodedHeader.EndcodedPayload.EncodedSignature'. (JWE): 'EncodedProtectedHeader.EncodedEncryptedKey.EncodedInitializationVector.EncodedCiphertext.EncodedAuthenticationTag'.",
+        ));
+    }
+    let now = core.now();
+    let st = lock(&core.state);
+    match st.tokens.get(token) {
+        None => Err(GraphError::unauthenticated(
+            "Access token validation failure. Invalid audience.",
+        )),
+        Some(t) if t.expires_at <= now => Err(GraphError::unauthenticated(
+            "Lifetime validation failed, the token is expired.",
+        )),
+        Some(t) => Ok((t.tenant, t.client_id.clone())),
+    }
+}
+
+/// Resolves the mailbox and checks the app's scope and permissions (graph-notes section 8).
+fn authorize(
+    core: &Core,
+    tenant: usize,
+    client_id: &str,
+    route: &route::Route,
+) -> Result<(usize, String), GraphError> {
+    let st = lock(&core.state);
+    let mb_idx = st
+        .find_mailbox(&route.user)
+        .filter(|i| st.mailbox(*i).is_some_and(|m| m.tenant == tenant))
+        .ok_or_else(|| GraphError::invalid_user(&route.user))?;
+    let address = st
+        .mailbox(mb_idx)
+        .map(|m| m.address.clone())
+        .unwrap_or_default();
+    let app = st
+        .tenants
+        .get(tenant)
+        .and_then(|t| t.app(client_id))
+        .ok_or_else(GraphError::access_denied)?;
+    let need = route.op.need();
+    if need == Need::Directory {
+        let allowed = ["User.Read.All", "User.ReadBasic.All", "Directory.Read.All"]
+            .iter()
+            .any(|p| app.has(p));
+        if !allowed {
+            return Err(GraphError::new(
+                StatusCode::FORBIDDEN,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            ));
+        }
+        return Ok((mb_idx, address));
+    }
+    let permitted = match need {
+        Need::Read => app.can_read(),
+        Need::Write => app.can_write(),
+        Need::Send => app.has("Mail.Send"),
+        Need::Directory => true,
+    };
+    if need != Need::Send && !app.can_read() {
+        return Err(GraphError::access_denied());
+    }
+    if !app.in_scope(&address) {
+        return Err(GraphError::out_of_scope());
+    }
+    if !permitted {
+        return Err(GraphError::access_denied());
+    }
+    Ok((mb_idx, address))
+}
+
+fn dispatch(
+    st: &mut SandboxState,
+    mb: usize,
+    op: &Op,
+    ctx: &Ctx,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Reply, GraphError> {
+    let mb = st
+        .mailbox_mut(mb)
+        .ok_or_else(|| GraphError::invalid_user("?"))?;
+    match op {
+        Op::ListFolders => folders::list(mb, ctx, mb.root),
+        Op::GetFolder(id) => folders::get(mb, ctx, id),
+        Op::ChildFolders(id) => {
+            let parent = folders::resolve(mb, id)?;
+            folders::list(mb, ctx, parent)
+        }
+        Op::ListMessages(folder) => messages::list(mb, ctx, folder.as_deref()),
+        Op::Delta(folder) => delta::page(mb, ctx, folder),
+        Op::GetMessage(id) => messages::get(mb, ctx, id),
+        Op::PatchMessage(id) => messages::patch(mb, ctx, id, body, now),
+        Op::DeleteMessage(id) => messages::delete(mb, id, now),
+        Op::MessageValue(id) => messages::value(mb, id),
+        Op::MoveMessage(id) => messages::move_message(mb, ctx, id, body, now),
+        Op::SendMail => messages::send_mail(mb, body, now),
+        Op::GetUser => Ok(Reply::json(
+            StatusCode::OK,
+            json!({
+                "@odata.context": format!("{}#users/$entity", ctx.metadata()),
+                "id": mb.id,
+                "displayName": mb.display_name,
+                "mail": mb.address,
+                "userPrincipalName": mb.address,
+            }),
+        )),
+    }
+}
+
+/// Turns a reply into the HTTP response, releasing the in-flight slot before the response can
+/// reach the client (streams release it when producing their last chunk) and logging the request.
+fn respond(
+    core: &Arc<Core>,
+    ctx: Ctx,
+    reply: Reply,
+    draft: Draft,
+    slot: Option<SlotGuard>,
+    cut: Option<FaultCut>,
+) -> Response {
+    let status = reply.status;
+    let mut record = RequestRecord {
+        method: ctx.method.to_string(),
+        path: ctx.path.clone(),
+        raw_path: ctx.raw_path.clone(),
+        query: ctx.decoded_query.clone(),
+        status: status.as_u16(),
+        mailbox: draft.mailbox,
+        client_id: draft.client_id,
+        immutable_ids: ctx.prefs.immutable_ids,
+        client_request_id: ctx.client_request_id.clone(),
+        request_id: ctx.request_id.clone(),
+        fault: draft.fault,
+        started: ctx.started,
+        finished: ctx.started,
+    };
+    lock(&core.log).graph_requests += 1;
+
+    let mut headers = HeaderMap::new();
+    insert_header(
+        &mut headers,
+        HeaderName::from_static("request-id"),
+        &ctx.request_id,
+    );
+    insert_header(
+        &mut headers,
+        HeaderName::from_static("client-request-id"),
+        ctx.client_request_id.as_deref().unwrap_or(&ctx.request_id),
+    );
+    for (name, value) in &reply.headers {
+        insert_header(&mut headers, name.clone(), value);
+    }
+
+    let body = match reply.body {
+        ReplyBody::Mime(template) => {
+            insert_header(&mut headers, header::CONTENT_TYPE, "text/plain");
+            insert_header(
+                &mut headers,
+                header::CONTENT_LENGTH,
+                &template.len().to_string(),
+            );
+            let stream = MimeStream::new(&template, slot, Arc::clone(core), record, cut);
+            Body::from_stream(stream)
+        }
+        other => {
+            let bytes = match other {
+                ReplyBody::Json(v) => {
+                    insert_header(&mut headers, header::CONTENT_TYPE, JSON_CONTENT_TYPE);
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+                _ => Bytes::new(),
+            };
+            // The slot is freed before the response leaves this function.
+            drop(slot);
+            record.finished = Instant::now();
+            core.record(record);
+            match cut {
+                None => Body::from(bytes),
+                Some(cut) => {
+                    if cut == FaultCut::Truncate {
+                        insert_header(
+                            &mut headers,
+                            header::CONTENT_LENGTH,
+                            &bytes.len().to_string(),
+                        );
+                    }
+                    faulty_body(bytes, cut)
+                }
+            }
+        }
+    };
+    (status, headers, body).into_response()
+}
+
+fn insert_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// Any path outside `/v1.0`, the token endpoint and the control API.
+pub(crate) async fn fallback(State(core): State<Arc<Core>>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let ctx = Ctx::new(&core, &parts);
+    let first = ctx
+        .path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let e = GraphError::not_found_segment(&first);
+    let reply = Reply::from_error(e, &ctx, core.now());
+    respond(&core, ctx, reply, Draft::default(), None, None)
+}

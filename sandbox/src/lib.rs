@@ -1,0 +1,304 @@
+//! `graph-sandbox`: an in-process (or standalone) HTTP emulator of the Entra ID token endpoint
+//! and the Microsoft Graph mail API, for Mailroom's end-to-end tests, benchmarks and demo.
+//!
+//! One base URL serves both `POST /{tenant}/oauth2/v2.0/token` and `/v1.0/...`, plus a JSON
+//! control API under `/_sandbox/`. Behaviour follows `graph-notes.md`: Exchange-style ids with
+//! `/ + =`, immutable vs REST ids, `$skip` paging against the live folder, per-folder delta with
+//! expiring tokens, Outlook throttling (4 concurrent requests per app and mailbox), access
+//! policies, permissions, and injectable faults and latency.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use graph_sandbox::{Mailbox, NewMessage, Sandbox, World, DEFAULT_TENANT};
+//! let world = World::default_test()
+//!     .mailbox(DEFAULT_TENANT, Mailbox::new("a@contoso.com").messages("Inbox", 25));
+//! let sandbox = Sandbox::start(world).await?;
+//! sandbox.add_message("a@contoso.com", "Inbox/Reports", NewMessage::new("Nightly report"));
+//! println!("point the client at {}", sandbox.url());
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod body;
+mod control;
+mod core;
+mod corpus;
+mod faults;
+mod graph;
+mod ids;
+mod mime;
+mod requests;
+mod server;
+mod state;
+mod throttle;
+mod world;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use faults::{FaultKind, FaultRule};
+pub use requests::{RequestRecord, Stats};
+pub use state::MessageInfo;
+pub use throttle::MailboxStats;
+pub use world::{
+    App, AppSecret, DEFAULT_CLIENT_ID, DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID,
+    DEFAULT_TENANT, Mailbox, NewMessage, Tenant, World,
+};
+
+use crate::core::{Core, lock};
+
+/// A running sandbox. Cheap to clone (an `Arc`); the server stops when [`Sandbox::shutdown`] is
+/// called or the last clone is dropped (dropping never blocks).
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    core: Arc<Core>,
+    url: String,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(tx) = lock(&self.shutdown).take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("url", &self.inner.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Starts a sandbox on `127.0.0.1` with an ephemeral port.
+    pub async fn start(world: World) -> std::io::Result<Sandbox> {
+        Self::start_on(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0), world).await
+    }
+
+    /// Starts a sandbox on `addr` (port 0 picks one). Must be called inside a Tokio runtime.
+    pub async fn start_on(addr: SocketAddr, world: World) -> std::io::Result<Sandbox> {
+        use axum::serve::ListenerExt;
+
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            local.ip()
+        };
+        let url = format!("http://{}", SocketAddr::new(host, local.port()));
+        let core = Arc::new(Core::new(&world));
+        core.set_url(url.clone());
+        let app = server::router(Arc::clone(&core));
+        // Nagle plus delayed ACKs would add tens of milliseconds to small responses.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "graph sandbox server stopped");
+            }
+        });
+        Ok(Sandbox {
+            inner: Arc::new(Handle {
+                core,
+                url,
+                shutdown: Mutex::new(Some(tx)),
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash): the base for both Graph (`/v1.0`) and login
+    /// (`/{tenant}/oauth2/v2.0/token`).
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// Adds a message to a folder path (created if missing; an empty path means the Inbox). An
+    /// unknown mailbox is created in the tenant owning its domain (else the first tenant).
+    pub fn add_message(&self, mailbox: &str, folder_path: &str, m: NewMessage) -> MessageInfo {
+        self.core()
+            .add_message(mailbox, folder_path, &m)
+            .unwrap_or_else(|| MessageInfo {
+                immutable_id: String::new(),
+                rest_id: String::new(),
+                internet_message_id: String::new(),
+                subject: m.subject.clone(),
+                folder_path: folder_path.to_owned(),
+                is_read: m.is_read,
+                received: self.now(),
+                size: 0,
+                sha256: String::new(),
+            })
+    }
+
+    /// Creates a folder path such as "Inbox/Backup Reports/Archive 2025" (and the mailbox if
+    /// unknown).
+    pub fn add_folder(&self, mailbox: &str, path: &str) {
+        self.core().add_folder(mailbox, path);
+    }
+
+    /// Every message of the mailbox, Deleted Items and Recoverable Items included (empty if the
+    /// mailbox is unknown).
+    pub fn messages(&self, mailbox: &str) -> Vec<MessageInfo> {
+        self.core().messages(mailbox, None)
+    }
+
+    /// The messages of one folder path, newest first.
+    pub fn folder_messages(&self, mailbox: &str, folder_path: &str) -> Vec<MessageInfo> {
+        self.core().messages(mailbox, Some(folder_path))
+    }
+
+    /// Hex SHA-256 of a message's MIME (streamed through the generator, not buffered).
+    pub fn mime_sha256(&self, mailbox: &str, immutable_id: &str) -> Option<String> {
+        self.core().mime(mailbox, immutable_id).map(|t| t.sha256())
+    }
+
+    /// A message's MIME bytes (meant for small messages).
+    pub fn mime_bytes(&self, mailbox: &str, immutable_id: &str) -> Option<Vec<u8>> {
+        self.core().mime(mailbox, immutable_id).map(|t| t.to_vec())
+    }
+
+    /// The request log, oldest first (Graph and token requests; capped at a million).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.core().requests()
+    }
+
+    /// Empties the request log (counters are kept).
+    pub fn clear_requests(&self) {
+        self.core().clear_requests();
+    }
+
+    /// The highest number of concurrent requests one app had on this mailbox, counting each
+    /// arriving request itself, including those refused with 429.
+    pub fn max_concurrency(&self, mailbox: &str) -> usize {
+        self.core().max_concurrency(mailbox)
+    }
+
+    /// Requests received by the token endpoint, successful or not.
+    pub fn token_requests(&self) -> usize {
+        self.core().token_requests()
+    }
+
+    /// All counters.
+    pub fn stats(&self) -> Stats {
+        self.core().stats()
+    }
+
+    /// Queues a fault rule.
+    pub fn inject(&self, f: FaultRule) {
+        self.core().inject(f);
+    }
+
+    /// Removes every pending fault rule.
+    pub fn clear_faults(&self) {
+        self.core().clear_faults();
+    }
+
+    /// Delay added to every Graph request while it holds its in-flight slot.
+    pub fn set_latency(&self, d: Duration) {
+        self.core().set_latency(d);
+    }
+
+    /// Extra delay for one mailbox's Graph requests (on top of the global one).
+    pub fn set_mailbox_latency(&self, mailbox: &str, d: Duration) {
+        self.core().set_mailbox_latency(mailbox, d);
+    }
+
+    /// `Retry-After` seconds sent with concurrency 429s (default 1; fractions allowed).
+    pub fn set_throttle_retry_after(&self, seconds: f64) {
+        self.core().set_throttle_retry_after(seconds);
+    }
+
+    /// Request budget per app and mailbox (default 10,000 per 10 minutes); resets the windows.
+    pub fn set_request_budget(&self, requests: u32, window: Duration) {
+        self.core().set_request_budget(Some((requests, window)));
+    }
+
+    /// Turns the request budget off (useful for long benchmarks).
+    pub fn disable_request_budget(&self) {
+        self.core().set_request_budget(None);
+    }
+
+    /// Concurrent requests allowed per app and mailbox (default 4).
+    pub fn set_concurrency_limit(&self, n: usize) {
+        self.core().set_concurrency_limit(n);
+    }
+
+    /// Invalidates every delta skip and delta token of the mailbox: they answer
+    /// `410 SyncStateNotFound`.
+    pub fn expire_delta_tokens(&self, mailbox: &str) {
+        self.core().expire_delta_tokens(mailbox);
+    }
+
+    /// Replaces an app's permissions (in every tenant registering that client id); existing
+    /// tokens see the change at once.
+    pub fn set_app_permissions(&self, client_id: &str, p: &[&str]) {
+        let p: Vec<String> = p.iter().map(|s| (*s).to_owned()).collect();
+        self.core().set_app_permissions(client_id, &p);
+    }
+
+    /// Restricts an app to some mailboxes (`Some`) or lifts the restriction (`None`).
+    pub fn set_app_scope(&self, client_id: &str, only: Option<&[&str]>) {
+        let only: Option<Vec<String>> = only.map(|l| l.iter().map(|s| (*s).to_owned()).collect());
+        self.core().set_app_scope(client_id, only.as_deref());
+    }
+
+    /// `expires_in` of tokens issued from now on (default 3599).
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.core().set_token_lifetime(seconds);
+    }
+
+    /// Moves the sandbox clock forward (token and secret expiry use it).
+    pub fn advance_clock(&self, d: Duration) {
+        self.core().advance_clock(d);
+    }
+
+    /// Sandbox time: real time plus every [`Sandbox::advance_clock`].
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.core().now()
+    }
+
+    /// Stops accepting connections and waits briefly for in-flight requests (at most two
+    /// seconds), then aborts the server.
+    pub async fn shutdown(self) {
+        let tx = lock(&self.inner.shutdown).take();
+        let task = lock(&self.inner.task).take();
+        if let Some(tx) = tx {
+            let _ = tx.send(());
+        }
+        if let Some(mut task) = task
+            && tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,822 @@
+//! The sandbox's mutable state: tenants, apps, issued tokens, mailboxes, folders and messages.
+//!
+//! One `Mutex<State>` guards it (see `core.rs`); nothing here awaits, and MIME is streamed from
+//! shared templates after the lock is released.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::ids::{IdKind, fnv1a, new_guid, new_id};
+use crate::mime::{self, MimeInput, MimeTemplate};
+use crate::world::{Address, AppSecret, MailboxOp, NewMessage, World};
+
+/// A message's key inside its mailbox; never shown on the wire.
+pub(crate) type MsgKey = u64;
+
+/// A message as the sandbox sees it, for assertions in tests.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageInfo {
+    /// The immutable id (`Prefer: IdType="ImmutableId"`); never changes within the mailbox.
+    pub immutable_id: String,
+    /// The current REST id; changes on every move.
+    pub rest_id: String,
+    /// The `Message-ID` header, angle brackets included.
+    pub internet_message_id: String,
+    /// The subject.
+    pub subject: String,
+    /// Display-name path of the folder, e.g. "Inbox/Backup Reports", "Deleted Items",
+    /// "Recoverable Items".
+    pub folder_path: String,
+    /// `isRead`.
+    pub is_read: bool,
+    /// `receivedDateTime`.
+    #[serde(with = "time::serde::rfc3339")]
+    pub received: OffsetDateTime,
+    /// Exact byte length of the MIME (`$value`).
+    pub size: u64,
+    /// Hex SHA-256 of the MIME.
+    pub sha256: String,
+}
+
+/// Well-known folders every mailbox has under the root, with their English display names
+/// (graph-notes section 3).
+const DEFAULT_FOLDERS: &[(&str, &str)] = &[
+    ("archive", "Archive"),
+    ("conversationhistory", "Conversation History"),
+    ("deleteditems", "Deleted Items"),
+    ("drafts", "Drafts"),
+    ("inbox", "Inbox"),
+    ("junkemail", "Junk Email"),
+    ("outbox", "Outbox"),
+    ("sentitems", "Sent Items"),
+];
+
+/// Display name of the hidden folder that `DELETE` moves messages to (graph-notes section 4).
+pub(crate) const RECOVERABLE_ITEMS: &str = "Recoverable Items";
+
+/// An issued access token.
+#[derive(Clone, Debug)]
+pub(crate) struct IssuedToken {
+    pub(crate) tenant: usize,
+    pub(crate) client_id: String,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+#[derive(Debug)]
+pub(crate) struct TenantState {
+    pub(crate) id: String,
+    pub(crate) domains: Vec<String>,
+    pub(crate) apps: Vec<AppState>,
+}
+
+impl TenantState {
+    pub(crate) fn app(&self, client_id: &str) -> Option<&AppState> {
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) client_id: String,
+    pub(crate) secrets: Vec<AppSecret>,
+    pub(crate) permissions: Vec<String>,
+    /// Lowercased addresses, or `None` for every mailbox.
+    pub(crate) scope_only: Option<Vec<String>>,
+}
+
+impl AppState {
+    pub(crate) fn has(&self, permission: &str) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(permission))
+    }
+
+    /// Reads need `Mail.Read` or `Mail.ReadWrite` (graph-notes section 8).
+    pub(crate) fn can_read(&self) -> bool {
+        self.has("Mail.Read") || self.has("Mail.ReadWrite")
+    }
+
+    /// Move, PATCH and DELETE need `Mail.ReadWrite`.
+    pub(crate) fn can_write(&self) -> bool {
+        self.has("Mail.ReadWrite")
+    }
+
+    pub(crate) fn in_scope(&self, address: &str) -> bool {
+        match &self.scope_only {
+            None => true,
+            Some(list) => list.iter().any(|a| a.eq_ignore_ascii_case(address)),
+        }
+    }
+}
+
+/// A message that left a folder, remembered for delta `@removed` entries.
+#[derive(Clone, Debug)]
+pub(crate) struct Removal {
+    pub(crate) immutable_id: String,
+    pub(crate) rest_id: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Folder {
+    pub(crate) id: String,
+    pub(crate) display_name: String,
+    pub(crate) parent: Option<usize>,
+    pub(crate) well_known: Option<&'static str>,
+    pub(crate) hidden: bool,
+    pub(crate) children: Vec<usize>,
+    /// Current members ordered by `receivedDateTime` (ties by insertion order).
+    pub(crate) by_received: BTreeSet<(OffsetDateTime, MsgKey)>,
+    /// Current members keyed by the mailbox sequence number of their last change (delta).
+    pub(crate) by_seq: BTreeMap<u64, MsgKey>,
+    /// Departures keyed by the sequence number of the departure (delta `@removed`).
+    pub(crate) removals: BTreeMap<u64, Removal>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Message {
+    pub(crate) key: MsgKey,
+    pub(crate) immutable_id: String,
+    pub(crate) rest_id: String,
+    pub(crate) folder: usize,
+    /// Mailbox sequence number of the last change (creation, move in, update).
+    pub(crate) seq: u64,
+    /// Bumped on every change; feeds `changeKey` and `@odata.etag`.
+    pub(crate) version: u32,
+    pub(crate) subject: String,
+    pub(crate) from: Address,
+    pub(crate) to: Vec<Address>,
+    pub(crate) cc: Vec<Address>,
+    pub(crate) received: OffsetDateTime,
+    pub(crate) sent: OffsetDateTime,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) last_modified: OffsetDateTime,
+    pub(crate) is_read: bool,
+    pub(crate) is_draft: bool,
+    pub(crate) importance: &'static str,
+    pub(crate) internet_message_id: String,
+    pub(crate) conversation_id: String,
+    pub(crate) body_text: String,
+    pub(crate) has_attachments: bool,
+    pub(crate) mime: Arc<MimeTemplate>,
+}
+
+#[derive(Debug)]
+pub(crate) struct MailboxState {
+    pub(crate) id: String,
+    pub(crate) address: String,
+    pub(crate) display_name: String,
+    pub(crate) tenant: usize,
+    pub(crate) folders: Vec<Folder>,
+    folder_ids: HashMap<String, usize>,
+    pub(crate) messages: HashMap<MsgKey, Message>,
+    by_immutable: HashMap<String, MsgKey>,
+    by_rest: HashMap<String, MsgKey>,
+    next_key: MsgKey,
+    /// Mailbox-wide change sequence; every folder's delta log draws from it.
+    pub(crate) seq: u64,
+    /// Bumped by `expire_delta_tokens`; tokens of other generations answer 410.
+    pub(crate) delta_generation: u64,
+    pub(crate) root: usize,
+    pub(crate) recoverable: usize,
+}
+
+impl MailboxState {
+    pub(crate) fn new(address: &str, display_name: Option<&str>, tenant: usize) -> Self {
+        let local = address.split('@').next().unwrap_or(address);
+        let mut mb = Self {
+            id: new_guid(),
+            address: address.to_ascii_lowercase(),
+            display_name: display_name.map_or_else(|| title_case(local), str::to_owned),
+            tenant,
+            folders: Vec::new(),
+            folder_ids: HashMap::new(),
+            messages: HashMap::new(),
+            by_immutable: HashMap::new(),
+            by_rest: HashMap::new(),
+            next_key: 1,
+            seq: 0,
+            delta_generation: 1,
+            root: 0,
+            recoverable: 0,
+        };
+        mb.root = mb.push_folder(
+            "Top of Information Store",
+            None,
+            Some("msgfolderroot"),
+            false,
+        );
+        for (wk, name) in DEFAULT_FOLDERS {
+            mb.push_folder(name, Some(mb.root), Some(wk), false);
+        }
+        // Outside the IPM subtree, so never listed under msgfolderroot (graph-notes section 4).
+        mb.recoverable = mb.push_folder(
+            RECOVERABLE_ITEMS,
+            None,
+            Some("recoverableitemsdeletions"),
+            true,
+        );
+        mb
+    }
+
+    fn push_folder(
+        &mut self,
+        name: &str,
+        parent: Option<usize>,
+        well_known: Option<&'static str>,
+        hidden: bool,
+    ) -> usize {
+        let idx = self.folders.len();
+        let id = new_id(IdKind::Folder);
+        self.folder_ids.insert(id.clone(), idx);
+        self.folders.push(Folder {
+            id,
+            display_name: name.to_owned(),
+            parent,
+            well_known,
+            hidden,
+            children: Vec::new(),
+            by_received: BTreeSet::new(),
+            by_seq: BTreeMap::new(),
+            removals: BTreeMap::new(),
+        });
+        if let Some(p) = parent.and_then(|p| self.folders.get_mut(p)) {
+            p.children.push(idx);
+        }
+        idx
+    }
+
+    pub(crate) fn folder(&self, idx: usize) -> Option<&Folder> {
+        self.folders.get(idx)
+    }
+
+    /// A folder by id or well-known name (case-insensitive), as accepted in URLs.
+    pub(crate) fn folder_by_id_or_name(&self, id: &str) -> Option<usize> {
+        if let Some(idx) = self.folder_ids.get(id) {
+            return Some(*idx);
+        }
+        self.folders
+            .iter()
+            .position(|f| f.well_known.is_some_and(|wk| wk.eq_ignore_ascii_case(id)))
+    }
+
+    pub(crate) fn is_well_known_name(name: &str) -> bool {
+        const OTHER: &[&str] = &[
+            "clutter",
+            "conflicts",
+            "localfailures",
+            "msgfolderroot",
+            "recoverableitemsdeletions",
+            "scheduled",
+            "searchfolders",
+            "serverfailures",
+            "syncissues",
+        ];
+        DEFAULT_FOLDERS
+            .iter()
+            .any(|(wk, _)| wk.eq_ignore_ascii_case(name))
+            || OTHER.iter().any(|wk| wk.eq_ignore_ascii_case(name))
+    }
+
+    fn child_by_name(&self, parent: usize, name: &str) -> Option<usize> {
+        self.folders
+            .get(parent)?
+            .children
+            .iter()
+            .copied()
+            .find(|c| {
+                self.folders
+                    .get(*c)
+                    .is_some_and(|f| f.display_name.eq_ignore_ascii_case(name))
+            })
+    }
+
+    /// Resolves a display-name path ("Inbox/Backup Reports"); the first segment may also be a
+    /// well-known name or "Recoverable Items". With `create`, missing folders are created.
+    pub(crate) fn resolve_path(&mut self, path: &str, create: bool) -> Option<usize> {
+        let mut segments = path.split('/').map(str::trim).filter(|s| !s.is_empty());
+        let first = segments.next()?;
+        let mut current = if first.eq_ignore_ascii_case(RECOVERABLE_ITEMS) {
+            self.recoverable
+        } else if let Some(c) = self.child_by_name(self.root, first) {
+            c
+        } else if let Some(c) = self.folders.iter().position(|f| {
+            f.well_known
+                .is_some_and(|wk| wk.eq_ignore_ascii_case(first))
+        }) {
+            c
+        } else if create {
+            self.push_folder(first, Some(self.root), None, false)
+        } else {
+            return None;
+        };
+        for segment in segments {
+            current = match self.child_by_name(current, segment) {
+                Some(c) => c,
+                None if create => self.push_folder(segment, Some(current), None, false),
+                None => return None,
+            };
+        }
+        Some(current)
+    }
+
+    /// The display-name path of a folder ("Inbox/Backup Reports").
+    pub(crate) fn path_of(&self, folder: usize) -> String {
+        let mut names = Vec::new();
+        let mut current = Some(folder);
+        while let Some(idx) = current {
+            if idx == self.root {
+                break;
+            }
+            let Some(f) = self.folders.get(idx) else {
+                break;
+            };
+            names.push(f.display_name.as_str());
+            current = f.parent;
+        }
+        names.reverse();
+        names.join("/")
+    }
+
+    /// Whether the folder is in the visible tree (under msgfolderroot).
+    pub(crate) fn is_visible(&self, folder: usize) -> bool {
+        let mut current = Some(folder);
+        while let Some(idx) = current {
+            if idx == self.root {
+                return true;
+            }
+            current = self.folders.get(idx).and_then(|f| f.parent);
+        }
+        false
+    }
+
+    pub(crate) fn unread_count(&self, folder: usize) -> usize {
+        self.folders.get(folder).map_or(0, |f| {
+            f.by_received
+                .iter()
+                .filter(|(_, k)| self.messages.get(k).is_some_and(|m| !m.is_read))
+                .count()
+        })
+    }
+
+    pub(crate) fn size_of_folder(&self, folder: usize) -> u64 {
+        self.folders.get(folder).map_or(0, |f| {
+            f.by_received
+                .iter()
+                .filter_map(|(_, k)| self.messages.get(k))
+                .map(|m| m.mime.len())
+                .sum()
+        })
+    }
+
+    /// A message by immutable id or current REST id.
+    pub(crate) fn resolve_message(&self, id: &str) -> Option<MsgKey> {
+        self.by_immutable
+            .get(id)
+            .or_else(|| self.by_rest.get(id))
+            .copied()
+    }
+
+    pub(crate) fn message(&self, key: MsgKey) -> Option<&Message> {
+        self.messages.get(&key)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Adds a message to a folder.
+    pub(crate) fn insert(&mut self, folder: usize, m: &NewMessage, now: OffsetDateTime) -> MsgKey {
+        let key = self.next_key;
+        self.next_key += 1;
+        // Exchange keeps whole seconds; so does the wire format.
+        let received = m.received.unwrap_or(now);
+        let received = received.replace_nanosecond(0).unwrap_or(received);
+        let jitter =
+            i64::try_from(fnv1a(&[m.subject.as_bytes(), &key.to_le_bytes()]) % 40).unwrap_or(0) + 2;
+        let sent = received
+            .checked_sub(time::Duration::seconds(jitter))
+            .unwrap_or(received);
+        let domain = m
+            .from
+            .address
+            .split('@')
+            .nth(1)
+            .unwrap_or("sandbox.invalid");
+        let internet_message_id = m
+            .internet_message_id
+            .clone()
+            .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), domain));
+        let to = if m.to.is_empty() {
+            vec![Address::new(&self.display_name, &self.address)]
+        } else {
+            m.to.clone()
+        };
+        let body_text = m.body_text.clone().unwrap_or_else(|| {
+            format!(
+                "Hello {},\n\nThis message is about \"{}\".\n\nKind regards,\n{}",
+                self.display_name, m.subject, m.from.name
+            )
+        });
+        let template = mime::render(&MimeInput {
+            from: &m.from,
+            to: &to,
+            cc: &m.cc,
+            subject: &m.subject,
+            date: sent,
+            message_id: &internet_message_id,
+            body_text: &body_text,
+            importance: m.importance,
+            attachments: &m.attachments,
+            generated_size: m.generated_size,
+        });
+        let seq = self.next_seq();
+        let message = Message {
+            key,
+            immutable_id: new_id(IdKind::ImmutableMessage),
+            rest_id: new_id(IdKind::RestMessage),
+            folder,
+            seq,
+            version: 1,
+            subject: m.subject.clone(),
+            from: m.from.clone(),
+            to,
+            cc: m.cc.clone(),
+            received,
+            sent,
+            created: received,
+            last_modified: received,
+            is_read: m.is_read,
+            is_draft: false,
+            importance: m.importance,
+            internet_message_id,
+            conversation_id: new_id(IdKind::Conversation),
+            body_text,
+            has_attachments: !m.attachments.is_empty() || m.generated_size.is_some(),
+            mime: Arc::new(template),
+        };
+        self.by_immutable.insert(message.immutable_id.clone(), key);
+        self.by_rest.insert(message.rest_id.clone(), key);
+        if let Some(f) = self.folders.get_mut(folder) {
+            f.by_received.insert((received, key));
+            f.by_seq.insert(seq, key);
+        }
+        self.messages.insert(key, message);
+        key
+    }
+
+    /// Takes a message out of its folder, logging the departure for delta.
+    fn detach(&mut self, key: MsgKey) -> Option<usize> {
+        let seq = self.next_seq();
+        let m = self.messages.get(&key)?;
+        let folder = m.folder;
+        let removal = Removal {
+            immutable_id: m.immutable_id.clone(),
+            rest_id: m.rest_id.clone(),
+        };
+        let (received, old_seq) = (m.received, m.seq);
+        let f = self.folders.get_mut(folder)?;
+        f.by_received.remove(&(received, key));
+        f.by_seq.remove(&old_seq);
+        f.removals.insert(seq, removal);
+        Some(folder)
+    }
+
+    /// Moves a message; its REST id changes, its immutable id does not (graph-notes section 2).
+    /// Moving to the folder it is in changes nothing.
+    pub(crate) fn move_to(&mut self, key: MsgKey, dest: usize, now: OffsetDateTime) {
+        let Some(m) = self.messages.get(&key) else {
+            return;
+        };
+        if m.folder == dest || self.folders.get(dest).is_none() {
+            return;
+        }
+        if self.detach(key).is_none() {
+            return;
+        }
+        let seq = self.next_seq();
+        let new_rest = new_id(IdKind::RestMessage);
+        let Some(m) = self.messages.get_mut(&key) else {
+            return;
+        };
+        self.by_rest.remove(&m.rest_id);
+        m.rest_id = new_rest.clone();
+        m.folder = dest;
+        m.seq = seq;
+        m.version += 1;
+        m.last_modified = now;
+        let received = m.received;
+        self.by_rest.insert(new_rest, key);
+        if let Some(f) = self.folders.get_mut(dest) {
+            f.by_received.insert((received, key));
+            f.by_seq.insert(seq, key);
+        }
+    }
+
+    /// Applies an update to a message and logs it for delta.
+    pub(crate) fn update(
+        &mut self,
+        key: MsgKey,
+        now: OffsetDateTime,
+        f: impl FnOnce(&mut Message),
+    ) {
+        let seq = self.next_seq();
+        let Some(m) = self.messages.get_mut(&key) else {
+            return;
+        };
+        f(m);
+        let old_seq = m.seq;
+        m.seq = seq;
+        m.version += 1;
+        m.last_modified = now;
+        let folder = m.folder;
+        if let Some(folder) = self.folders.get_mut(folder) {
+            folder.by_seq.remove(&old_seq);
+            folder.by_seq.insert(seq, key);
+        }
+    }
+
+    /// `DELETE`: a soft delete into the hidden Recoverable Items folder; deleting from there
+    /// purges the message (graph-notes section 4).
+    pub(crate) fn delete(&mut self, key: MsgKey, now: OffsetDateTime) {
+        let Some(m) = self.messages.get(&key) else {
+            return;
+        };
+        if m.folder != self.recoverable {
+            self.move_to(key, self.recoverable, now);
+            return;
+        }
+        if self.detach(key).is_some()
+            && let Some(m) = self.messages.remove(&key)
+        {
+            self.by_immutable.remove(&m.immutable_id);
+            self.by_rest.remove(&m.rest_id);
+        }
+    }
+
+    /// Messages of one folder, newest first.
+    pub(crate) fn folder_keys(&self, folder: usize) -> Vec<MsgKey> {
+        self.folders.get(folder).map_or_else(Vec::new, |f| {
+            f.by_received.iter().rev().map(|(_, k)| *k).collect()
+        })
+    }
+
+    /// Every message of the mailbox, by folder path then newest first.
+    pub(crate) fn all_keys(&self) -> Vec<MsgKey> {
+        let mut folders: Vec<usize> = (0..self.folders.len()).collect();
+        folders.sort_by_key(|f| self.path_of(*f));
+        folders
+            .into_iter()
+            .flat_map(|f| self.folder_keys(f))
+            .collect()
+    }
+
+    /// A [`MessageInfo`] without its SHA-256 (computed outside the lock), plus the MIME.
+    pub(crate) fn info(&self, key: MsgKey) -> Option<(MessageInfo, Arc<MimeTemplate>)> {
+        let m = self.messages.get(&key)?;
+        Some((
+            MessageInfo {
+                immutable_id: m.immutable_id.clone(),
+                rest_id: m.rest_id.clone(),
+                internet_message_id: m.internet_message_id.clone(),
+                subject: m.subject.clone(),
+                folder_path: self.path_of(m.folder),
+                is_read: m.is_read,
+                received: m.received,
+                size: m.mime.len(),
+                sha256: String::new(),
+            },
+            Arc::clone(&m.mime),
+        ))
+    }
+}
+
+/// The sandbox's state behind the global mutex.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) tenants: Vec<TenantState>,
+    pub(crate) mailboxes: Vec<MailboxState>,
+    /// Lowercased address or mailbox id → index in `mailboxes`.
+    index: HashMap<String, usize>,
+    pub(crate) tokens: HashMap<String, IssuedToken>,
+    pub(crate) token_lifetime: u64,
+}
+
+/// Default `expires_in` of issued tokens, as Entra reports it (graph-notes section 1).
+pub(crate) const DEFAULT_TOKEN_LIFETIME: u64 = 3599;
+
+impl State {
+    pub(crate) fn from_world(world: &World, now: OffsetDateTime) -> Self {
+        let mut state = Self {
+            tenants: Vec::new(),
+            mailboxes: Vec::new(),
+            index: HashMap::new(),
+            tokens: HashMap::new(),
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+        };
+        for t in &world.tenants {
+            let tenant = state.tenants.len();
+            state.tenants.push(TenantState {
+                id: t.id.clone(),
+                domains: t.domains.clone(),
+                apps: t
+                    .apps
+                    .iter()
+                    .map(|a| AppState {
+                        client_id: a.client_id.clone(),
+                        secrets: a.secrets.clone(),
+                        permissions: a.permissions.clone(),
+                        scope_only: a
+                            .scope_only
+                            .as_ref()
+                            .map(|l| l.iter().map(|s| s.to_ascii_lowercase()).collect()),
+                    })
+                    .collect(),
+            });
+            for m in &t.mailboxes {
+                let mb = state.add_mailbox(&m.address, m.display_name.as_deref(), tenant);
+                for op in &m.ops {
+                    match op {
+                        MailboxOp::Folder(path) => {
+                            state
+                                .mailbox_mut(mb)
+                                .and_then(|x| x.resolve_path(path, true));
+                        }
+                        MailboxOp::Message(path, message) => {
+                            if let Some(x) = state.mailbox_mut(mb)
+                                && let Some(folder) = x.resolve_path(path, true)
+                            {
+                                x.insert(folder, message, now);
+                            }
+                        }
+                        MailboxOp::Generate(path, n) => {
+                            let messages =
+                                crate::corpus::generated_messages(&m.address, path, *n, now);
+                            if let Some(x) = state.mailbox_mut(mb)
+                                && let Some(folder) = x.resolve_path(path, true)
+                            {
+                                for message in &messages {
+                                    x.insert(folder, message, now);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        state
+    }
+
+    fn add_mailbox(&mut self, address: &str, display_name: Option<&str>, tenant: usize) -> usize {
+        if let Some(existing) = self.index.get(&address.to_ascii_lowercase()) {
+            return *existing;
+        }
+        let mb = MailboxState::new(address, display_name, tenant);
+        let idx = self.mailboxes.len();
+        self.index.insert(mb.address.clone(), idx);
+        self.index.insert(mb.id.clone(), idx);
+        self.mailboxes.push(mb);
+        idx
+    }
+
+    /// A mailbox by address (case-insensitive) or id.
+    pub(crate) fn find_mailbox(&self, user: &str) -> Option<usize> {
+        self.index.get(&user.to_ascii_lowercase()).copied()
+    }
+
+    /// A mailbox by address, created if missing (in the tenant owning its domain, else the
+    /// first tenant, else a new tenant [`crate::DEFAULT_TENANT`]).
+    pub(crate) fn mailbox_or_create(&mut self, address: &str) -> usize {
+        if let Some(idx) = self.find_mailbox(address) {
+            return idx;
+        }
+        let domain = address.split('@').nth(1).unwrap_or_default();
+        let tenant = self
+            .tenants
+            .iter()
+            .position(|t| t.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)));
+        let tenant = match tenant {
+            Some(t) => t,
+            None if !self.tenants.is_empty() => 0,
+            None => {
+                self.tenants.push(TenantState {
+                    id: crate::world::DEFAULT_TENANT.to_owned(),
+                    domains: vec![domain.to_owned()],
+                    apps: Vec::new(),
+                });
+                0
+            }
+        };
+        self.add_mailbox(address, None, tenant)
+    }
+
+    pub(crate) fn mailbox(&self, idx: usize) -> Option<&MailboxState> {
+        self.mailboxes.get(idx)
+    }
+
+    pub(crate) fn mailbox_mut(&mut self, idx: usize) -> Option<&mut MailboxState> {
+        self.mailboxes.get_mut(idx)
+    }
+
+    /// A tenant by id or verified domain (case-insensitive).
+    pub(crate) fn find_tenant(&self, id_or_domain: &str) -> Option<usize> {
+        self.tenants.iter().position(|t| {
+            t.id.eq_ignore_ascii_case(id_or_domain)
+                || t.domains
+                    .iter()
+                    .any(|d| d.eq_ignore_ascii_case(id_or_domain))
+        })
+    }
+
+    /// Every app registration with this client id, in any tenant.
+    pub(crate) fn apps_mut(&mut self, client_id: &str) -> impl Iterator<Item = &mut AppState> {
+        self.tenants
+            .iter_mut()
+            .flat_map(|t| t.apps.iter_mut())
+            .filter(move |a| a.client_id.eq_ignore_ascii_case(client_id))
+    }
+
+    /// Forgets expired tokens once the table grows, so benchmarks do not leak.
+    pub(crate) fn prune_tokens(&mut self, now: OffsetDateTime) {
+        if self.tokens.len() > 10_000 {
+            self.tokens.retain(|_, t| t.expires_at > now);
+        }
+    }
+}
+
+fn title_case(local: &str) -> String {
+    local
+        .split(['.', '_', '-'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars.next().map_or_else(String::new, |c| {
+                c.to_uppercase().collect::<String>() + chars.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    #[test]
+    fn paths_resolve_case_insensitively_and_create_parents() {
+        let mut mb = MailboxState::new("a@contoso.com", None, 0);
+        let f = mb
+            .resolve_path("Inbox/Backup Reports/Archive 2025", true)
+            .unwrap();
+        assert_eq!(mb.path_of(f), "Inbox/Backup Reports/Archive 2025");
+        assert_eq!(
+            mb.resolve_path("inbox/backup reports/ARCHIVE 2025", false),
+            Some(f)
+        );
+        assert_eq!(
+            mb.resolve_path("deleteditems", false),
+            mb.folder_by_id_or_name("DeletedItems")
+        );
+        assert!(mb.resolve_path("Nope", false).is_none());
+        assert!(mb.is_visible(f));
+        assert!(!mb.is_visible(mb.recoverable));
+    }
+
+    #[test]
+    fn move_changes_rest_id_only_and_logs_for_delta() {
+        let mut mb = MailboxState::new("a@contoso.com", None, 0);
+        let inbox = mb.folder_by_id_or_name("inbox").unwrap();
+        let archive = mb.folder_by_id_or_name("archive").unwrap();
+        let k = mb.insert(inbox, &NewMessage::new("x"), now());
+        let (before, _) = mb.info(k).unwrap();
+        mb.move_to(k, archive, now());
+        let (after, _) = mb.info(k).unwrap();
+        assert_eq!(before.immutable_id, after.immutable_id);
+        assert_ne!(before.rest_id, after.rest_id);
+        assert_eq!(mb.resolve_message(&before.rest_id), None);
+        assert_eq!(mb.resolve_message(&after.immutable_id), Some(k));
+        assert_eq!(mb.folder(inbox).unwrap().removals.len(), 1);
+        assert_eq!(after.folder_path, "Archive");
+    }
+
+    #[test]
+    fn delete_soft_deletes_then_purges() {
+        let mut mb = MailboxState::new("a@contoso.com", None, 0);
+        let inbox = mb.folder_by_id_or_name("inbox").unwrap();
+        let k = mb.insert(inbox, &NewMessage::new("x"), now());
+        mb.delete(k, now());
+        assert_eq!(mb.info(k).unwrap().0.folder_path, RECOVERABLE_ITEMS);
+        mb.delete(k, now());
+        assert!(mb.info(k).is_none());
+    }
+}

@@ -1,0 +1,381 @@
+//! The builder of a sandbox's initial state: tenants, app registrations, mailboxes and messages.
+
+use time::OffsetDateTime;
+
+/// The default tenant id (a GUID); its domain is [`DEFAULT_DOMAIN`].
+pub const DEFAULT_TENANT: &str = "6f1d3c52-8a4b-4e2f-9c7d-2b5e8f0a1c34";
+/// The default tenant's verified domain.
+pub const DEFAULT_DOMAIN: &str = "contoso.com";
+/// The default app registration's client id (a GUID).
+pub const DEFAULT_CLIENT_ID: &str = "3e9b7a21-5c4d-4f8e-a1b2-c3d4e5f60718";
+/// The default app's client secret value (40 characters, shaped like an Entra secret).
+pub const DEFAULT_SECRET: &str = "Xk48Q~Tr.3vH_pZq9nW2sLd-Ya6fGc8mBe1uJo7K";
+/// The default secret's key id ("Secret ID" in the portal); sending it instead of the value
+/// fails with AADSTS7000215 like Entra does.
+pub const DEFAULT_SECRET_ID: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+
+/// The initial state of a sandbox, built fluently and passed to [`crate::Sandbox::start`].
+#[derive(Clone, Debug, Default)]
+pub struct World {
+    pub(crate) tenants: Vec<Tenant>,
+}
+
+impl World {
+    /// An empty world: no tenants, apps or mailboxes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tenant.
+    pub fn tenant(mut self, t: Tenant) -> Self {
+        self.tenants.push(t);
+        self
+    }
+
+    /// The default test world: tenant [`DEFAULT_TENANT`] (domain "contoso.com") with one app
+    /// [`DEFAULT_CLIENT_ID`] holding secret [`DEFAULT_SECRET`] (key id [`DEFAULT_SECRET_ID`],
+    /// expiring in a year), permission `Mail.ReadWrite`, scope all mailboxes; no mailboxes.
+    pub fn default_test() -> Self {
+        Self::new().tenant(
+            Tenant::new(DEFAULT_TENANT).domain(DEFAULT_DOMAIN).app(
+                App::new(DEFAULT_CLIENT_ID)
+                    .secret(AppSecret::new(DEFAULT_SECRET).key_id(DEFAULT_SECRET_ID))
+                    .permissions(&["Mail.ReadWrite"]),
+            ),
+        )
+    }
+
+    /// The demo world: [`World::default_test`] plus `reports@contoso.com` (about 200 backup
+    /// reports in "Inbox/Backup Reports", older ones in "Inbox/Backup Reports/Archive 2025") and
+    /// `invoices@contoso.com` (100 invoices in "Inbox/Invoices", an empty "Inbox/Processed"),
+    /// each with a few ordinary messages in the Inbox.
+    pub fn demo() -> Self {
+        crate::corpus::demo_world()
+    }
+
+    /// Adds a mailbox to the tenant whose id or domain is `tenant_id` (case-insensitive); a tenant
+    /// with that id is created if there is none.
+    pub fn mailbox(mut self, tenant_id: &str, m: Mailbox) -> Self {
+        let found = self.tenants.iter_mut().find(|t| t.matches(tenant_id));
+        match found {
+            Some(t) => t.mailboxes.push(m),
+            None => self.tenants.push(Tenant::new(tenant_id).mailbox(m)),
+        }
+        self
+    }
+}
+
+/// An Entra tenant: its id, domains, app registrations and mailboxes.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub(crate) id: String,
+    pub(crate) domains: Vec<String>,
+    pub(crate) apps: Vec<App>,
+    pub(crate) mailboxes: Vec<Mailbox>,
+}
+
+impl Tenant {
+    /// A tenant with the given id (normally a GUID) and nothing in it.
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            domains: Vec::new(),
+            apps: Vec::new(),
+            mailboxes: Vec::new(),
+        }
+    }
+
+    /// Adds a verified domain; the token endpoint accepts it in place of the tenant id.
+    pub fn domain(mut self, d: &str) -> Self {
+        self.domains.push(d.to_owned());
+        self
+    }
+
+    /// Registers an app in this tenant.
+    pub fn app(mut self, a: App) -> Self {
+        self.apps.push(a);
+        self
+    }
+
+    /// Adds a mailbox to this tenant.
+    pub fn mailbox(mut self, m: Mailbox) -> Self {
+        self.mailboxes.push(m);
+        self
+    }
+
+    pub(crate) fn matches(&self, id_or_domain: &str) -> bool {
+        self.id.eq_ignore_ascii_case(id_or_domain)
+            || self
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(id_or_domain))
+    }
+}
+
+/// An app registration (service principal) with its secrets, application permissions and
+/// mailbox scope.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub(crate) client_id: String,
+    pub(crate) secrets: Vec<AppSecret>,
+    pub(crate) permissions: Vec<String>,
+    pub(crate) scope_only: Option<Vec<String>>,
+}
+
+impl App {
+    /// An app with no secret, permission `Mail.ReadWrite` and access to every mailbox.
+    pub fn new(client_id: &str) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            secrets: Vec::new(),
+            permissions: vec!["Mail.ReadWrite".to_owned()],
+            scope_only: None,
+        }
+    }
+
+    /// Adds a client secret (an app may hold several).
+    pub fn secret(mut self, s: AppSecret) -> Self {
+        self.secrets.push(s);
+        self
+    }
+
+    /// Replaces the granted application permissions, e.g. `&["Mail.Read"]`.
+    pub fn permissions(mut self, p: &[&str]) -> Self {
+        self.permissions = p.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// Restricts the app to these mailboxes (an application access policy / RBAC scope); other
+    /// mailboxes answer `403 ErrorAccessDenied` "Access to OData is disabled." (graph-notes
+    /// section 8).
+    pub fn scope_only(mut self, mailboxes: &[&str]) -> Self {
+        self.scope_only = Some(mailboxes.iter().map(|s| (*s).to_owned()).collect());
+        self
+    }
+}
+
+/// A client secret: its value, key id ("Secret ID") and expiry.
+#[derive(Clone)]
+pub struct AppSecret {
+    pub(crate) value: String,
+    pub(crate) key_id: String,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for AppSecret {
+    // The value is a credential, even in a sandbox (house style point 15).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSecret")
+            .field("value", &"<redacted>")
+            .field("key_id", &self.key_id)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+impl AppSecret {
+    /// A secret with this value, a random key id, expiring one year from now.
+    pub fn new(value: &str) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            value: value.to_owned(),
+            key_id: crate::ids::new_guid(),
+            expires_at: now.checked_add(time::Duration::days(365)).unwrap_or(now),
+        }
+    }
+
+    /// Sets the key id (a GUID).
+    pub fn key_id(mut self, id: &str) -> Self {
+        self.key_id = id.to_owned();
+        self
+    }
+
+    /// Sets the expiry, compared with the sandbox clock.
+    pub fn expires_at(mut self, t: OffsetDateTime) -> Self {
+        self.expires_at = t;
+        self
+    }
+}
+
+/// An Exchange Online mailbox to create, with folders and messages.
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    pub(crate) address: String,
+    pub(crate) display_name: Option<String>,
+    pub(crate) ops: Vec<MailboxOp>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum MailboxOp {
+    Folder(String),
+    Message(String, Box<NewMessage>),
+    Generate(String, usize),
+}
+
+impl Mailbox {
+    /// A mailbox with the default folders (Inbox, Drafts, Sent Items, Deleted Items, Junk Email,
+    /// Archive, Outbox) and no messages.
+    pub fn new(address: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            display_name: None,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Sets the owner's display name (used in `To:` headers).
+    pub fn display_name(mut self, name: &str) -> Self {
+        self.display_name = Some(name.to_owned());
+        self
+    }
+
+    /// Creates a folder path such as "Inbox/Backup Reports/Archive 2025", with any missing
+    /// parents; display names are matched case-insensitively.
+    pub fn folder(mut self, path: &str) -> Self {
+        self.ops.push(MailboxOp::Folder(path.to_owned()));
+        self
+    }
+
+    /// Adds a message to a folder path (created if missing).
+    pub fn message(mut self, folder_path: &str, m: NewMessage) -> Self {
+        self.ops
+            .push(MailboxOp::Message(folder_path.to_owned(), Box::new(m)));
+        self
+    }
+
+    /// Adds `n` realistic generated messages (varied senders, subjects, dates over recent weeks,
+    /// some with small attachments) to a folder path; deterministic for a given mailbox, folder
+    /// and `n`.
+    pub fn messages(mut self, folder_path: &str, n: usize) -> Self {
+        self.ops
+            .push(MailboxOp::Generate(folder_path.to_owned(), n));
+        self
+    }
+}
+
+/// A display name and an SMTP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Address {
+    pub(crate) name: String,
+    pub(crate) address: String,
+}
+
+impl Address {
+    pub(crate) fn new(name: &str, address: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            address: address.to_owned(),
+        }
+    }
+}
+
+/// An attachment whose content is deterministic pseudo-random bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct AttachmentSpec {
+    pub(crate) filename: String,
+    pub(crate) content_type: String,
+    pub(crate) size: u64,
+}
+
+/// A message to add to a mailbox; unset properties get sensible defaults.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    pub(crate) subject: String,
+    pub(crate) from: Address,
+    pub(crate) to: Vec<Address>,
+    pub(crate) cc: Vec<Address>,
+    pub(crate) received: Option<OffsetDateTime>,
+    pub(crate) body_text: Option<String>,
+    pub(crate) attachments: Vec<AttachmentSpec>,
+    pub(crate) is_read: bool,
+    pub(crate) internet_message_id: Option<String>,
+    pub(crate) generated_size: Option<u64>,
+    pub(crate) importance: &'static str,
+}
+
+impl NewMessage {
+    /// A message with this subject from "Sandbox Sender" <sender@fabrikam.com> to the mailbox
+    /// owner, received now (sandbox clock), unread, with a short text body and no attachments.
+    pub fn new(subject: &str) -> Self {
+        Self {
+            subject: subject.to_owned(),
+            from: Address::new("Sandbox Sender", "sender@fabrikam.com"),
+            to: Vec::new(),
+            cc: Vec::new(),
+            received: None,
+            body_text: None,
+            attachments: Vec::new(),
+            is_read: false,
+            internet_message_id: None,
+            generated_size: None,
+            importance: "normal",
+        }
+    }
+
+    /// A message whose MIME is about `size` bytes, most of it one base64 attachment generated
+    /// on the fly while streaming (never held in memory).
+    pub fn generated(subject: &str, size: u64) -> Self {
+        let mut m = Self::new(subject);
+        m.generated_size = Some(size);
+        m
+    }
+
+    /// Sets the sender (`From` and `Sender`).
+    pub fn from(mut self, name: &str, address: &str) -> Self {
+        self.from = Address::new(name, address);
+        self
+    }
+
+    /// Adds a `To` recipient (default: the mailbox owner).
+    pub fn to(mut self, name: &str, address: &str) -> Self {
+        self.to.push(Address::new(name, address));
+        self
+    }
+
+    /// Adds a `Cc` recipient.
+    pub fn cc(mut self, name: &str, address: &str) -> Self {
+        self.cc.push(Address::new(name, address));
+        self
+    }
+
+    /// Sets `receivedDateTime` (and the `Date` header, a few seconds earlier).
+    pub fn received(mut self, t: OffsetDateTime) -> Self {
+        self.received = Some(t);
+        self
+    }
+
+    /// Sets the plain-text body (an HTML alternative is derived from it).
+    pub fn body_text(mut self, s: &str) -> Self {
+        self.body_text = Some(s.to_owned());
+        self
+    }
+
+    /// Adds an attachment of `size` bytes of deterministic pseudo-random content (seeded by the
+    /// filename, size and subject), base64-encoded in the MIME.
+    pub fn attachment(mut self, filename: &str, content_type: &str, size: usize) -> Self {
+        self.attachments.push(AttachmentSpec {
+            filename: filename.to_owned(),
+            content_type: content_type.to_owned(),
+            size: size as u64,
+        });
+        self
+    }
+
+    /// Sets `isRead`.
+    pub fn is_read(mut self, b: bool) -> Self {
+        self.is_read = b;
+        self
+    }
+
+    /// Sets `internetMessageId` (the `Message-ID` header), e.g. "<abc@fabrikam.com>".
+    pub fn internet_message_id(mut self, s: &str) -> Self {
+        self.internet_message_id = Some(s.to_owned());
+        self
+    }
+
+    /// Marks the message high importance.
+    pub fn high_importance(mut self) -> Self {
+        self.importance = "high";
+        self
+    }
+}
