@@ -32,18 +32,22 @@ impl Engine {
         stop_at: OffsetDateTime,
         report: &mut FolderReport,
     ) -> Result<(), ImportError> {
-        let folder = graph.resolve_folder(&config.folder).await?;
         // Resolve the destination before touching any message: a missing processed folder must
-        // fail the folder with nothing written.
-        let action = match &config.action {
-            AfterImport::Move { processed_folder } => {
-                Action::MoveTo(graph.resolve_folder(processed_folder).await?.id)
+        // fail the folder with nothing written. Both lookups at once: they are independent.
+        let destination = async {
+            match &config.action {
+                AfterImport::Move { processed_folder } => graph
+                    .resolve_folder(processed_folder)
+                    .await
+                    .map(|f| Action::MoveTo(f.id)),
+                // Deleted Items rather than DELETE, which goes to Recoverable Items (graph-notes §4).
+                AfterImport::Delete => Ok(Action::MoveTo("deleteditems".to_owned())),
+                AfterImport::MarkRead => Ok(Action::MarkRead),
+                AfterImport::None => Ok(Action::None),
             }
-            // Deleted Items rather than DELETE, which goes to Recoverable Items (graph-notes §4).
-            AfterImport::Delete => Action::MoveTo("deleteditems".to_owned()),
-            AfterImport::MarkRead => Action::MarkRead,
-            AfterImport::None => Action::None,
         };
+        let (folder, action) = tokio::join!(graph.resolve_folder(&config.folder), destination);
+        let (folder, action) = (folder?, action?);
         let run = FolderRun {
             engine: self,
             graph,
@@ -120,7 +124,8 @@ impl Engine {
             if listing.is_none()
                 && !exhausted
                 && in_time
-                && queue.is_empty()
+                // List again before the queue runs dry, so Graph's slots never wait on a listing.
+                && queue.len() < concurrency
                 && (in_flight.is_empty() || last_listing_was_new)
             {
                 let graph = run.graph;
@@ -157,7 +162,7 @@ impl Engine {
                         }
                     }
                     last_listing_was_new = found_new;
-                    if !found_new && in_flight.is_empty() {
+                    if !found_new && in_flight.is_empty() && queue.is_empty() {
                         // Everything listed has been dealt with in this run (what is left failed
                         // and waits for the next run): continue past it, or stop.
                         match page.next_link {

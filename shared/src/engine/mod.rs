@@ -47,7 +47,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             page_size: 100,
-            message_concurrency: 12,
+            message_concurrency: 16,
             mailbox_parallelism: 4,
             message_attempts: 3,
             lease_margin: Duration::from_secs(120),
