@@ -84,16 +84,27 @@ fn print(label: &str, f: &Figures, latency: Duration) {
     let rate = f.messages as f64 / f.seconds;
     println!(
         "{label:<22} {:>5} messages in {:>6.2} s = {:>6.1} msg/s; ceiling {:>5.1} msg/s; ratio {:.2}",
-        f.messages, f.seconds, rate, ceiling, rate / ceiling
+        f.messages,
+        f.seconds,
+        rate,
+        ceiling,
+        rate / ceiling
     );
     println!(
         "{:<22} {} Graph requests in a {:.2} s window; the 4 slots were busy {:.2} of it; fixed per-run overhead {:.2} s",
-        "", f.graph_requests, f.graph_window, f.busy_fraction, f.seconds - f.graph_window
+        "",
+        f.graph_requests,
+        f.graph_window,
+        f.busy_fraction,
+        f.seconds - f.graph_window
     );
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let messages: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(400);
     let latency = Duration::from_millis(args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -102,7 +113,10 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        println!("Graph latency {} ms per request, 4 slots per mailbox", latency.as_millis());
+        println!(
+            "Graph latency {} ms per request, 4 slots per mailbox",
+            latency.as_millis()
+        );
         let pipelined = measure(messages, latency, EngineOptions::default()).await;
         print("pipelined (default)", &pipelined, latency);
         let sequential = EngineOptions {

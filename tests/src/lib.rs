@@ -2,5 +2,6 @@
 //! every adapter must pass ([`contract`]). The tests themselves live in `tests/`.
 
 pub mod contract;
+pub mod lambda;
 pub mod moto;
 pub mod stack;

@@ -77,7 +77,8 @@ async fn dynamodb_create_table_is_idempotent_and_builds_the_documented_layout() 
         stream.stream_view_type(),
         Some(&StreamViewType::NewAndOldImages)
     );
-    let mut indexes: Vec<(&str, Vec<(&str, &KeyType)>, Option<&ProjectionType>)> = t
+    type Index<'a> = (&'a str, Vec<(&'a str, &'a KeyType)>, Option<&'a ProjectionType>);
+    let mut indexes: Vec<Index> = t
         .global_secondary_indexes()
         .iter()
         .map(|gsi| {

@@ -94,6 +94,13 @@ impl Engine {
             // The lease expires on its own; the next run only waits for it.
             tracing::warn!(error = %e, "could not release the mailbox lease");
         }
+        tracing::info!(
+            status = ?report.status,
+            folders = report.folders.len(),
+            imported = report.imported(),
+            failed = report.failed(),
+            "mailbox import finished"
+        );
         report
     }
 

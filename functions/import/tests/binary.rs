@@ -1,0 +1,111 @@
+//! The built `mailroom-import` binary, run as Lambda runs it (a Runtime API on loopback), against
+//! the Graph sandbox and moto: proves the binary itself, not just its handler.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use graph_sandbox::{DEFAULT_SECRET, DEFAULT_TENANT, Mailbox, World};
+use mailroom::domain::AfterImport;
+use mailroom_tests::lambda::{Outcome, RuntimeApi, scheduled_event};
+use mailroom_tests::stack::Stack;
+
+const MAILBOX: &str = "reports@contoso.com";
+const FOLDER: &str = "Inbox/Backup Reports";
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_mailroom-import"))
+}
+
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mailroom-import-{name}-{}.log", std::process::id()))
+}
+
+fn function_env(stack: &Stack, table: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MAILROOM_TABLE", table.to_owned()),
+        ("MAILROOM_BUCKET", stack.bucket.clone()),
+        ("MAILROOM_S3_PATH_STYLE", "true".into()),
+        ("MAILROOM_GRAPH_URL", stack.sandbox.url()),
+        ("MAILROOM_LOGIN_URL", stack.sandbox.url()),
+        ("MAILROOM_STOP_MARGIN_SECONDS", "10".into()),
+        ("AWS_ENDPOINT_URL", stack.moto.endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("RUST_LOG", "info".into()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_imports_every_configured_mailbox() {
+    let world = World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(MAILBOX)
+            .folder(FOLDER)
+            .folder("Inbox/Processed")
+            .messages(FOLDER, 30),
+    );
+    let stack = Stack::start(world).await;
+    let held = stack.sandbox.folder_messages(MAILBOX, FOLDER);
+    stack
+        .configure(
+            MAILBOX,
+            FOLDER,
+            AfterImport::Move {
+                processed_folder: "Inbox/Processed".into(),
+            },
+        )
+        .await;
+
+    let runtime = RuntimeApi::start().await;
+    let log = log_path("scheduled");
+    let mut function = runtime.spawn(binary(), &function_env(&stack, stack.state.table()), &log);
+    let id = runtime.invoke(scheduled_event(), Duration::from_secs(120));
+    let outcome = runtime.outcome(&id, Duration::from_secs(60)).await;
+    function.kill().ok();
+    function.wait().ok();
+    let logs = std::fs::read_to_string(&log).unwrap();
+
+    let Outcome::Response(report) = outcome else {
+        panic!("the function failed: {outcome:?}\n{logs}");
+    };
+    assert_eq!(report["mailboxes"][0]["status"], "ok", "{report:#}");
+    assert_eq!(
+        report["mailboxes"][0]["folders"][0]["imported"], 30,
+        "{report:#}"
+    );
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+
+    // Structured JSON summary lines per folder and per mailbox, and no secret anywhere.
+    let summary = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "folder import finished")
+        .unwrap_or_else(|| panic!("no summary line in:\n{logs}"));
+    assert_eq!(summary["fields"]["imported"], 30, "{summary}");
+    let mailbox_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "mailbox import finished")
+        .unwrap_or_else(|| panic!("no per-mailbox line in:\n{logs}"));
+    assert_eq!(mailbox_line["fields"]["imported"], 30, "{mailbox_line}");
+    assert!(
+        !logs.contains(DEFAULT_SECRET),
+        "the client secret appears in the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_configuration_stops_the_function_naming_every_variable() {
+    let runtime = RuntimeApi::start().await;
+    let log = log_path("unconfigured");
+    let mut function = runtime.spawn(binary(), &[("AWS_REGION", "us-east-1".into())], &log);
+    let status = tokio::task::spawn_blocking(move || function.wait().unwrap())
+        .await
+        .unwrap();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success());
+    assert!(logs.contains("MAILROOM_TABLE is not set"), "{logs}");
+    assert!(logs.contains("MAILROOM_BUCKET is not set"), "{logs}");
+}
