@@ -77,7 +77,11 @@ async fn dynamodb_create_table_is_idempotent_and_builds_the_documented_layout() 
         stream.stream_view_type(),
         Some(&StreamViewType::NewAndOldImages)
     );
-    type Index<'a> = (&'a str, Vec<(&'a str, &'a KeyType)>, Option<&'a ProjectionType>);
+    type Index<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a KeyType)>,
+        Option<&'a ProjectionType>,
+    );
     let mut indexes: Vec<Index> = t
         .global_secondary_indexes()
         .iter()

@@ -86,7 +86,7 @@ impl Engine {
             "finishing messages an earlier run stored but did not finish"
         );
         let mut outcomes = futures::stream::iter(pending)
-            .map(|record| async move { run.finish_pending(&record.message_id).await })
+            .map(|record| async move { run.finish_stored(&record.message_id).await })
             .buffer_unordered(self.options.message_concurrency.max(1));
         while let Some(outcome) = outcomes.next().await {
             report.count(&outcome?);
@@ -139,10 +139,7 @@ impl Engine {
                 let Some(message) = queue.pop_front() else {
                     break;
                 };
-                in_flight.push(async move {
-                    let outcome = run.import_message(&message).await;
-                    (message, outcome)
-                });
+                in_flight.push(async move { run.import_message(&message).await });
             }
             if listing.is_none() && in_flight.is_empty() {
                 report.stopped_at_deadline = !in_time && (!queue.is_empty() || !exhausted);
@@ -171,7 +168,7 @@ impl Engine {
                         }
                     }
                 }
-                Some((_message, outcome)) = in_flight.next() => {
+                Some(outcome) = in_flight.next() => {
                     report.count(&outcome?);
                 }
             }

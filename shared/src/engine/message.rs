@@ -140,7 +140,7 @@ impl FolderRun<'_> {
 
     /// Finishes a record an earlier run stored but did not mark done: its action may or may not
     /// have happened, and in `move`/`delete` modes the message may no longer be in the folder.
-    pub(super) async fn finish_pending(
+    pub(super) async fn finish_stored(
         &self,
         id: &MessageId,
     ) -> Result<MessageOutcome, ImportError> {

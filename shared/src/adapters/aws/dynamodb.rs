@@ -98,28 +98,22 @@ impl DynamoStateStore {
                 .build()
                 .map_err(|e| unavailable(OPERATION, e))
         };
-        let by_received = GlobalSecondaryIndex::builder()
-            .index_name(BY_RECEIVED_INDEX)
-            .key_schema(key("gsi1pk", KeyType::Hash)?)
-            .key_schema(key("gsi1sk", KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(|e| unavailable(OPERATION, e))?;
-        let pending = GlobalSecondaryIndex::builder()
-            .index_name(PENDING_INDEX)
-            .key_schema(key("pending_pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(|e| unavailable(OPERATION, e))?;
+        // Both indexes project everything: records are small, and a query needs no second read.
+        let index = |name: &str, hash: &str, range: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| unavailable(OPERATION, e))
+        };
+        let by_received = index(BY_RECEIVED_INDEX, "gsi1pk", "gsi1sk")?;
+        let pending = index(PENDING_INDEX, "pending_pk", "sk")?;
         // The design asks for the stream so downstream consumers can react to new records; new
         // and old images let them see a record's `stored` -> `done` transition too.
         let stream = StreamSpecification::builder()
