@@ -255,6 +255,34 @@ pub struct MessageRecord {
     pub state: RecordState,
 }
 
+/// How the latest run of a mailbox went, for `mailroom status`. Kept as one opaque document per
+/// mailbox: nothing queries inside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub mailbox: MailboxAddress,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    /// `ok` or `failed`.
+    pub status: String,
+    pub imported: u64,
+    pub failed: u64,
+    /// The first error of the run, if any.
+    pub error: Option<String>,
+}
+
+impl RunSummary {
+    /// The stored form (JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+}
+
 /// Progress through a delta round of one folder (graph-notes §5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {

@@ -11,7 +11,9 @@ use futures::Stream;
 use time::OffsetDateTime;
 
 use crate::credentials::AppCredential;
-use crate::domain::{Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord};
+use crate::domain::{
+    Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RunSummary,
+};
 
 /// A stream of bytes, such as a message's raw MIME on its way from Graph to a blob store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -56,9 +58,7 @@ pub enum BlobError {
 pub enum SecretError {
     #[error("credential '{name}' not found: {hint}")]
     NotFound { name: String, hint: String },
-    #[error(
-        "credential '{name}' is malformed: {detail}; expected JSON with tenant_id, client_id and client_secret"
-    )]
+    #[error("credential '{name}' is malformed: {detail}")]
     Malformed { name: String, detail: String },
     #[error("credential '{name}' could not be read: {detail}")]
     Unavailable { name: String, detail: String },
@@ -115,6 +115,10 @@ pub trait StateStore: Send + Sync {
         &self,
         mailbox: &MailboxAddress,
     ) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// Replaces the summary of the mailbox's latest run.
+    async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError>;
+    async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError>;
 
     async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError>;
     async fn put_cursor(&self, key: &FolderKey, cursor: &Cursor) -> Result<(), StoreError>;

@@ -94,6 +94,7 @@ pub async fn state_store_contract(store: &dyn StateStore) {
     list_records_returns_only_that_mailboxs_records(store).await;
     list_records_pages_through_many_records(store).await;
     cursor_is_absent_until_put_and_put_replaces_it(store).await;
+    last_run_is_absent_until_put_and_put_replaces_it(store).await;
     lease_is_acquired_when_free_and_refused_while_held(store).await;
     lease_is_renewed_by_its_owner(store).await;
     lease_is_taken_over_once_expired(store).await;
@@ -334,6 +335,31 @@ pub async fn list_records_pages_through_many_records(store: &dyn StateStore) {
     assert_eq!(listed.len(), COUNT, "every record exactly once");
     listed.sort_by(|a, b| a.message_id.cmp(&b.message_id));
     assert_eq!(listed, records);
+}
+
+pub async fn last_run_is_absent_until_put_and_put_replaces_it(store: &dyn StateStore) {
+    let address = mailbox("runs");
+    assert_eq!(must(store.last_run(&address).await), None);
+    let first = mailroom::domain::RunSummary {
+        mailbox: address.clone(),
+        started_at: datetime!(2025-03-05 01:30:00 UTC),
+        finished_at: datetime!(2025-03-05 01:31:02.5 UTC),
+        status: "failed".into(),
+        imported: 3,
+        failed: 1,
+        error: Some("folder 'X' not found".into()),
+    };
+    must(store.put_run(&first).await);
+    assert_eq!(must(store.last_run(&address).await), Some(first.clone()));
+    let second = mailroom::domain::RunSummary {
+        status: "ok".into(),
+        failed: 0,
+        error: None,
+        ..first
+    };
+    must(store.put_run(&second).await);
+    assert_eq!(must(store.last_run(&address).await), Some(second));
+    assert_eq!(must(store.last_run(&mailbox("runs-other")).await), None);
 }
 
 pub async fn cursor_is_absent_until_put_and_put_replaces_it(store: &dyn StateStore) {

@@ -127,6 +127,7 @@ impl Stack {
             clock: self.clock.clone(),
             observer,
             options,
+            stop: Default::default(),
         }
     }
 

@@ -444,3 +444,262 @@ async fn secrets_manager_binary_secret_is_malformed() {
     assert!(detail.contains("SecretString"), "{detail}");
     assert!(!format!("{err} {err:?}").contains(SECRET_VALUE));
 }
+
+// ---- Local mode: SQLite, a directory, local secrets ---------------------------------------------
+
+use mailroom::adapters::local::{
+    DirBlobStore, FileSecretSource, LocalCredential, SecretRef, SqliteStateStore,
+};
+
+#[tokio::test]
+async fn sqlite_state_store_passes_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state/mailroom.db")).unwrap();
+    state_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_state_store_survives_reopening() {
+    use mailroom::domain::{AfterImport, Cursor, FolderKey, MailboxConfig, RecordState};
+    use mailroom::ports::CreateOutcome;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mailroom.db");
+    let mailbox = contract::mailbox("reopen");
+    let config = MailboxConfig {
+        address: mailbox.clone(),
+        folder: "Inbox/Reports".into(),
+        action: AfterImport::Move {
+            processed_folder: "Inbox/Done".into(),
+        },
+        credential: "contoso".into(),
+        enabled: true,
+    };
+    let pending = contract::record(&mailbox, "AAMk/pending+=");
+    let done = contract::record(&mailbox, "AAMk-done");
+    let key = FolderKey {
+        mailbox: mailbox.clone(),
+        folder: "Inbox/Reports".into(),
+    };
+    let cursor = Cursor {
+        delta_link: Some("https://graph.microsoft.com/v1.0/delta?$deltatoken=x".into()),
+        next_link: None,
+    };
+    let (now, until) = (
+        datetime!(2030-01-01 00:00:00 UTC),
+        datetime!(2030-01-01 00:05:00 UTC),
+    );
+    {
+        let store = SqliteStateStore::open(&path).unwrap();
+        store.put_mailbox(&config).await.unwrap();
+        store.create_record(&pending).await.unwrap();
+        store.create_record(&done).await.unwrap();
+        store.mark_done(&mailbox, &done.message_id).await.unwrap();
+        store.put_cursor(&key, &cursor).await.unwrap();
+        assert_eq!(
+            store
+                .acquire_lease("mbx-reopen", "runner-a", now, until)
+                .await
+                .unwrap(),
+            LeaseOutcome::Acquired
+        );
+    }
+
+    let store = SqliteStateStore::open(&path).unwrap();
+    assert_eq!(store.list_mailboxes().await.unwrap(), vec![config]);
+    let done = MessageRecord {
+        state: RecordState::Done,
+        ..done
+    };
+    let mut records = store.list_records(&mailbox).await.unwrap();
+    records.sort_by(|a, b| a.message_id.cmp(&b.message_id));
+    assert_eq!(records, vec![done, pending.clone()]);
+    assert_eq!(
+        store.pending_records(&mailbox).await.unwrap(),
+        vec![pending.clone()]
+    );
+    assert_eq!(store.get_cursor(&key).await.unwrap(), Some(cursor));
+    // The exactly-once gate and the lease hold across a restart too.
+    assert_eq!(
+        store.create_record(&pending).await.unwrap(),
+        CreateOutcome::AlreadyStored(Box::new(pending))
+    );
+    assert_eq!(
+        store
+            .acquire_lease("mbx-reopen", "runner-b", now, until)
+            .await
+            .unwrap(),
+        LeaseOutcome::HeldBy {
+            owner: "runner-a".into(),
+            until
+        }
+    );
+}
+
+#[tokio::test]
+async fn dir_blob_store_passes_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    blob_store_contract(&DirBlobStore::new(dir.path().join("mime"))).await;
+}
+
+#[tokio::test]
+async fn dir_blob_store_rejects_keys_that_escape_the_root() {
+    let parent = tempfile::tempdir().unwrap();
+    let store = DirBlobStore::new(parent.path().join("root"));
+    let absolute = parent.path().join("absolute.eml").display().to_string();
+    for key in [
+        "../escaped.eml",
+        "a@contoso.com/../../escaped.eml",
+        absolute.as_str(),
+        "a@contoso.com//x.eml",
+        "",
+    ] {
+        let err = store
+            .put(key, contract::body(&[b"Subject: x\r\n\r\nbody"]))
+            .await
+            .unwrap_err();
+        let mailroom::ports::BlobError::Unavailable { key: named, .. } = &err else {
+            panic!("expected Unavailable for {key:?}, got {err:?}");
+        };
+        assert_eq!(named, key);
+        assert!(err.to_string().contains("invalid key"), "{err}");
+        assert!(store.size(key).await.is_err(), "size of {key:?}");
+        assert!(store.get(key).await.is_err(), "get of {key:?}");
+    }
+    // Nothing was written anywhere: not outside the root, not even the root itself.
+    let written: Vec<_> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+#[tokio::test]
+async fn dir_blob_store_failed_write_leaves_no_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirBlobStore::new(dir.path());
+    let folder = "a@contoso.com/2025/03/05";
+    let kept = format!("{folder}/kept.eml");
+    let failed = format!("{folder}/failed.eml");
+    store
+        .put(&kept, contract::body(&[b"the original"]))
+        .await
+        .unwrap();
+    for key in [&kept, &failed] {
+        contract::assert_source_error(
+            store
+                .put(key, contract::failing_body(300 * 1024, 64 * 1024))
+                .await,
+            key,
+        );
+    }
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join(folder))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["kept.eml"]);
+    assert_eq!(contract::read_all(&store, &kept).await, b"the original");
+    assert_eq!(store.size(&failed).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn file_secret_source_reads_env_and_file_and_names_what_is_missing() {
+    use std::collections::HashMap;
+
+    const ENV_SECRET: &str = "Env8~local.secret-one";
+    const FILE_SECRET: &str = "File8~local.secret-two";
+    const ROTATED: &str = "File9~local.secret-three";
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("contoso.secret");
+    std::fs::write(&secret_file, format!("{FILE_SECRET}\n")).unwrap();
+    let empty_file = dir.path().join("empty.secret");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let missing_file = dir.path().join("missing.secret");
+
+    let variable = format!("MAILROOM_TEST_SECRET_{}", contract::unique().to_uppercase());
+    let unset = format!("MAILROOM_TEST_UNSET_{}", contract::unique().to_uppercase());
+    let credential = |secret: SecretRef| LocalCredential {
+        tenant_id: "tenant-1".into(),
+        client_id: "client-1".into(),
+        secret,
+        expires_at: Some(datetime!(2026-06-30 00:00:00 UTC)),
+    };
+    let credentials = HashMap::from([
+        (
+            "from-env".to_owned(),
+            credential(SecretRef::Env(variable.clone())),
+        ),
+        (
+            "from-file".to_owned(),
+            credential(SecretRef::File(secret_file.clone())),
+        ),
+        (
+            "unset-env".to_owned(),
+            credential(SecretRef::Env(unset.clone())),
+        ),
+        (
+            "empty-file".to_owned(),
+            credential(SecretRef::File(empty_file.clone())),
+        ),
+        (
+            "missing-file".to_owned(),
+            credential(SecretRef::File(missing_file.clone())),
+        ),
+    ]);
+    let env = HashMap::from([(variable.clone(), ENV_SECRET.to_owned())]);
+    let source = FileSecretSource::with_env(credentials, move |name| env.get(name).cloned());
+
+    let from_env = source.fetch("from-env").await.unwrap();
+    assert_eq!(from_env.tenant_id, "tenant-1");
+    assert_eq!(from_env.client_id, "client-1");
+    assert_eq!(from_env.client_secret.expose_secret(), ENV_SECRET);
+    assert_eq!(
+        from_env.expires_at,
+        Some(datetime!(2026-06-30 00:00:00 UTC))
+    );
+
+    let from_file = source.fetch("from-file").await.unwrap();
+    assert_eq!(from_file.client_secret.expose_secret(), FILE_SECRET);
+    // Read at every call: a rotated secret is seen without restarting.
+    std::fs::write(&secret_file, ROTATED).unwrap();
+    let rotated = source.fetch("from-file").await.unwrap();
+    assert_eq!(rotated.client_secret.expose_secret(), ROTATED);
+
+    let shown = |err: &SecretError| {
+        let shown = format!("{err} {err:?}");
+        for secret in [ENV_SECRET, FILE_SECRET, ROTATED] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        shown
+    };
+
+    let err = source.fetch("fabrikam").await.unwrap_err();
+    assert!(
+        matches!(&err, SecretError::NotFound { name, hint }
+            if name == "fabrikam" && hint.contains("[credential.fabrikam] in mailroom.toml")),
+        "{}",
+        shown(&err)
+    );
+
+    let err = source.fetch("unset-env").await.unwrap_err();
+    let text = shown(&err);
+    assert!(matches!(err, SecretError::NotFound { .. }), "{text}");
+    assert!(text.contains(&format!("export {unset}=")), "{text}");
+    assert!(text.contains("not its Secret ID"), "{text}");
+
+    let err = source.fetch("missing-file").await.unwrap_err();
+    let text = shown(&err);
+    assert!(matches!(err, SecretError::Unavailable { .. }), "{text}");
+    assert!(text.contains(&missing_file.display().to_string()), "{text}");
+    assert!(
+        text.contains(&std::io::ErrorKind::NotFound.to_string()),
+        "{text}"
+    );
+
+    let err = source.fetch("empty-file").await.unwrap_err();
+    let text = shown(&err);
+    assert!(matches!(err, SecretError::Malformed { .. }), "{text}");
+    assert!(text.contains(&empty_file.display().to_string()), "{text}");
+    assert!(text.contains("empty"), "{text}");
+}

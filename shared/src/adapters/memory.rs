@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use crate::credentials::AppCredential;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
+    RunSummary,
 };
 use crate::ports::{
     BlobError, BlobStore, ByteStream, CreateOutcome, LeaseOutcome, SecretError, SecretSource,
@@ -28,6 +29,7 @@ struct State {
     records: BTreeMap<(MailboxAddress, MessageId), MessageRecord>,
     cursors: HashMap<FolderKey, Cursor>,
     leases: HashMap<String, (String, OffsetDateTime)>,
+    runs: HashMap<MailboxAddress, RunSummary>,
 }
 
 /// A [`StateStore`] in memory.
@@ -110,6 +112,17 @@ impl StateStore for MemoryStateStore {
             .filter(|r| &r.mailbox == mailbox)
             .cloned()
             .collect())
+    }
+
+    async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
+        lock(&self.state)
+            .runs
+            .insert(run.mailbox.clone(), run.clone());
+        Ok(())
+    }
+
+    async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {
+        Ok(lock(&self.state).runs.get(mailbox).cloned())
     }
 
     async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {

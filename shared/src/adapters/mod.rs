@@ -1,4 +1,6 @@
-//! Adapters: the ports implemented for AWS and for memory (unit tests).
+//! Adapters: the ports implemented for AWS, for local mode (SQLite, files) and for memory (unit
+//! tests).
 
 pub mod aws;
+pub mod local;
 pub mod memory;

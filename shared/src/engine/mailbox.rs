@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::report::{FolderReport, MailboxReport, MailboxStatus};
 use super::{Engine, ImportError};
-use crate::domain::{MailboxAddress, MailboxConfig};
+use crate::domain::{MailboxAddress, MailboxConfig, RunSummary};
 use crate::graph::MailboxClient;
 use crate::ports::LeaseOutcome;
 
@@ -18,6 +18,7 @@ impl Engine {
         configs: Vec<MailboxConfig>,
         stop_at: OffsetDateTime,
     ) -> MailboxReport {
+        let started_at = self.clock.now();
         let lease = format!("mailbox#{address}");
         let owner = &self.options.owner;
         let until = stop_at + self.options.lease_margin;
@@ -93,6 +94,23 @@ impl Engine {
         if let Err(e) = self.state.release_lease(&lease, owner).await {
             // The lease expires on its own; the next run only waits for it.
             tracing::warn!(error = %e, "could not release the mailbox lease");
+        }
+        let summary = RunSummary {
+            mailbox: address.clone(),
+            started_at,
+            finished_at: self.clock.now(),
+            status: if report.status == MailboxStatus::Ok {
+                "ok"
+            } else {
+                "failed"
+            }
+            .to_owned(),
+            imported: report.imported(),
+            failed: report.failed(),
+            error: report.folders.iter().find_map(|f| f.error.clone()),
+        };
+        if let Err(e) = self.state.put_run(&summary).await {
+            tracing::warn!(error = %e, "could not record the run summary");
         }
         tracing::info!(
             status = ?report.status,

@@ -12,6 +12,7 @@ mod message;
 mod report;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -154,6 +155,9 @@ pub struct Engine {
     pub clock: Arc<dyn Clock>,
     pub observer: Arc<dyn ImportObserver>,
     pub options: EngineOptions,
+    /// Set to stop starting new work (a shutdown): messages in flight finish, cursors are saved,
+    /// leases are released, as at a deadline.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Engine {

@@ -5,6 +5,7 @@
 //! | mailbox config | `CONFIG`            | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled |
 //! | message record | `MBX#{address}`     | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk, pending_pk? |
 //! | cursor         | `MBX#{address}`     | `CURSOR#{folder}`            | delta_link?, next_link? |
+//! | last run       | `MBX#{address}`     | `RUN#LAST`                   | summary (JSON) |
 //! | lease          | `LEASE#{name}`      | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
@@ -34,7 +35,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::domain::{
     AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
-    RecordState,
+    RecordState, RunSummary,
 };
 use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
 
@@ -407,6 +408,34 @@ impl StateStore for DynamoStateStore {
         Ok(records)
     }
 
+    async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
+        const OPERATION: &str = "put run summary";
+        let mut item = run_key(&run.mailbox);
+        item.insert("summary".into(), s(run.to_json()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| unavailable(OPERATION, e))?;
+        Ok(())
+    }
+
+    async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {
+        const OPERATION: &str = "get run summary";
+        let Some(item) = self.get_item(OPERATION, run_key(mailbox)).await? else {
+            return Ok(None);
+        };
+        let json = Attributes::new(&item, OPERATION).string("summary")?;
+        RunSummary::from_json(json)
+            .map(Some)
+            .map_err(|detail| StoreError::Malformed {
+                operation: OPERATION,
+                detail: format!("attribute 'summary' of the run of {mailbox}: {detail}"),
+            })
+    }
+
     async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {
         const OPERATION: &str = "get cursor";
         self.get_item(OPERATION, cursor_key(key))
@@ -561,6 +590,10 @@ fn cursor_key(folder: &FolderKey) -> Item {
         mailbox_pk(&folder.mailbox),
         format!("CURSOR#{}", folder.folder),
     )
+}
+
+fn run_key(mailbox: &MailboxAddress) -> Item {
+    key(mailbox_pk(mailbox), "RUN#LAST".to_owned())
 }
 
 fn lease_key(name: &str) -> Item {

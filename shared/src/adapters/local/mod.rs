@@ -1,0 +1,22 @@
+//! Local-mode adapters (design.md, "Local mode"): the ports on one machine, with no AWS account.
+//!
+//! | port            | adapter               | where the data lives                              |
+//! |-----------------|-----------------------|---------------------------------------------------|
+//! | [`StateStore`]  | [`SqliteStateStore`]  | one SQLite database file (WAL mode)               |
+//! | [`BlobStore`]   | [`DirBlobStore`]      | `.eml` files under a root directory               |
+//! | [`SecretSource`]| [`FileSecretSource`]  | credentials declared in `mailroom.toml`, secret values in an environment variable or a file |
+//!
+//! They behave like the memory and AWS adapters: the contract suite in `mailroom-tests` runs on
+//! all of them.
+//!
+//! [`StateStore`]: crate::ports::StateStore
+//! [`BlobStore`]: crate::ports::BlobStore
+//! [`SecretSource`]: crate::ports::SecretSource
+
+mod files;
+mod secrets;
+mod sqlite;
+
+pub use files::DirBlobStore;
+pub use secrets::{FileSecretSource, LocalCredential, SecretRef};
+pub use sqlite::{SCHEMA_VERSION, SqliteStateStore};

@@ -1,0 +1,963 @@
+//! [`StateStore`] on one SQLite database file, for local mode.
+//!
+//! The tables mirror the DynamoDB access patterns (see `adapters/aws/dynamodb.rs`):
+//!
+//! | table       | primary key              | other columns                                   | indexes |
+//! |-------------|--------------------------|-------------------------------------------------|---------|
+//! | `mailboxes` | (address, folder)        | action, processed_folder?, credential, enabled  | |
+//! | `records`   | (mailbox, message_id)    | folder, internet_message_id?, subject?, sender?, received_at, size, sha256, blob_key, imported_at, state | (mailbox, state, message_id) for pending records; (mailbox, received_at) |
+//! | `cursors`   | (mailbox, folder)        | delta_link?, next_link?                         | |
+//! | `leases`    | name                     | owner, until_ms (epoch milliseconds)            | |
+//!
+//! Times of records are RFC 3339 in UTC with a fixed nine-digit fraction
+//! (`2025-03-05T01:30:15.250000000Z`): readable in the `sqlite3` shell, exact to the nanosecond
+//! (records round-trip equal), and ordered correctly as text, so the received-time index sorts
+//! by time. Lease times are epoch milliseconds, as in DynamoDB, so both stores agree on the
+//! expiry boundary.
+//!
+//! The schema version is `PRAGMA user_version`; [`SqliteStateStore::open`] creates the schema in
+//! an empty database and refuses a database newer than it knows, so later versions can migrate.
+//!
+//! Wire mapping (domain <-> rows) lives in this file and nowhere else.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::domain::{
+    AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
+    RecordState, RunSummary,
+};
+use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
+
+/// The schema version this build creates and understands (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// How long a statement waits for another process's write lock before failing (`mailroom status`
+/// reading while `mailroom serve` writes, for example).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Version 1 of the schema. `WITHOUT ROWID` clusters each table on its natural key, which is how
+/// every query here looks rows up.
+const SCHEMA_V1: &str = "
+CREATE TABLE mailboxes (
+    address          TEXT NOT NULL,
+    folder           TEXT NOT NULL,
+    action           TEXT NOT NULL,
+    processed_folder TEXT,
+    credential       TEXT NOT NULL,
+    enabled          INTEGER NOT NULL,
+    PRIMARY KEY (address, folder)
+) WITHOUT ROWID;
+
+CREATE TABLE records (
+    mailbox             TEXT NOT NULL,
+    message_id          TEXT NOT NULL,
+    folder              TEXT NOT NULL,
+    internet_message_id TEXT,
+    subject             TEXT,
+    sender              TEXT,
+    received_at         TEXT NOT NULL,
+    size                INTEGER NOT NULL,
+    sha256              TEXT NOT NULL,
+    blob_key            TEXT NOT NULL,
+    imported_at         TEXT NOT NULL,
+    state               TEXT NOT NULL,
+    PRIMARY KEY (mailbox, message_id)
+) WITHOUT ROWID;
+-- Ends in message_id so pending records come out in key order from the index, without a sort.
+CREATE INDEX records_by_state ON records (mailbox, state, message_id);
+CREATE INDEX records_by_received ON records (mailbox, received_at);
+
+CREATE TABLE cursors (
+    mailbox    TEXT NOT NULL,
+    folder     TEXT NOT NULL,
+    delta_link TEXT,
+    next_link  TEXT,
+    PRIMARY KEY (mailbox, folder)
+) WITHOUT ROWID;
+
+CREATE TABLE leases (
+    name     TEXT NOT NULL PRIMARY KEY,
+    owner    TEXT NOT NULL,
+    until_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The latest run of each mailbox, as a JSON document (for `mailroom status`).
+CREATE TABLE runs (
+    mailbox TEXT NOT NULL PRIMARY KEY,
+    summary TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+const RECORD_COLUMNS: &str = "mailbox, message_id, folder, internet_message_id, subject, sender, \
+     received_at, size, sha256, blob_key, imported_at, state";
+
+/// A [`StateStore`] on a SQLite database: one connection, shared by every task of the process.
+///
+/// rusqlite is synchronous, so every operation runs on tokio's blocking pool
+/// (`spawn_blocking`) and never stalls the async runtime's workers; the connection sits behind
+/// a mutex because a `Connection` is not `Sync`. One connection is plenty for one machine's
+/// mailboxes, and it makes each operation atomic within the process.
+#[derive(Clone)]
+pub struct SqliteStateStore {
+    connection: Arc<Mutex<Connection>>,
+    /// The database file, or `:memory:`: named in errors.
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for SqliteStateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStateStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStateStore {
+    /// Opens (or creates) the database at `path`, creating its parent directories and the schema.
+    ///
+    /// Blocking: call it at start-up, before serving, or inside `spawn_blocking`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        const OPERATION: &str = "open database";
+        let location = path.display().to_string();
+        let fail = |detail: String| StoreError::Unavailable {
+            operation: OPERATION,
+            detail: format!("{location}: {detail}"),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| fail(format!("cannot create directory {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path).map_err(|e| fail(e.to_string()))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| fail(e.to_string()))?;
+        // WAL lets readers (a `mailroom status` in another process) run while the server writes,
+        // and survives a crash mid-transaction like the default rollback journal does.
+        let mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(|e| fail(format!("cannot switch to WAL mode: {e}")))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Some file systems (network shares) cannot do WAL; SQLite then keeps its journal.
+            tracing::warn!(database = %location, journal_mode = %mode, "SQLite refused WAL mode");
+        }
+        // FULL (not NORMAL) so a committed record survives a power cut: the record is the
+        // exactly-once gate, and losing it after a message was moved would lose track of it.
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| fail(e.to_string()))?;
+        Self::with_schema(connection, location)
+    }
+
+    /// A private database in memory, gone when the store is dropped: for tests.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let connection = Connection::open_in_memory().map_err(|e| StoreError::Unavailable {
+            operation: "open database",
+            detail: format!(":memory:: {e}"),
+        })?;
+        Self::with_schema(connection, ":memory:".into())
+    }
+
+    /// The database file (or `:memory:`).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Creates the schema in an empty database; accepts the current version; refuses a newer one
+    /// (written by a later Mailroom) rather than misreading it.
+    fn with_schema(mut connection: Connection, location: String) -> Result<Self, StoreError> {
+        const OPERATION: &str = "open database";
+        let fail = |detail: String| StoreError::Unavailable {
+            operation: OPERATION,
+            detail: format!("{location}: {detail}"),
+        };
+        // IMMEDIATE takes the write lock first, so two processes opening a new database at once
+        // do not both try to create the tables.
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| fail(e.to_string()))?;
+        let version: i32 = transaction
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| fail(format!("cannot read the schema version: {e}")))?;
+        match version {
+            0 => {
+                transaction
+                    .execute_batch(SCHEMA_V1)
+                    .map_err(|e| fail(format!("cannot create the schema: {e}")))?;
+                transaction
+                    .pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+            SCHEMA_VERSION => {}
+            newer => {
+                return Err(fail(format!(
+                    "the database has schema version {newer}, newer than this Mailroom \
+                     understands ({SCHEMA_VERSION}); run a newer Mailroom or use another database"
+                )));
+            }
+        }
+        transaction.commit().map_err(|e| fail(e.to_string()))?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            location: location.into(),
+        })
+    }
+
+    /// Runs `work` on the connection, on the blocking pool.
+    async fn run<T, F>(&self, operation: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        let location = Arc::clone(&self.location);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = lock(&connection);
+            work(&mut connection).map_err(|e| with_location(e, &location))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable {
+            operation,
+            detail: format!("the database task of {} failed: {e}", self.location),
+        })?
+    }
+}
+
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // Poisoned only if a task panicked while holding it. SQLite rolls back an unfinished
+    // transaction when its handle drops, so the connection is still consistent.
+    connection.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Adds the database file to an `Unavailable` error, so the operator knows which one failed.
+fn with_location(error: StoreError, location: &str) -> StoreError {
+    match error {
+        StoreError::Unavailable { operation, detail } => StoreError::Unavailable {
+            operation,
+            detail: format!("{detail} (database {location})"),
+        },
+        other => other,
+    }
+}
+
+/// A SQLite error as a [`StoreError`]: a value of the wrong type is a malformed row, anything
+/// else (locked, I/O, full disk) means the store is unavailable.
+fn sql_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| match e {
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Malformed {
+            operation,
+            detail: e.to_string(),
+        },
+        e => StoreError::Unavailable {
+            operation,
+            detail: e.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStateStore {
+    async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
+        const OPERATION: &str = "put mailbox";
+        let config = config.clone();
+        self.run(OPERATION, move |c| {
+            c.execute(
+                "INSERT INTO mailboxes (address, folder, action, processed_folder, credential, enabled)
+                 VALUES (:address, :folder, :action, :processed_folder, :credential, :enabled)
+                 ON CONFLICT (address, folder) DO UPDATE SET
+                     action = excluded.action,
+                     processed_folder = excluded.processed_folder,
+                     credential = excluded.credential,
+                     enabled = excluded.enabled",
+                named_params! {
+                    ":address": config.address.as_str(),
+                    ":folder": config.folder,
+                    ":action": config.action.name(),
+                    ":processed_folder": config.action.processed_folder(),
+                    ":credential": config.credential,
+                    ":enabled": config.enabled,
+                },
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {
+        const OPERATION: &str = "list mailboxes";
+        self.run(OPERATION, move |c| {
+            // BINARY collation compares UTF-8 bytes, the same order as Rust's `String`.
+            let mut statement = c
+                .prepare(
+                    "SELECT address, folder, action, processed_folder, credential, enabled
+                     FROM mailboxes ORDER BY address, folder",
+                )
+                .map_err(sql_error(OPERATION))?;
+            let mut rows = statement.query([]).map_err(sql_error(OPERATION))?;
+            let mut configs = Vec::new();
+            while let Some(row) = rows.next().map_err(sql_error(OPERATION))? {
+                configs.push(config_from_row(row, OPERATION)?);
+            }
+            Ok(configs)
+        })
+        .await
+    }
+
+    async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
+        const OPERATION: &str = "remove mailbox";
+        let key = key.clone();
+        self.run(OPERATION, move |c| {
+            let removed = c
+                .execute(
+                    "DELETE FROM mailboxes WHERE address = ?1 AND folder = ?2",
+                    (key.mailbox.as_str(), &key.folder),
+                )
+                .map_err(sql_error(OPERATION))?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn create_record(&self, record: &MessageRecord) -> Result<CreateOutcome, StoreError> {
+        const OPERATION: &str = "create record";
+        let record = record.clone();
+        self.run(OPERATION, move |c| {
+            let row = RecordRow::from_record(&record, OPERATION)?;
+            // One IMMEDIATE transaction for the insert and the read-back: another process cannot
+            // slip in between, so `AlreadyStored` returns what actually blocked the insert.
+            let transaction = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_error(OPERATION))?;
+            let inserted = transaction
+                .execute(
+                    &format!(
+                        "INSERT INTO records ({RECORD_COLUMNS})
+                         VALUES (:mailbox, :message_id, :folder, :internet_message_id, :subject,
+                                 :sender, :received_at, :size, :sha256, :blob_key, :imported_at,
+                                 :state)
+                         ON CONFLICT (mailbox, message_id) DO NOTHING"
+                    ),
+                    named_params! {
+                        ":mailbox": record.mailbox.as_str(),
+                        ":message_id": record.message_id.as_str(),
+                        ":folder": record.folder,
+                        ":internet_message_id": record.internet_message_id,
+                        ":subject": record.subject,
+                        ":sender": record.from,
+                        ":received_at": row.received_at,
+                        ":size": row.size,
+                        ":sha256": record.sha256,
+                        ":blob_key": record.blob_key,
+                        ":imported_at": row.imported_at,
+                        ":state": record.state.as_str(),
+                    },
+                )
+                .map_err(sql_error(OPERATION))?;
+            let outcome = if inserted == 1 {
+                CreateOutcome::Created
+            } else {
+                let existing = select_record(
+                    &transaction,
+                    record.mailbox.as_str(),
+                    record.message_id.as_str(),
+                    OPERATION,
+                )?
+                .ok_or_else(|| StoreError::Unavailable {
+                    operation: OPERATION,
+                    detail: format!(
+                        "record {} of {} was neither inserted nor found",
+                        record.message_id, record.mailbox
+                    ),
+                })?;
+                CreateOutcome::AlreadyStored(Box::new(existing))
+            };
+            transaction.commit().map_err(sql_error(OPERATION))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn get_record(
+        &self,
+        mailbox: &MailboxAddress,
+        id: &MessageId,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        const OPERATION: &str = "get record";
+        let (mailbox, id) = (mailbox.clone(), id.clone());
+        self.run(OPERATION, move |c| {
+            select_record(c, mailbox.as_str(), id.as_str(), OPERATION)
+        })
+        .await
+    }
+
+    async fn mark_done(&self, mailbox: &MailboxAddress, id: &MessageId) -> Result<(), StoreError> {
+        const OPERATION: &str = "mark record done";
+        let (mailbox, id) = (mailbox.clone(), id.clone());
+        self.run(OPERATION, move |c| {
+            // An UPDATE of a missing row changes nothing: marking an unknown record does nothing,
+            // as in the other stores.
+            c.execute(
+                "UPDATE records SET state = ?1 WHERE mailbox = ?2 AND message_id = ?3",
+                (RecordState::Done.as_str(), mailbox.as_str(), id.as_str()),
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pending_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        const OPERATION: &str = "list pending records";
+        let mailbox = mailbox.clone();
+        self.run(OPERATION, move |c| {
+            select_records(
+                c,
+                &pending_sql(),
+                (mailbox.as_str(), RecordState::Stored.as_str()),
+                OPERATION,
+            )
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        const OPERATION: &str = "list records";
+        let mailbox = mailbox.clone();
+        self.run(OPERATION, move |c| {
+            select_records(
+                c,
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM records WHERE mailbox = ?1 ORDER BY message_id"
+                ),
+                [mailbox.as_str()],
+                OPERATION,
+            )
+        })
+        .await
+    }
+
+    async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
+        const OPERATION: &str = "put run summary";
+        let (mailbox, summary) = (run.mailbox.to_string(), run.to_json());
+        self.run(OPERATION, move |c| {
+            c.execute(
+                "INSERT INTO runs (mailbox, summary) VALUES (?1, ?2)
+                 ON CONFLICT (mailbox) DO UPDATE SET summary = excluded.summary",
+                (&mailbox, &summary),
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {
+        const OPERATION: &str = "get run summary";
+        let mailbox = mailbox.to_string();
+        self.run(OPERATION, move |c| {
+            let summary: Option<String> = c
+                .query_row(
+                    "SELECT summary FROM runs WHERE mailbox = ?1",
+                    [&mailbox],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql_error(OPERATION))?;
+            summary
+                .map(|json| {
+                    RunSummary::from_json(&json).map_err(|detail| StoreError::Malformed {
+                        operation: OPERATION,
+                        detail: format!("run summary of {mailbox}: {detail}"),
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {
+        const OPERATION: &str = "get cursor";
+        let key = key.clone();
+        self.run(OPERATION, move |c| {
+            c.query_row(
+                "SELECT delta_link, next_link FROM cursors WHERE mailbox = ?1 AND folder = ?2",
+                (key.mailbox.as_str(), &key.folder),
+                |row| {
+                    Ok(Cursor {
+                        delta_link: row.get(0)?,
+                        next_link: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql_error(OPERATION))
+        })
+        .await
+    }
+
+    async fn put_cursor(&self, key: &FolderKey, cursor: &Cursor) -> Result<(), StoreError> {
+        const OPERATION: &str = "put cursor";
+        let (key, cursor) = (key.clone(), cursor.clone());
+        self.run(OPERATION, move |c| {
+            // Both links are replaced: a finished round's next link must not survive.
+            c.execute(
+                "INSERT INTO cursors (mailbox, folder, delta_link, next_link)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (mailbox, folder) DO UPDATE SET
+                     delta_link = excluded.delta_link,
+                     next_link = excluded.next_link",
+                (
+                    key.mailbox.as_str(),
+                    &key.folder,
+                    &cursor.delta_link,
+                    &cursor.next_link,
+                ),
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<LeaseOutcome, StoreError> {
+        const OPERATION: &str = "acquire lease";
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.run(OPERATION, move |c| {
+            let transaction = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql_error(OPERATION))?;
+            // Free, expired (an expiry equal to `now` counts as expired, as in the other stores),
+            // or already ours. A refused upsert changes no row.
+            let taken = transaction
+                .execute(
+                    "INSERT INTO leases (name, owner, until_ms) VALUES (:name, :owner, :until)
+                     ON CONFLICT (name) DO UPDATE SET
+                         owner = excluded.owner,
+                         until_ms = excluded.until_ms
+                     WHERE leases.until_ms <= :now OR leases.owner = :owner",
+                    named_params! {
+                        ":name": name,
+                        ":owner": owner,
+                        ":until": epoch_millis(until),
+                        ":now": epoch_millis(now),
+                    },
+                )
+                .map_err(sql_error(OPERATION))?;
+            let outcome = if taken == 1 {
+                LeaseOutcome::Acquired
+            } else {
+                let (holder, until_ms): (String, i64) = transaction
+                    .query_row(
+                        "SELECT owner, until_ms FROM leases WHERE name = ?1",
+                        [&name],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map_err(sql_error(OPERATION))?;
+                LeaseOutcome::HeldBy {
+                    owner: holder,
+                    until: from_epoch_millis(until_ms).ok_or_else(|| StoreError::Malformed {
+                        operation: OPERATION,
+                        detail: format!(
+                            "column 'until_ms' of lease '{name}' is out of range: {until_ms}"
+                        ),
+                    })?,
+                }
+            };
+            transaction.commit().map_err(sql_error(OPERATION))?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "release lease";
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.run(OPERATION, move |c| {
+            // Someone else's lease, or none: deleting nothing is the contract's no-op.
+            c.execute(
+                "DELETE FROM leases WHERE name = ?1 AND owner = ?2",
+                (&name, &owner),
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+// ---- Wire mapping -----------------------------------------------------------------------------
+
+/// The columns of a record that are not stored as the domain holds them.
+struct RecordRow {
+    received_at: String,
+    imported_at: String,
+    size: i64,
+}
+
+impl RecordRow {
+    fn from_record(record: &MessageRecord, operation: &'static str) -> Result<Self, StoreError> {
+        Ok(Self {
+            received_at: sortable_utc(record.received_at, "received_at", operation)?,
+            imported_at: sortable_utc(record.imported_at, "imported_at", operation)?,
+            size: i64::try_from(record.size).map_err(|_| StoreError::Malformed {
+                operation,
+                detail: format!(
+                    "column 'size' cannot hold {} (more than SQLite's largest integer)",
+                    record.size
+                ),
+            })?,
+        })
+    }
+}
+
+/// UTC with a fixed-width nine-digit fraction: exact, and sorts as text in time order (plain
+/// RFC 3339 drops a zero fraction, and `10:00:00.5Z` would sort before `10:00:00Z`).
+fn sortable_utc(
+    at: OffsetDateTime,
+    column: &str,
+    operation: &'static str,
+) -> Result<String, StoreError> {
+    at.to_offset(UtcOffset::UTC)
+        .format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"
+        ))
+        .map_err(|e| StoreError::Malformed {
+            operation,
+            detail: format!("column '{column}' cannot be written: {e}"),
+        })
+}
+
+fn epoch_millis(at: OffsetDateTime) -> i64 {
+    // i64 milliseconds cover ±292 million years; `time` cannot represent anything outside that.
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+fn from_epoch_millis(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+/// The query of `pending_records`. Without statistics (no `ANALYZE`), SQLite prefers scanning the
+/// mailbox's whole primary-key range and filtering on state, which reads every record the mailbox
+/// ever had; `INDEXED BY` holds it to the index, which reads only the pending ones (and fails
+/// loudly, rather than slowly, if the index were ever missing).
+fn pending_sql() -> String {
+    format!(
+        "SELECT {RECORD_COLUMNS} FROM records INDEXED BY records_by_state
+         WHERE mailbox = ?1 AND state = ?2 ORDER BY message_id"
+    )
+}
+
+fn select_record(
+    connection: &Connection,
+    mailbox: &str,
+    id: &str,
+    operation: &'static str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    let mut records = select_records(
+        connection,
+        &format!("SELECT {RECORD_COLUMNS} FROM records WHERE mailbox = ?1 AND message_id = ?2"),
+        (mailbox, id),
+        operation,
+    )?;
+    Ok(records.pop())
+}
+
+fn select_records(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    operation: &'static str,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut statement = connection.prepare(sql).map_err(sql_error(operation))?;
+    let mut rows = statement.query(params).map_err(sql_error(operation))?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error(operation))? {
+        records.push(record_from_row(row, operation)?);
+    }
+    Ok(records)
+}
+
+/// Read access to one row's columns; every failure names the column and the row's key.
+struct Columns<'r, 's> {
+    row: &'r Row<'s>,
+    operation: &'static str,
+    /// The row's table and key, e.g. `record (mailbox='a@contoso.com', message_id='x')`.
+    what: String,
+}
+
+impl Columns<'_, '_> {
+    fn malformed(&self, column: &str, problem: impl std::fmt::Display) -> StoreError {
+        StoreError::Malformed {
+            operation: self.operation,
+            detail: format!("column '{column}' of {} {problem}", self.what),
+        }
+    }
+
+    fn optional_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.row
+            .get(column)
+            .map_err(|e| self.malformed(column, format_args!("is not text: {e}")))
+    }
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.optional_text(column)?
+            .ok_or_else(|| self.malformed(column, "is missing"))
+    }
+
+    fn integer(&self, column: &str) -> Result<i64, StoreError> {
+        self.row
+            .get(column)
+            .map_err(|e| self.malformed(column, format_args!("is not an integer: {e}")))
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        OffsetDateTime::parse(&self.text(column)?, &Rfc3339)
+            .map_err(|_| self.malformed(column, "is not an RFC 3339 time"))
+    }
+
+    fn mailbox(&self, column: &str) -> Result<MailboxAddress, StoreError> {
+        MailboxAddress::parse(&self.text(column)?)
+            .map_err(|_| self.malformed(column, "is not a mailbox address"))
+    }
+}
+
+/// The primary key columns as text for error messages, or `?` if they cannot be read.
+fn key_text(row: &Row<'_>, column: &str) -> String {
+    row.get::<_, String>(column)
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+fn config_from_row(row: &Row<'_>, operation: &'static str) -> Result<MailboxConfig, StoreError> {
+    let c = Columns {
+        row,
+        operation,
+        what: format!(
+            "mailbox (address='{}', folder='{}')",
+            key_text(row, "address"),
+            key_text(row, "folder")
+        ),
+    };
+    let action = AfterImport::from_parts(
+        &c.text("action")?,
+        c.optional_text("processed_folder")?.as_deref(),
+    )
+    .map_err(|e| c.malformed(e.field, format_args!("is invalid: expected {}", e.expected)))?;
+    Ok(MailboxConfig {
+        address: c.mailbox("address")?,
+        folder: c.text("folder")?,
+        action,
+        credential: c.text("credential")?,
+        enabled: match c.integer("enabled")? {
+            0 => false,
+            1 => true,
+            _ => return Err(c.malformed("enabled", "is not 0 or 1")),
+        },
+    })
+}
+
+fn record_from_row(row: &Row<'_>, operation: &'static str) -> Result<MessageRecord, StoreError> {
+    let c = Columns {
+        row,
+        operation,
+        what: format!(
+            "record (mailbox='{}', message_id='{}')",
+            key_text(row, "mailbox"),
+            key_text(row, "message_id")
+        ),
+    };
+    let size = c.integer("size")?;
+    Ok(MessageRecord {
+        mailbox: c.mailbox("mailbox")?,
+        message_id: MessageId::new(c.text("message_id")?),
+        folder: c.text("folder")?,
+        internet_message_id: c.optional_text("internet_message_id")?,
+        subject: c.optional_text("subject")?,
+        from: c.optional_text("sender")?,
+        received_at: c.time("received_at")?,
+        size: u64::try_from(size).map_err(|_| c.malformed("size", "is negative"))?,
+        sha256: c.text("sha256")?,
+        blob_key: c.text("blob_key")?,
+        imported_at: c.time("imported_at")?,
+        state: RecordState::parse(&c.text("state")?)
+            .ok_or_else(|| c.malformed("state", "is not one of stored, done"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record() -> MessageRecord {
+        MessageRecord {
+            mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
+            message_id: MessageId::new("AAMk/1+="),
+            folder: "Inbox".into(),
+            internet_message_id: Some("<1@contoso.com>".into()),
+            subject: None,
+            from: Some("b@contoso.com".into()),
+            received_at: datetime!(2025-03-04 23:30:15.123456789 -02:00),
+            size: 1234,
+            sha256: "ab".repeat(32),
+            blob_key: "a@contoso.com/2025/03/05/AAMk_1-=.eml".into(),
+            imported_at: datetime!(2025-03-05 01:31 UTC),
+            state: RecordState::Stored,
+        }
+    }
+
+    fn raw(store: &SqliteStateStore, sql: &str) -> String {
+        lock(&store.connection)
+            .query_row(sql, [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn record_times_are_fixed_width_utc_and_round_trip_to_the_nanosecond() {
+        let store = SqliteStateStore::in_memory().unwrap();
+        let record = record();
+        store.create_record(&record).await.unwrap();
+        assert_eq!(
+            raw(&store, "SELECT received_at FROM records"),
+            "2025-03-05T01:30:15.123456789Z"
+        );
+        assert_eq!(
+            raw(&store, "SELECT imported_at FROM records"),
+            "2025-03-05T01:31:00.000000000Z"
+        );
+        assert_eq!(
+            store
+                .get_record(&record.mailbox, &record.message_id)
+                .await
+                .unwrap(),
+            Some(record)
+        );
+    }
+
+    #[test]
+    fn fixed_width_times_sort_as_text_in_time_order() {
+        let earlier = datetime!(2025-03-05 10:00:00 UTC);
+        let later = datetime!(2025-03-05 10:00:00.5 UTC);
+        let a = sortable_utc(earlier, "t", "test").unwrap();
+        let b = sortable_utc(later, "t", "test").unwrap();
+        assert!(a < b, "{a} {b}");
+    }
+
+    #[tokio::test]
+    async fn malformed_rows_name_the_column_and_the_key() {
+        let store = SqliteStateStore::in_memory().unwrap();
+        store.create_record(&record()).await.unwrap();
+        lock(&store.connection)
+            .execute("UPDATE records SET received_at = 'yesterday'", [])
+            .unwrap();
+        let err = store
+            .list_records(&record().mailbox)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("list records"), "{err}");
+        assert!(err.contains("column 'received_at'"), "{err}");
+        assert!(
+            err.contains("mailbox='a@contoso.com', message_id='AAMk/1+='"),
+            "{err}"
+        );
+
+        lock(&store.connection)
+            .execute("UPDATE records SET size = 'large'", [])
+            .unwrap();
+        let err = store
+            .get_record(&record().mailbox, &record().message_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Malformed { detail, .. } if detail.contains("'size'")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_mailroom_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteStateStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = SqliteStateStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("schema version 2"), "{err}");
+    }
+
+    #[test]
+    fn open_creates_parent_directories_uses_wal_and_sets_the_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/deeper/state.db");
+        let store = SqliteStateStore::open(&path).unwrap();
+        assert!(path.is_file());
+        assert_eq!(store.location(), path.display().to_string());
+        let connection = lock(&store.connection);
+        let mode: String = connection
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let version: i32 = connection
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn open_failures_name_the_database_path() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the database file should be.
+        let path = dir.path().join("state.db");
+        std::fs::create_dir(&path).unwrap();
+        let err = SqliteStateStore::open(&path).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unavailable { operation: "open database", detail }
+                if detail.contains(&path.display().to_string())),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn pending_records_use_the_state_index() {
+        let store = SqliteStateStore::in_memory().unwrap();
+        let connection = lock(&store.connection);
+        let mut statement = connection
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", pending_sql()))
+            .unwrap();
+        let plan: Vec<String> = statement
+            .query_map(["a@contoso.com", "stored"], |row| row.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // The index alone: no scan of other records, no temporary sort.
+        assert_eq!(
+            plan,
+            ["SEARCH records USING INDEX records_by_state (mailbox=? AND state=?)"]
+        );
+    }
+}
