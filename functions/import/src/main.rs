@@ -71,6 +71,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             mailbox_parallelism: settings.mailbox_parallelism,
             ..EngineOptions::default()
         },
+        stop: Default::default(),
     };
     let engine = &engine;
     let stop_margin = settings.stop_margin;
