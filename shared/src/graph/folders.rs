@@ -42,6 +42,17 @@ impl MailboxClient {
     /// case-insensitively, as Exchange does. A missing segment names the folders that do exist at
     /// that level.
     pub async fn resolve_folder(&self, path: &str) -> Result<MailFolder, GraphError> {
+        self.resolve_folder_path(path)
+            .await
+            .map(|(folder, _)| folder)
+    }
+
+    /// Like [`MailboxClient::resolve_folder`], also returning the path as the mailbox spells it
+    /// (display names, e.g. `Inbox/Backup Reports` for `inbox/backup reports`), for reports.
+    pub async fn resolve_folder_path(
+        &self,
+        path: &str,
+    ) -> Result<(MailFolder, String), GraphError> {
         let segments = path_segments(path);
         let Some((first, rest)) = segments.split_first() else {
             return Err(GraphError::Config(format!(
@@ -62,7 +73,7 @@ impl MailboxClient {
             walked.push('/');
             walked.push_str(&folder.display_name);
         }
-        Ok(folder)
+        Ok((folder, walked))
     }
 
     /// One folder by id or well-known name.

@@ -9,6 +9,7 @@ mod folders;
 mod limiter;
 mod messages;
 mod model;
+mod probe;
 mod retry;
 
 pub use client::{GraphClient, GraphConfig, MailboxClient};

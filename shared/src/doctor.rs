@@ -1,0 +1,629 @@
+//! Set-up diagnostics for one configured mailbox folder: the checks behind `mailroom doctor` and
+//! `mailroom mailbox add` ("test connection", "validate on save").
+//!
+//! Each [`Check`] is one line for the operator: what was found and, when it is not a pass, what
+//! to do. Checks run in a fixed order; a check whose prerequisite failed is
+//! [`CheckStatus::Skipped`] with the reason, so the first failure is the one to fix. Nothing here
+//! changes the mailbox: the write-permission probe writes a message's `isRead` back with the value
+//! it already has.
+
+use std::fmt;
+
+use secrecy::ExposeSecret;
+use time::OffsetDateTime;
+
+use crate::credentials::AppCredential;
+use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
+use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient};
+
+/// Check names, in the order the checks run.
+const TOKEN: &str = "token";
+const MAILBOX: &str = "mailbox";
+const FOLDER: &str = "folder";
+const PROCESSED_FOLDER: &str = "processed folder";
+const PERMISSION: &str = "permission";
+const ACCESS_SCOPE: &str = "access scope";
+const SECRET_EXPIRY: &str = "secret expiry";
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    /// Works as configured.
+    Pass,
+    /// Works, but something deserves attention (or could not be proven).
+    Warn,
+    /// Will not work as configured: the import would fail.
+    Fail,
+    /// Not run because a check it depends on failed.
+    Skipped,
+}
+
+impl CheckStatus {
+    /// The one-character mark printed before the check's name.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Pass => "✓",
+            Self::Warn => "!",
+            Self::Fail => "✗",
+            Self::Skipped => "-",
+        }
+    }
+}
+
+/// One diagnostic result: a line for the operator, plus the fix when it is not a pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// "token", "mailbox", "folder", "processed folder", "permission", "access scope" or
+    /// "secret expiry" (the CLI adds its own, e.g. "credential").
+    pub name: &'static str,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What to do about it; `None` for a pass.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: CheckStatus::Pass,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+
+    fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: CheckStatus::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: CheckStatus::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn skipped(name: &'static str, reason: &str) -> Self {
+        Self {
+            name,
+            status: CheckStatus::Skipped,
+            detail: format!("skipped: {reason}"),
+            fix: None,
+        }
+    }
+}
+
+/// `✓ folder: Inbox/Backup Reports (212 messages)`, and for anything but a pass the fix on the
+/// next line, indented: `  fix: …`.
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.symbol(), self.name, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n  fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What the doctor needs besides the configuration.
+#[derive(Debug, Clone)]
+pub struct DoctorOptions {
+    /// A mailbox the app must NOT be able to read: proves the app's access is scoped.
+    pub scope_probe: Option<MailboxAddress>,
+    /// The time the secret's expiry is compared with (injected, style.md §16).
+    pub now: OffsetDateTime,
+    /// Warn when the secret expires within this many days.
+    pub expiry_warning_days: i64,
+}
+
+impl DoctorOptions {
+    /// The default warning window for a secret's expiry, in days.
+    pub const DEFAULT_EXPIRY_WARNING_DAYS: i64 = 30;
+
+    /// Options with no scope probe and the default warning window.
+    pub fn new(now: OffsetDateTime) -> Self {
+        Self {
+            scope_probe: None,
+            now,
+            expiry_warning_days: Self::DEFAULT_EXPIRY_WARNING_DAYS,
+        }
+    }
+}
+
+/// Whether the configuration can work: no check failed (warnings and skips allowed; a skip
+/// always follows a failure).
+pub fn is_valid(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status != CheckStatus::Fail)
+}
+
+/// Runs every check for one mailbox folder, in order: token, mailbox, folder, processed folder
+/// (`move` only), permission, access scope, secret expiry.
+///
+/// Never changes the mailbox. The only write is the permission probe of a writing action, which
+/// sets one message's `isRead` to the value it already has.
+pub async fn check_mailbox(
+    graph: &GraphClient,
+    credential: &AppCredential,
+    config: &MailboxConfig,
+    options: &DoctorOptions,
+) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(7);
+    let token = graph.check_credential(credential).await;
+    let secret_expired = matches!(token, Err(GraphError::ExpiredSecret { .. }));
+    match &token {
+        Ok(()) => {
+            checks.push(Check::pass(
+                TOKEN,
+                format!(
+                    "Entra ID issued a token for app {} in tenant {}",
+                    credential.client_id, credential.tenant_id
+                ),
+            ));
+            let mailbox = graph.mailbox(credential.clone(), config.address.clone());
+            mailbox_checks(&mailbox, config, &mut checks).await;
+            checks.push(access_scope_check(graph, credential, config, options).await);
+        }
+        Err(e) => {
+            checks.push(Check::fail(TOKEN, e.to_string(), token_fix(e, graph)));
+            let reason = "no access token (see the token check)";
+            for name in [MAILBOX, FOLDER]
+                .into_iter()
+                .chain(config.action.processed_folder().map(|_| PROCESSED_FOLDER))
+                .chain([PERMISSION, ACCESS_SCOPE])
+            {
+                checks.push(Check::skipped(name, reason));
+            }
+        }
+    }
+    checks.push(expiry_check(credential, options, secret_expired));
+    redact_secret(&mut checks, credential);
+    checks
+}
+
+/// mailbox, folder, processed folder and permission: everything read through the configured
+/// mailbox.
+async fn mailbox_checks(mailbox: &MailboxClient, config: &MailboxConfig, checks: &mut Vec<Check>) {
+    let address = &config.address;
+    let action = &config.action;
+    // The least request that proves the app may read the mailbox at all (graph-notes §8).
+    if let Err(e) = mailbox.get_folder("inbox").await {
+        checks.push(Check::fail(MAILBOX, e.to_string(), mailbox_fix(&e, config)));
+        let reason = "the mailbox cannot be read (see the mailbox check)";
+        checks.push(Check::skipped(FOLDER, reason));
+        if action.processed_folder().is_some() {
+            checks.push(Check::skipped(PROCESSED_FOLDER, reason));
+        }
+        checks.push(Check::skipped(PERMISSION, reason));
+        return;
+    }
+    checks.push(Check::pass(MAILBOX, format!("{address} is readable")));
+
+    let source = mailbox.resolve_folder_path(&config.folder).await;
+    checks.push(match &source {
+        Ok((folder, path)) => Check::pass(FOLDER, describe_folder(folder, path)),
+        Err(e) => Check::fail(FOLDER, e.to_string(), folder_fix(e, "folder", address)),
+    });
+
+    if let Some(processed) = action.processed_folder() {
+        checks.push(match mailbox.resolve_folder_path(processed).await {
+            Ok((folder, path))
+                if source
+                    .as_ref()
+                    .is_ok_and(|(source, _)| source.id == folder.id) =>
+            {
+                Check::fail(
+                    PROCESSED_FOLDER,
+                    format!(
+                        "'{processed}' is the folder being imported ({path}): moved messages would never leave it"
+                    ),
+                    "set processed_folder to another folder, e.g. Inbox/Processed",
+                )
+            }
+            Ok((folder, path)) => Check::pass(PROCESSED_FOLDER, describe_folder(&folder, &path)),
+            Err(e) => Check::fail(
+                PROCESSED_FOLDER,
+                e.to_string(),
+                folder_fix(&e, "processed_folder", address),
+            ),
+        });
+    }
+
+    checks.push(if !action.writes() {
+        Check::pass(
+            PERMISSION,
+            "Mail.Read is enough: action `none` never changes the mailbox",
+        )
+    } else {
+        match &source {
+            Ok((folder, _)) => permission_check(mailbox, folder, action).await,
+            Err(_) => Check::skipped(
+                PERMISSION,
+                "the probe needs a message of the folder (see the folder check)",
+            ),
+        }
+    });
+}
+
+/// Proves Mail.ReadWrite for a writing action with a write that changes nothing: one message's
+/// `isRead` written back as it is. A 403 there is exactly what the import's move/mark/delete would
+/// get after storing every message.
+async fn permission_check(
+    mailbox: &MailboxClient,
+    folder: &MailFolder,
+    action: &AfterImport,
+) -> Check {
+    let name = action.name();
+    let cannot_prove = |why: String| {
+        Check::warn(
+            PERMISSION,
+            format!("cannot prove Mail.ReadWrite, which action `{name}` needs: {why}"),
+            "run the check again once the folder holds a message; meanwhile make sure the app has the application permission Mail.ReadWrite with admin consent",
+        )
+    };
+    let page = match mailbox.first_messages(&folder.id, 1).await {
+        Ok(page) => page,
+        Err(e) => return cannot_prove(format!("listing the folder failed: {e}")),
+    };
+    let Some(message) = page.value.into_iter().find(|m| !m.is_removed()) else {
+        return cannot_prove("the folder must hold a message to probe with".to_owned());
+    };
+    // Without the current value, writing one could change the message: better not to probe.
+    let Some(is_read) = message.is_read else {
+        return cannot_prove("Graph did not say whether the probe message is read".to_owned());
+    };
+    match mailbox.rewrite_read_flag(&message.id, is_read).await {
+        Ok(()) => Check::pass(
+            PERMISSION,
+            format!(
+                "Mail.ReadWrite granted, as action `{name}` needs (proven by a write that left a message as it was)"
+            ),
+        ),
+        Err(GraphError::PermissionDenied { code, .. }) => Check::fail(
+            PERMISSION,
+            format!(
+                "the action `{name}` needs Mail.ReadWrite, but Graph refused a write (403 {code}): the app may only read"
+            ),
+            "grant the app the application permission Mail.ReadWrite (Entra ID > App registrations > API permissions > Microsoft Graph > Application permissions) and grant admin consent; if the app is scoped with Exchange RBAC for Applications, assign the role \"Application Mail.ReadWrite\" over its management scope instead; or use action `none`",
+        ),
+        Err(e @ GraphError::MailboxOutOfScope { .. }) => Check::fail(
+            PERMISSION,
+            format!("the action `{name}` needs Mail.ReadWrite, but Graph refused a write: {e}"),
+            "give the app write access to this mailbox: the application permission Mail.ReadWrite with admin consent, or the RBAC role \"Application Mail.ReadWrite\" over a scope that includes the mailbox",
+        ),
+        Err(e) if e.is_not_found() => cannot_prove(
+            "the probe message left the folder meanwhile (is an import running?)".to_owned(),
+        ),
+        Err(e) => cannot_prove(format!("the probe write failed: {e}")),
+    }
+}
+
+/// Reads the inbox of `options.scope_probe`, which must fail: Mail application permissions cover
+/// every mailbox of the tenant unless restricted (graph-notes §8).
+async fn access_scope_check(
+    graph: &GraphClient,
+    credential: &AppCredential,
+    config: &MailboxConfig,
+    options: &DoctorOptions,
+) -> Check {
+    let advice = restrict_advice(credential, &config.action);
+    let Some(probe) = &options.scope_probe else {
+        return Check::warn(
+            ACCESS_SCOPE,
+            "not verified: set scope_probe to a mailbox the app must not read",
+            advice,
+        );
+    };
+    if probe == &config.address {
+        return Check::warn(
+            ACCESS_SCOPE,
+            format!("not verified: scope_probe {probe} is the configured mailbox itself"),
+            "set scope_probe to an existing mailbox the app must not read, e.g. an executive's",
+        );
+    }
+    let client = graph.mailbox(credential.clone(), probe.clone());
+    match client.get_folder("inbox").await {
+        Ok(_) => Check::warn(
+            ACCESS_SCOPE,
+            format!(
+                "the app can read {probe}, a mailbox it was not configured for: Mail application permissions cover every mailbox unless restricted"
+            ),
+            advice,
+        ),
+        // An access policy answers "Access to OData is disabled." (MailboxOutOfScope); RBAC for
+        // Applications' wording is not documented (graph-notes §8), so any 403 counts as denied.
+        Err(GraphError::MailboxOutOfScope { .. } | GraphError::PermissionDenied { .. }) => {
+            Check::pass(
+                ACCESS_SCOPE,
+                format!(
+                    "the app cannot read {probe} (403 ErrorAccessDenied): its access is scoped"
+                ),
+            )
+        }
+        Err(GraphError::MailboxNotFound { code, .. }) => Check::pass(
+            ACCESS_SCOPE,
+            format!(
+                "the app cannot read {probe} (404 {code}); this proves the scope only if {probe} is an existing mailbox"
+            ),
+        ),
+        Err(e) => Check::warn(
+            ACCESS_SCOPE,
+            format!("not verified: reading {probe} failed for another reason: {e}"),
+            "run the check again",
+        ),
+    }
+}
+
+/// Compares the recorded expiry with `options.now`. Entra does not tell a client when its secret
+/// expires (reading `passwordCredentials` needs Application.Read.All, graph-notes §9), so the
+/// operator records it with the credential.
+fn expiry_check(
+    credential: &AppCredential,
+    options: &DoctorOptions,
+    rejected_as_expired: bool,
+) -> Check {
+    let rotate = "create a new client secret in Entra ID > App registrations > Certificates & secrets, store its Value and its expires_at in the credential, then delete the old secret";
+    let Some(expires_at) = credential.expires_at else {
+        return if rejected_as_expired {
+            Check::fail(
+                SECRET_EXPIRY,
+                "Entra ID says the client secret has expired (AADSTS7000222)",
+                rotate,
+            )
+        } else {
+            Check::warn(
+                SECRET_EXPIRY,
+                "expiry unknown",
+                "record expires_at with the credential (Entra ID > App registrations > Certificates & secrets shows it)",
+            )
+        };
+    };
+    let date = format_date(expires_at);
+    let left = expires_at - options.now;
+    let days = left.whole_days();
+    // Days still to go, counting a started day: a secret set to expire in 300 days says 300,
+    // not 299, a few milliseconds later.
+    let days_left = (left + time::Duration::DAY - time::Duration::NANOSECOND).whole_days();
+    let warning = time::Duration::days(options.expiry_warning_days);
+    if !left.is_positive() {
+        Check::fail(
+            SECRET_EXPIRY,
+            format!(
+                "the client secret expired on {date} ({} ago)",
+                plural(-days, "day")
+            ),
+            rotate,
+        )
+    } else if rejected_as_expired {
+        Check::fail(
+            SECRET_EXPIRY,
+            format!(
+                "Entra ID says the client secret has expired (AADSTS7000222), though expires_at says {date}"
+            ),
+            rotate,
+        )
+    } else if left < warning {
+        Check::warn(
+            SECRET_EXPIRY,
+            format!(
+                "the client secret expires on {date}, in {}",
+                plural(days_left, "day")
+            ),
+            format!("rotate it before then: {rotate}"),
+        )
+    } else {
+        Check::pass(
+            SECRET_EXPIRY,
+            format!(
+                "the client secret expires on {date}, in {}",
+                plural(days_left, "day")
+            ),
+        )
+    }
+}
+
+fn token_fix(error: &GraphError, graph: &GraphClient) -> String {
+    match error {
+        GraphError::InvalidSecret { .. } => "copy the secret's Value column (not the Secret ID) into the credential's client secret; if the value was not saved when the secret was created, create a new secret in Entra ID > App registrations > Certificates & secrets".to_owned(),
+        GraphError::ExpiredSecret { .. } => "create a new client secret in Entra ID > App registrations > Certificates & secrets and store its Value and expires_at in the credential".to_owned(),
+        GraphError::UnknownTenant { .. } => "set tenant_id to the Directory (tenant) ID shown in Entra ID > Overview, or to a verified domain of the tenant".to_owned(),
+        GraphError::UnknownApp { tenant, .. } => format!("set client_id to the Application (client) ID on the app registration's Overview page in tenant {tenant}, and have an administrator grant admin consent"),
+        GraphError::TokenRejected { .. } => "check the credential's tenant_id, client_id and client secret Value against the app registration in Entra ID".to_owned(),
+        _ => format!(
+            "check that {} is reachable from here (DNS, proxy, firewall) and run the check again",
+            graph.config().login_url
+        ),
+    }
+}
+
+fn mailbox_fix(error: &GraphError, config: &MailboxConfig) -> String {
+    let address = &config.address;
+    let needed = if config.action.writes() {
+        "Mail.ReadWrite"
+    } else {
+        "Mail.Read"
+    };
+    match error {
+        // graph-notes §8: scopes and policies take from 30 minutes to over an hour to apply.
+        GraphError::MailboxOutOfScope { .. } => format!(
+            "add {address} to the app's access scope: with Exchange RBAC for Applications, a management scope whose -RecipientRestrictionFilter matches it (Set-ManagementScope) under the app's role assignment, checked with Test-ServicePrincipalAuthorization -Identity <service principal> -Resource {address}; with an application access policy, add it to the policy's mail-enabled security group, checked with Test-ApplicationAccessPolicy -Identity {address} -AppId <client id>; changes take up to 2 hours to reach Graph"
+        ),
+        GraphError::MailboxNotFound { .. } => format!(
+            "check the address {address}: the user needs an Exchange Online licence and a mailbox in Exchange Online, not on-premises"
+        ),
+        GraphError::PermissionDenied { .. } => format!(
+            "grant the app the application permission {needed} (Entra ID > App registrations > API permissions > Microsoft Graph > Application permissions) and grant admin consent; if the app is scoped with Exchange RBAC for Applications, its role assignment must cover {address}"
+        ),
+        _ => "check that Microsoft Graph is reachable from here and run the check again".to_owned(),
+    }
+}
+
+fn folder_fix(error: &GraphError, setting: &str, address: &MailboxAddress) -> String {
+    match error {
+        GraphError::FolderNotFound { .. } => format!(
+            "set {setting} to one of the folders listed (a path such as Inbox/Backup Reports; well-known names such as inbox work in any language) or create the folder in {address}"
+        ),
+        GraphError::AmbiguousFolder { .. } => {
+            "rename one of the folders that share the name, then run the check again".to_owned()
+        }
+        GraphError::Config(_) => format!("set {setting} to a path such as Inbox/Backup Reports"),
+        _ => "check that Microsoft Graph is reachable from here and run the check again".to_owned(),
+    }
+}
+
+/// How to restrict the app to the mailboxes it imports (graph-notes §8, with the cmdlets).
+fn restrict_advice(credential: &AppCredential, action: &AfterImport) -> String {
+    let client_id = &credential.client_id;
+    let role = if action.writes() {
+        "Application Mail.ReadWrite"
+    } else {
+        "Application Mail.Read"
+    };
+    format!(
+        "restrict it with Exchange RBAC for Applications: New-ServicePrincipal -AppId {client_id} -ObjectId <enterprise app object id>; New-ManagementScope -Name mailroom -RecipientRestrictionFilter \"<filter matching the imported mailboxes>\"; New-ManagementRoleAssignment -App {client_id} -Role \"{role}\" -CustomResourceScope mailroom; then remove the app's tenant-wide Mail.* permission in Entra ID, which would still grant every mailbox; verify with Test-ServicePrincipalAuthorization. Or (legacy) an application access policy: New-ApplicationAccessPolicy -AppId {client_id} -PolicyScopeGroupId <mail-enabled security group> -AccessRight RestrictAccess"
+    )
+}
+
+fn describe_folder(folder: &MailFolder, path: &str) -> String {
+    format!(
+        "{path} ({})",
+        plural(
+            i64::try_from(folder.total_item_count).unwrap_or(i64::MAX),
+            "message"
+        )
+    )
+}
+
+fn plural(n: i64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn format_date(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("{}-{:02}-{:02}", at.year(), u8::from(at.month()), at.day())
+}
+
+/// Belt and braces: no message above contains the secret, but a secret pasted into the wrong
+/// field (a client id, a tenant) would be echoed back; the operator sees these lines on screen
+/// and in CI logs (style.md §15). Very short values are left alone: they would mangle the text
+/// and are no real secret anyway.
+fn redact_secret(checks: &mut [Check], credential: &AppCredential) {
+    let secret = credential.client_secret.expose_secret().trim();
+    if secret.len() < 8 {
+        return;
+    }
+    for check in checks {
+        if check.detail.contains(secret) {
+            check.detail = check.detail.replace(secret, "[REDACTED]");
+        }
+        if let Some(fix) = &mut check.fix
+            && fix.contains(secret)
+        {
+            *fix = fix.replace(secret, "[REDACTED]");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2025-06-01 12:00 UTC);
+
+    fn credential(expires_at: Option<OffsetDateTime>) -> AppCredential {
+        AppCredential {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: "Xk48Q~Tr.3vH_pZq9nW2sLd".to_owned().into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn display_puts_the_fix_on_an_indented_second_line() {
+        let pass = Check::pass(FOLDER, "Inbox/Backup Reports (212 messages)");
+        assert_eq!(
+            pass.to_string(),
+            "✓ folder: Inbox/Backup Reports (212 messages)"
+        );
+        let fail = Check::fail(TOKEN, "rejected", "use the Value");
+        assert_eq!(fail.to_string(), "✗ token: rejected\n  fix: use the Value");
+        assert!(
+            Check::warn(ACCESS_SCOPE, "a", "b")
+                .to_string()
+                .starts_with("! access scope: a")
+        );
+        assert_eq!(
+            Check::skipped(PERMISSION, "no token").to_string(),
+            "- permission: skipped: no token"
+        );
+    }
+
+    #[test]
+    fn only_a_failure_makes_the_configuration_invalid() {
+        let mut checks = vec![
+            Check::pass(TOKEN, "ok"),
+            Check::warn(SECRET_EXPIRY, "soon", "rotate"),
+            Check::skipped(PERMISSION, "x"),
+        ];
+        assert!(is_valid(&checks));
+        checks.push(Check::fail(FOLDER, "missing", "create it"));
+        assert!(!is_valid(&checks));
+    }
+
+    #[test]
+    fn expiry_passes_warns_and_fails_by_days_left() {
+        let options = DoctorOptions::new(NOW);
+        let check = |at: Option<OffsetDateTime>, rejected: bool| {
+            expiry_check(&credential(at), &options, rejected)
+        };
+        let far = check(Some(NOW + time::Duration::days(200)), false);
+        assert_eq!(far.status, CheckStatus::Pass, "{far}");
+        assert!(far.detail.contains("2025-12-18, in 200 days"), "{far}");
+        let soon = check(Some(NOW + time::Duration::days(10)), false);
+        assert_eq!(soon.status, CheckStatus::Warn, "{soon}");
+        assert!(soon.detail.contains("in 10 days"), "{soon}");
+        let past = check(Some(NOW - time::Duration::days(1)), false);
+        assert_eq!(past.status, CheckStatus::Fail, "{past}");
+        assert!(
+            past.detail.contains("expired on 2025-05-31 (1 day ago)"),
+            "{past}"
+        );
+        let unknown = check(None, false);
+        assert_eq!(unknown.status, CheckStatus::Warn);
+        assert!(unknown.fix.unwrap_or_default().contains("expires_at"));
+        assert_eq!(check(None, true).status, CheckStatus::Fail);
+        assert_eq!(
+            check(Some(NOW + time::Duration::days(200)), true).status,
+            CheckStatus::Fail
+        );
+    }
+
+    #[test]
+    fn a_secret_echoed_in_a_message_is_redacted() {
+        let credential = credential(None);
+        let secret = credential.client_secret.expose_secret().to_owned();
+        let mut checks = vec![Check::fail(
+            TOKEN,
+            format!("app {secret} was not found"),
+            format!("set client_id, not {secret}"),
+        )];
+        redact_secret(&mut checks, &credential);
+        let text = checks[0].to_string();
+        assert!(!text.contains(&secret), "{text}");
+        assert!(text.contains("[REDACTED]"), "{text}");
+    }
+}
