@@ -1,0 +1,163 @@
+//! Command-line arguments. The doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Import mail from Microsoft 365 mailboxes through Microsoft Graph: set-up checks, folder
+/// browser, mailbox configuration, "import now", a local single-machine mode and a demo.
+#[derive(Debug, Parser)]
+#[command(name = "mailroom", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file of local mode
+    #[arg(
+        long,
+        global = true,
+        env = "MAILROOM_CONFIG",
+        default_value = "mailroom.toml"
+    )]
+    pub config: PathBuf,
+
+    /// Where local mode keeps its database (state.db) and messages (messages/)
+    #[arg(
+        long,
+        global = true,
+        env = "MAILROOM_DATA_DIR",
+        default_value = "mailroom-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Where mailbox configuration and state live: this machine (mailroom.toml + SQLite), or the
+    /// serverless deployment (DynamoDB table MAILROOM_TABLE, S3 bucket MAILROOM_BUCKET, secrets in
+    /// Secrets Manager, AWS credentials from the usual environment)
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "MAILROOM_BACKEND",
+        default_value = "local"
+    )]
+    pub backend: Backend,
+
+    /// More log output (-v info, -vv debug); logs go to stderr
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Local,
+    Aws,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented example mailroom.toml
+    Init {
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+
+    /// Check each mailbox's set-up: token, mailbox, folders, permission for the action, access
+    /// scope, secret expiry; exits 1 if any check fails
+    Doctor {
+        /// Only this mailbox
+        #[arg(long, value_name = "ADDRESS")]
+        mailbox: Option<String>,
+    },
+
+    /// Show a mailbox's folder tree with full paths and message counts
+    Folders {
+        /// The mailbox address, e.g. reports@contoso.com
+        mailbox: String,
+        /// The credential to use (default: the one the mailbox is configured with, or the only one)
+        #[arg(long)]
+        credential: Option<String>,
+    },
+
+    /// Add, list or remove watched mailbox folders
+    Mailbox {
+        #[command(subcommand)]
+        command: MailboxCommand,
+    },
+
+    /// Import now: every enabled mailbox folder (or one mailbox), with progress and a summary
+    Import {
+        /// Only this mailbox
+        #[arg(long, value_name = "ADDRESS")]
+        mailbox: Option<String>,
+    },
+
+    /// Per mailbox: last run, result, messages stored, cursor state
+    Status,
+
+    /// Run the import on a schedule until Ctrl-C or SIGTERM (the message in hand is finished)
+    Serve {
+        /// Minutes between runs (default: settings.schedule_minutes, else 15)
+        #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
+        every: Option<u64>,
+    },
+
+    /// Watch Mailroom work against a built-in Graph sandbox with realistic mail: no tenant, no AWS
+    /// account, no network
+    Demo {
+        /// Keep `serve` running against the sandbox afterwards (Ctrl-C stops)
+        #[arg(long)]
+        keep_running: bool,
+        /// Keep the demo's files (configuration, database, messages) in this directory instead of
+        /// a temporary one
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailboxCommand {
+    /// Add a mailbox folder after checking it works (token, folder, permission); refuses to save
+    /// an invalid one
+    Add(AddArgs),
+    /// List the configured mailbox folders
+    List,
+    /// Remove a mailbox (all its folders, or one)
+    Remove {
+        /// The mailbox address
+        address: String,
+        /// Only this folder
+        #[arg(long)]
+        folder: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The mailbox address, e.g. reports@contoso.com
+    pub address: String,
+    /// The folder to import, e.g. "Inbox/Backup Reports" (well-known names like inbox work)
+    #[arg(long)]
+    pub folder: String,
+    /// What to do with a message once it is stored
+    #[arg(long, value_parser = ["move", "mark_read", "delete", "none"])]
+    pub action: String,
+    /// Where `move` puts messages, e.g. "Inbox/Processed"
+    #[arg(long, value_name = "FOLDER")]
+    pub processed_folder: Option<String>,
+    /// The credential: a [credential.NAME] of mailroom.toml, or a Secrets Manager secret id with
+    /// --backend aws
+    #[arg(long)]
+    pub credential: String,
+    /// Save it disabled (not imported until enabled)
+    #[arg(long)]
+    pub disabled: bool,
+    /// Save without checking it against Graph first
+    #[arg(long)]
+    pub no_validate: bool,
+}

@@ -1,0 +1,73 @@
+//! `mailroom folders <mailbox>`: the folder tree with full paths and message counts.
+
+use anyhow::bail;
+use mailroom::graph::{GraphClient, MailFolder};
+
+use crate::context::{Context, parse_address};
+
+pub async fn run(
+    context: &Context,
+    mailbox: &str,
+    credential: Option<&str>,
+) -> anyhow::Result<bool> {
+    let address = parse_address(mailbox)?;
+    let name = match credential {
+        Some(name) => name.to_owned(),
+        None => pick_credential(context, &address).await?,
+    };
+    let credential = context.secrets.fetch(&name).await?;
+    let graph = GraphClient::new(context.graph.clone())?.mailbox(credential, address.clone());
+
+    // Depth first, children in Graph's order, each printed with its full path.
+    let mut stack: Vec<(String, MailFolder)> = graph
+        .child_folders(None)
+        .await?
+        .into_iter()
+        .rev()
+        .map(|f| (f.display_name.clone(), f))
+        .collect();
+    println!(
+        "{:<50} {:>8} {:>8}",
+        format!("folders of {address}"),
+        "messages",
+        "unread"
+    );
+    while let Some((path, folder)) = stack.pop() {
+        println!(
+            "{path:<50} {:>8} {:>8}",
+            folder.total_item_count, folder.unread_item_count
+        );
+        if folder.child_folder_count > 0 {
+            let children = graph.child_folders(Some(&folder.id)).await?;
+            stack.extend(
+                children
+                    .into_iter()
+                    .rev()
+                    .map(|child| (format!("{path}/{}", child.display_name), child)),
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// The credential of the mailbox's configuration, else the only declared one.
+async fn pick_credential(
+    context: &Context,
+    address: &mailroom::domain::MailboxAddress,
+) -> anyhow::Result<String> {
+    let configured = context.state.list_mailboxes().await?;
+    if let Some(config) = configured.iter().find(|c| &c.address == address) {
+        return Ok(config.credential.clone());
+    }
+    if let Some(local) = &context.local {
+        let names: Vec<_> = local.credentials.keys().cloned().collect();
+        if let [only] = names.as_slice() {
+            return Ok(only.clone());
+        }
+        bail!(
+            "{address} is not configured; choose a credential with --credential (declared: {})",
+            names.join(", ")
+        );
+    }
+    bail!("{address} is not configured; name its Secrets Manager secret with --credential")
+}

@@ -1,0 +1,36 @@
+//! One module per command. Each returns whether it succeeded; errors carry what to do.
+
+mod demo;
+mod doctor;
+mod folders;
+mod import;
+mod init;
+mod mailbox;
+mod serve;
+mod status;
+
+use crate::args::{Cli, Command};
+use crate::context::Context;
+
+pub async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Init { force } => init::run(&global.config, force),
+        Command::Demo { keep_running, dir } => demo::run(keep_running, dir).await,
+        command => {
+            let context = Context::open(global).await?;
+            match command {
+                Command::Doctor { mailbox } => doctor::run(&context, mailbox.as_deref()).await,
+                Command::Folders {
+                    mailbox,
+                    credential,
+                } => folders::run(&context, &mailbox, credential.as_deref()).await,
+                Command::Mailbox { command } => mailbox::run(&context, global, command).await,
+                Command::Import { mailbox } => import::run(&context, mailbox.as_deref()).await,
+                Command::Status => status::run(&context).await,
+                Command::Serve { every } => serve::run(&context, every).await,
+                Command::Init { .. } | Command::Demo { .. } => Ok(true),
+            }
+        }
+    }
+}

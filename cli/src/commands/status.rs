@@ -1,0 +1,67 @@
+//! `mailroom status`: per mailbox folder, what is stored and where the import stands.
+
+use mailroom::domain::RecordState;
+
+use crate::context::Context;
+
+pub async fn run(context: &Context) -> anyhow::Result<bool> {
+    let configs = context.mailboxes(None).await?;
+    if configs.is_empty() {
+        println!("no mailboxes configured; add one with `mailroom mailbox add`");
+        return Ok(true);
+    }
+    println!("state: {}", context.location);
+    println!(
+        "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} last run",
+        "mailbox", "folder", "stored", "pending", "cursor", "last import"
+    );
+    for config in configs {
+        let records = context.state.list_records(&config.address).await?;
+        let of_folder: Vec<_> = records
+            .iter()
+            .filter(|r| r.folder == config.folder)
+            .collect();
+        let pending = of_folder
+            .iter()
+            .filter(|r| r.state == RecordState::Stored)
+            .count();
+        let last_import = of_folder
+            .iter()
+            .map(|r| r.imported_at)
+            .max()
+            .map(|t| t.replace_nanosecond(0).unwrap_or(t).to_string())
+            .unwrap_or_else(|| "never".into());
+        let cursor = if config.action.uses_delta() {
+            match context.state.get_cursor(&config.key()).await? {
+                Some(c) if c.next_link.is_some() => "mid-round (resumes)",
+                Some(c) if c.delta_link.is_some() => "delta link saved",
+                _ => "none (full sync next)",
+            }
+        } else {
+            "folder is the queue"
+        };
+        let last_run = match context.state.last_run(&config.address).await? {
+            Some(run) => format!(
+                "{} {} ({} imported, {} failed){}",
+                run.finished_at
+                    .replace_nanosecond(0)
+                    .unwrap_or(run.finished_at),
+                run.status,
+                run.imported,
+                run.failed,
+                run.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ),
+            None => "never".into(),
+        };
+        println!(
+            "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} {last_run}",
+            config.address.as_str(),
+            config.folder,
+            of_folder.len(),
+            pending,
+            cursor,
+            last_import,
+        );
+    }
+    Ok(true)
+}

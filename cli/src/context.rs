@@ -1,0 +1,189 @@
+//! What a command works with: the configuration, the state and blob stores, the credentials and
+//! the Graph client, for local mode or for the AWS deployment.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context as _, anyhow, bail};
+use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource};
+use mailroom::adapters::local::{DirBlobStore, FileSecretSource, SqliteStateStore};
+use mailroom::clock::SystemClock;
+use mailroom::config::Env;
+use mailroom::credentials::Credentials;
+use mailroom::domain::{MailboxAddress, MailboxConfig};
+use mailroom::engine::{Engine, EngineOptions, ImportObserver};
+use mailroom::graph::{GraphClient, GraphConfig};
+use mailroom::ports::{BlobStore, SecretSource, StateStore};
+
+use crate::args::{Backend, Global};
+use crate::config::LocalConfig;
+
+/// The stores, credentials and Graph settings of one backend.
+pub struct Context {
+    pub backend: Backend,
+    pub state: Arc<dyn StateStore>,
+    blobs: Option<Arc<dyn BlobStore>>,
+    pub secrets: Arc<dyn SecretSource>,
+    pub graph: GraphConfig,
+    /// Local mode's configuration file.
+    pub local: Option<LocalConfig>,
+    /// Where state and messages live, for people.
+    pub location: String,
+}
+
+impl Context {
+    /// Builds the context of `global.backend`. Local mode mirrors the mailboxes of mailroom.toml
+    /// into its database, so the engine reads them from one place in both modes.
+    pub async fn open(global: &Global) -> anyhow::Result<Context> {
+        let graph = graph_config()?;
+        match global.backend {
+            Backend::Local => {
+                let local = LocalConfig::load(&global.config)?;
+                Self::local(local, &global.data_dir, graph).await
+            }
+            Backend::Aws => Self::aws(graph).await,
+        }
+    }
+
+    pub async fn local(
+        local: LocalConfig,
+        data_dir: &Path,
+        graph: GraphConfig,
+    ) -> anyhow::Result<Context> {
+        let db = data_dir.join("state.db");
+        let state = SqliteStateStore::open(&db)?;
+        let blobs = DirBlobStore::new(data_dir.join("messages"));
+        let credentials: HashMap<_, _> = local
+            .credentials
+            .iter()
+            .map(|(name, c)| (name.clone(), c.local.clone()))
+            .collect();
+        let context = Context {
+            backend: Backend::Local,
+            state: Arc::new(state),
+            blobs: Some(Arc::new(blobs)),
+            secrets: Arc::new(FileSecretSource::new(credentials)),
+            graph,
+            location: format!(
+                "{} (database) and {} (messages)",
+                db.display(),
+                data_dir.join("messages").display()
+            ),
+            local: Some(local),
+        };
+        context.mirror_config().await?;
+        Ok(context)
+    }
+
+    async fn aws(graph: GraphConfig) -> anyhow::Result<Context> {
+        let mut env = Env::new(|name| std::env::var(name).ok());
+        let table = env.required(
+            "MAILROOM_TABLE",
+            "the deployment's DynamoDB table (a stack output)",
+        );
+        let path_style = env.flag("MAILROOM_S3_PATH_STYLE", false);
+        let bucket = std::env::var("MAILROOM_BUCKET")
+            .ok()
+            .filter(|b| !b.trim().is_empty());
+        env.finish(())?;
+        let clients = AwsClients::from_env(path_style).await;
+        let blobs = bucket
+            .as_ref()
+            .map(|b| Arc::new(S3BlobStore::new(clients.s3.clone(), b)) as Arc<dyn BlobStore>);
+        Ok(Context {
+            backend: Backend::Aws,
+            state: Arc::new(DynamoStateStore::new(clients.dynamodb, &table)),
+            blobs,
+            secrets: Arc::new(SecretsManagerSource::new(clients.secrets)),
+            graph,
+            local: None,
+            location: match &bucket {
+                Some(b) => format!("DynamoDB table {table} and S3 bucket {b}"),
+                None => format!("DynamoDB table {table}"),
+            },
+        })
+    }
+
+    /// Makes the database's mailbox configuration equal to mailroom.toml's.
+    async fn mirror_config(&self) -> anyhow::Result<()> {
+        let Some(local) = &self.local else {
+            return Ok(());
+        };
+        for stale in self.state.list_mailboxes().await? {
+            if !local.mailboxes.contains(&stale) {
+                self.state.remove_mailbox(&stale.key()).await?;
+            }
+        }
+        for config in &local.mailboxes {
+            self.state.put_mailbox(config).await?;
+        }
+        Ok(())
+    }
+
+    /// The configured folders (of one mailbox, if given), with a clear error for an unknown one.
+    pub async fn mailboxes(
+        &self,
+        only: Option<&MailboxAddress>,
+    ) -> anyhow::Result<Vec<MailboxConfig>> {
+        let all = self.state.list_mailboxes().await?;
+        let Some(address) = only else { return Ok(all) };
+        let found: Vec<_> = all
+            .iter()
+            .filter(|m| &m.address == address)
+            .cloned()
+            .collect();
+        if found.is_empty() {
+            let mut known: Vec<_> = all.iter().map(|m| m.address.to_string()).collect();
+            known.dedup();
+            bail!(
+                "mailbox {address} is not configured; configured: {}",
+                if known.is_empty() {
+                    "none (add one with `mailroom mailbox add`)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        Ok(found)
+    }
+
+    pub fn blobs(&self) -> anyhow::Result<Arc<dyn BlobStore>> {
+        self.blobs.clone().ok_or_else(|| {
+            anyhow!("MAILROOM_BUCKET is not set (the deployment's S3 bucket, a stack output)")
+        })
+    }
+
+    /// The engine over this context.
+    pub fn engine(
+        &self,
+        observer: Arc<dyn ImportObserver>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Engine> {
+        Ok(Engine {
+            state: self.state.clone(),
+            blobs: self.blobs()?,
+            credentials: Arc::new(Credentials::new(
+                self.secrets.clone(),
+                Credentials::DEFAULT_TTL,
+            )),
+            graph: GraphClient::new(self.graph.clone())?,
+            clock: Arc::new(SystemClock),
+            observer,
+            options: EngineOptions::default(),
+            stop,
+        })
+    }
+}
+
+/// `MAILROOM_GRAPH_URL` / `MAILROOM_LOGIN_URL`, as in the Lambda functions.
+pub fn graph_config() -> anyhow::Result<GraphConfig> {
+    let mut env = Env::new(|name| std::env::var(name).ok());
+    let config = env.graph();
+    env.finish(config).context("reading the Graph settings")
+}
+
+pub fn parse_address(raw: &str) -> anyhow::Result<MailboxAddress> {
+    Ok(MailboxAddress::parse(raw)?)
+}
