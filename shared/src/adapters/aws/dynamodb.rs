@@ -357,27 +357,15 @@ impl StateStore for DynamoStateStore {
         // A GSI read is eventually consistent: a record marked done a moment ago may still be
         // listed (its action is repeated, harmlessly), one stored a moment ago may be missed (the
         // next run finishes it).
-        let mut items = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(PENDING_INDEX)
             .key_condition_expression("pending_pk = :pk")
-            .expression_attribute_values(":pk", s(mailbox_pk(mailbox)))
-            .into_paginator()
-            .items()
-            .send();
-        let mut records = Vec::new();
-        while let Some(item) = items
-            .try_next()
-            .await
-            .map_err(|e| unavailable(OPERATION, e))?
-        {
-            let record = record_from_item(&item, OPERATION)?;
-            if record.state == RecordState::Stored {
-                records.push(record);
-            }
-        }
+            .expression_attribute_values(":pk", s(mailbox_pk(mailbox)));
+        let mut records = collect_records(OPERATION, query).await?;
+        records.retain(|r| r.state == RecordState::Stored);
         Ok(records)
     }
 
@@ -386,26 +374,15 @@ impl StateStore for DynamoStateStore {
         mailbox: &MailboxAddress,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         const OPERATION: &str = "list records";
-        let mut items = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
             .expression_attribute_values(":pk", s(mailbox_pk(mailbox)))
             .expression_attribute_values(":prefix", s("MSG#"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut records = Vec::new();
-        while let Some(item) = items
-            .try_next()
-            .await
-            .map_err(|e| unavailable(OPERATION, e))?
-        {
-            records.push(record_from_item(&item, OPERATION)?);
-        }
-        Ok(records)
+            .consistent_read(true);
+        collect_records(OPERATION, query).await
     }
 
     async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
@@ -590,6 +567,23 @@ fn cursor_key(folder: &FolderKey) -> Item {
         mailbox_pk(&folder.mailbox),
         format!("CURSOR#{}", folder.folder),
     )
+}
+
+/// Runs a record query through every page.
+async fn collect_records(
+    operation: &'static str,
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut items = query.into_paginator().items().send();
+    let mut records = Vec::new();
+    while let Some(item) = items
+        .try_next()
+        .await
+        .map_err(|e| unavailable(operation, e))?
+    {
+        records.push(record_from_item(&item, operation)?);
+    }
+    Ok(records)
 }
 
 fn run_key(mailbox: &MailboxAddress) -> Item {
