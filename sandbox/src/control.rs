@@ -17,6 +17,11 @@
 //! | `POST /_sandbox/apps/{client_id}/permissions` | `{permissions: [...]}` |
 //! | `POST /_sandbox/apps/{client_id}/scope` | `{only: [...] or null}` |
 //! | `POST /_sandbox/token-lifetime` | `{seconds}` |
+//! | `GET /_sandbox/subscriptions` | `[SubscriptionInfo]` (every app's live subscriptions) |
+//! | `GET`/`DELETE /_sandbox/subscriptions/deliveries` | every delivery attempt `[{kind, url, subscriptionIds, attempt, time, durationMs, status, error, delivered, payload}]` / clear |
+//! | `POST /_sandbox/subscriptions/chaos` | `{delayMs?, delayMaxMs?, delayNext?: {n, ms}, dropNext?, duplicateNext?, reorderNext?, dropProbability?, duplicateProbability?, clear?}` |
+//! | `POST /_sandbox/subscriptions/config` | `{maxMinutes?, timeoutMs?, validationTimeoutMs?, retryBaseMs?, retryTotalMs?, maxBatch?, allowHttp?, reauthorizationMarginSeconds? (null: off)}` → the config |
+//! | `POST /_sandbox/subscriptions/{id}/lifecycle` | `{event: reauthorizationRequired|subscriptionRemoved|missed}` |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,7 @@ use time::OffsetDateTime;
 use crate::core::Core;
 use crate::faults::{FaultKind, FaultRule};
 use crate::mime::CHUNK_SIZE;
+use crate::notify::{DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent};
 use crate::requests::RequestRecordJson;
 use crate::world::NewMessage;
 
@@ -59,6 +65,14 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/apps/{client_id}/permissions", post(app_permissions))
         .route("/apps/{client_id}/scope", post(app_scope))
         .route("/token-lifetime", post(token_lifetime))
+        .route("/subscriptions", get(subscriptions))
+        .route(
+            "/subscriptions/deliveries",
+            get(deliveries).delete(clear_deliveries),
+        )
+        .route("/subscriptions/chaos", post(chaos))
+        .route("/subscriptions/config", post(delivery_config))
+        .route("/subscriptions/{id}/lifecycle", post(lifecycle))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -466,5 +480,201 @@ async fn token_lifetime(State(core): Shared, body: Bytes) -> Response {
             ok()
         }
         Err(e) => bad(e),
+    }
+}
+
+/// `GET /_sandbox/subscriptions`.
+async fn subscriptions(State(core): Shared) -> Response {
+    axum::Json(core.subscriptions()).into_response()
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryRecordJson<'a> {
+    kind: DeliveryKind,
+    url: &'a str,
+    subscription_ids: &'a [String],
+    attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    time: OffsetDateTime,
+    duration_ms: f64,
+    status: Option<u16>,
+    error: Option<&'a str>,
+    delivered: bool,
+    payload: &'a serde_json::Value,
+}
+
+impl<'a> From<&'a DeliveryRecord> for DeliveryRecordJson<'a> {
+    fn from(r: &'a DeliveryRecord) -> Self {
+        Self {
+            kind: r.kind,
+            url: &r.url,
+            subscription_ids: &r.subscription_ids,
+            attempt: r.attempt,
+            time: r.time,
+            duration_ms: r.duration.as_secs_f64() * 1000.0,
+            status: r.status,
+            error: r.error.as_deref(),
+            delivered: r.delivered,
+            payload: &r.payload,
+        }
+    }
+}
+
+/// `GET /_sandbox/subscriptions/deliveries`.
+async fn deliveries(State(core): Shared) -> Response {
+    let records = core.notify.deliveries();
+    let json: Vec<DeliveryRecordJson<'_>> = records.iter().map(DeliveryRecordJson::from).collect();
+    axum::Json(json).into_response()
+}
+
+/// `DELETE /_sandbox/subscriptions/deliveries`.
+async fn clear_deliveries(State(core): Shared) -> Response {
+    core.notify.clear_deliveries();
+    ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DelayNextBody {
+    n: usize,
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChaosBody {
+    delay_ms: Option<u64>,
+    delay_max_ms: Option<u64>,
+    delay_next: Option<DelayNextBody>,
+    drop_next: Option<usize>,
+    duplicate_next: Option<usize>,
+    reorder_next: Option<usize>,
+    drop_probability: Option<f64>,
+    duplicate_probability: Option<f64>,
+    /// Reset everything first (and release held notifications).
+    #[serde(default)]
+    clear: bool,
+}
+
+/// `POST /_sandbox/subscriptions/chaos` e.g. `{"dropNext":1}`, `{"delayMs":100,"delayMaxMs":500}`.
+async fn chaos(State(core): Shared, body: Bytes) -> Response {
+    let b: ChaosBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let n = &core.notify;
+    if b.clear {
+        n.clear_chaos();
+    }
+    if let Some(min) = b.delay_ms {
+        let max = b.delay_max_ms.unwrap_or(min);
+        n.set_delay(Duration::from_millis(min), Duration::from_millis(max));
+    }
+    if let Some(d) = b.delay_next {
+        n.delay_next(d.n, Duration::from_millis(d.ms));
+    }
+    if let Some(k) = b.drop_next {
+        n.drop_next(k);
+    }
+    if let Some(k) = b.duplicate_next {
+        n.duplicate_next(k);
+    }
+    if let Some(k) = b.reorder_next {
+        n.reorder_next(k);
+    }
+    n.set_probabilities(b.drop_probability, b.duplicate_probability);
+    ok()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfigBody {
+    max_minutes: Option<u32>,
+    timeout_ms: Option<u64>,
+    validation_timeout_ms: Option<u64>,
+    retry_base_ms: Option<u64>,
+    retry_total_ms: Option<u64>,
+    max_batch: Option<usize>,
+    allow_http: Option<bool>,
+    /// Seconds, or `null` to turn the automatic `reauthorizationRequired` off.
+    #[serde(default, deserialize_with = "double_option")]
+    reauthorization_margin_seconds: Option<Option<u64>>,
+}
+
+fn config_json(c: &DeliveryConfig) -> serde_json::Value {
+    json!({
+        "maxMinutes": c.max_subscription_minutes,
+        "timeoutMs": c.timeout.as_millis(),
+        "validationTimeoutMs": c.validation_timeout.as_millis(),
+        "retryBaseMs": c.retry_base.as_millis(),
+        "retryTotalMs": c.retry_total.as_millis(),
+        "maxBatch": c.max_batch,
+        "allowHttp": c.allow_http,
+        "reauthorizationMarginSeconds": c.reauthorization_margin.map(|d| d.as_secs()),
+    })
+}
+
+/// `POST /_sandbox/subscriptions/config` e.g. `{"retryBaseMs":50,"maxMinutes":60}` → the config.
+async fn delivery_config(State(core): Shared, body: Bytes) -> Response {
+    let b: ConfigBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let ms = Duration::from_millis;
+    core.notify.update_config(|c| {
+        if let Some(v) = b.max_minutes {
+            c.max_subscription_minutes = v;
+        }
+        if let Some(v) = b.timeout_ms {
+            c.timeout = ms(v);
+        }
+        if let Some(v) = b.validation_timeout_ms {
+            c.validation_timeout = ms(v);
+        }
+        if let Some(v) = b.retry_base_ms {
+            c.retry_base = ms(v);
+        }
+        if let Some(v) = b.retry_total_ms {
+            c.retry_total = ms(v);
+        }
+        if let Some(v) = b.max_batch {
+            c.max_batch = v.max(1);
+        }
+        if let Some(v) = b.allow_http {
+            c.allow_http = v;
+        }
+        if let Some(v) = b.reauthorization_margin_seconds {
+            c.reauthorization_margin = v.map(Duration::from_secs);
+        }
+    });
+    axum::Json(config_json(&core.notify.config())).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleBody {
+    event: String,
+}
+
+/// `POST /_sandbox/subscriptions/{id}/lifecycle` `{"event":"missed"}`.
+async fn lifecycle(State(core): Shared, Path(id): Path<String>, body: Bytes) -> Response {
+    let b: LifecycleBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let Some(event) = LifecycleEvent::parse(&b.event) else {
+        return bad(format!(
+            "unknown lifecycle event '{}'; use reauthorizationRequired, subscriptionRemoved or missed",
+            b.event
+        ));
+    };
+    if core.lifecycle(&id, event) {
+        ok()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "no such subscription, or it has no lifecycleNotificationUrl",
+        )
     }
 }

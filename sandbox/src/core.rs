@@ -10,14 +10,24 @@ use time::OffsetDateTime;
 
 use crate::faults::{FaultKind, FaultRule, Faults};
 use crate::mime::MimeTemplate;
+use crate::notify::{LifecycleEvent, Notifier, Unit, lifecycle_item};
 use crate::requests::{RequestLog, RequestRecord, Stats};
-use crate::state::{MessageInfo, MsgKey, State};
+use crate::state::{Arrival, MessageInfo, MsgKey, State};
+use crate::subscriptions::SubscriptionInfo;
 use crate::throttle::Throttle;
 use crate::world::{NewMessage, World};
 
 /// Locks a mutex, ignoring poisoning: the state stays usable after a panicking test thread.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sandbox time for a clock offset (nanoseconds ahead of real time).
+pub(crate) fn sandbox_now(offset_ns: &AtomicU64) -> OffsetDateTime {
+    let real = OffsetDateTime::now_utc();
+    let offset = offset_ns.load(Ordering::Relaxed);
+    let offset = time::Duration::nanoseconds(i64::try_from(offset).unwrap_or(i64::MAX));
+    real.checked_add(offset).unwrap_or(real)
 }
 
 #[derive(Debug, Default)]
@@ -35,8 +45,10 @@ pub(crate) struct Core {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) log: Mutex<RequestLog>,
     latency: Mutex<Latency>,
+    /// Subscriptions and change-notification delivery (graph-notes section 6).
+    pub(crate) notify: Arc<Notifier>,
     /// Sandbox clock offset from real time, in nanoseconds (only ever moves forward).
-    clock_offset_ns: AtomicU64,
+    clock_offset_ns: Arc<AtomicU64>,
     /// Origin for the control API's millisecond timestamps.
     pub(crate) started: Instant,
     /// `http://127.0.0.1:PORT`, set once the listener is bound.
@@ -45,13 +57,15 @@ pub(crate) struct Core {
 
 impl Core {
     pub(crate) fn new(world: &World) -> Self {
+        let clock_offset_ns = Arc::new(AtomicU64::new(0));
         Self {
             state: Mutex::new(State::from_world(world, OffsetDateTime::now_utc())),
             throttle: Arc::new(Mutex::new(Throttle::default())),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(RequestLog::default()),
             latency: Mutex::new(Latency::default()),
-            clock_offset_ns: AtomicU64::new(0),
+            notify: Arc::new(Notifier::new(Arc::clone(&clock_offset_ns))),
+            clock_offset_ns,
             started: Instant::now(),
             url: OnceLock::new(),
         }
@@ -68,10 +82,7 @@ impl Core {
 
     /// Sandbox time: real time plus the offset from [`Core::advance_clock`].
     pub(crate) fn now(&self) -> OffsetDateTime {
-        let real = OffsetDateTime::now_utc();
-        let offset = self.clock_offset_ns.load(Ordering::Relaxed);
-        let offset = time::Duration::nanoseconds(i64::try_from(offset).unwrap_or(i64::MAX));
-        real.checked_add(offset).unwrap_or(real)
+        sandbox_now(&self.clock_offset_ns)
     }
 
     pub(crate) fn advance_clock(&self, d: Duration) {
@@ -81,6 +92,8 @@ impl Core {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_add(ns))
             });
+        // Expire subscriptions and send the reauthorizationRequired that came due.
+        self.notify.tick(self.now());
     }
 
     pub(crate) fn add_message(
@@ -90,7 +103,7 @@ impl Core {
         m: &NewMessage,
     ) -> Option<MessageInfo> {
         let now = self.now();
-        let info = {
+        let (info, arrivals) = {
             let mut st = lock(&self.state);
             let idx = st.mailbox_or_create(mailbox);
             let mb = st.mailbox_mut(idx)?;
@@ -99,9 +112,69 @@ impl Core {
                 None => mb.folder_by_id_or_name("inbox")?,
             };
             let key = mb.insert(folder, m, now);
-            mb.info(key)?
+            let info = mb.info(key)?;
+            (info, st.take_arrivals(idx))
         };
+        self.notify_arrivals(&arrivals);
         Some(with_sha(info))
+    }
+
+    /// Sends the change notifications for messages that arrived in watched folders (in
+    /// background tasks; never blocks).
+    pub(crate) fn notify_arrivals(&self, arrivals: &[Arrival]) {
+        if arrivals.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let (items, lifecycle) = {
+            let mut subs = lock(&self.notify.subs);
+            let lifecycle = self.notify.sweep(&mut subs, now);
+            (subs.notifications(arrivals), lifecycle)
+        };
+        for u in lifecycle {
+            self.notify.enqueue(u);
+        }
+        self.notify.send_notifications(items);
+    }
+
+    /// Live subscriptions of every app, oldest first.
+    pub(crate) fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        self.notify.tick(self.now());
+        lock(&self.notify.subs)
+            .iter()
+            .map(crate::subscriptions::Subscription::info)
+            .collect()
+    }
+
+    /// Sends a lifecycle notification; false if the subscription is unknown or has no
+    /// lifecycle URL.
+    pub(crate) fn lifecycle(&self, id: &str, event: LifecycleEvent) -> bool {
+        let now = self.now();
+        let (unit, due) = {
+            let mut subs = lock(&self.notify.subs);
+            let due = self.notify.sweep(&mut subs, now);
+            let unit = subs.get_mut(id, None).and_then(|s| {
+                let url = s.lifecycle_url.clone()?;
+                if event == LifecycleEvent::ReauthorizationRequired {
+                    s.reauthorization_required = true;
+                }
+                Some(Unit::lifecycle(&url, &s.id, lifecycle_item(s, event)))
+            });
+            if unit.is_some() && event == LifecycleEvent::SubscriptionRemoved {
+                subs.remove(id, None);
+            }
+            (unit, due)
+        };
+        for u in due {
+            self.notify.enqueue(u);
+        }
+        match unit {
+            Some(u) => {
+                self.notify.enqueue(u);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn add_folder(&self, mailbox: &str, path: &str) {

@@ -7,6 +7,13 @@
 //! expiring tokens, Outlook throttling (4 concurrent requests per app and mailbox), access
 //! policies, permissions, and injectable faults and latency.
 //!
+//! Change notifications (graph-notes section 6): `POST /v1.0/subscriptions` runs the validation
+//! handshake against the given URLs, then every message created in or moved into a watched
+//! folder is POSTed to the `notificationUrl` in the documented envelope, in background tasks,
+//! with retries and optional chaos (delay, duplication, reordering, loss); lifecycle events are
+//! sent on demand ([`Sandbox::lifecycle`]). Graph requires HTTPS notification URLs; the sandbox
+//! accepts `http://` by default so tests can listen on `127.0.0.1` ([`DeliveryConfig::allow_http`]).
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use graph_sandbox::{Mailbox, NewMessage, Sandbox, World, DEFAULT_TENANT};
@@ -27,9 +34,11 @@ mod faults;
 mod graph;
 mod ids;
 mod mime;
+mod notify;
 mod requests;
 mod server;
 mod state;
+mod subscriptions;
 mod throttle;
 mod world;
 
@@ -41,8 +50,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use faults::{FaultKind, FaultRule};
+pub use notify::{
+    DEFAULT_MAX_SUBSCRIPTION_MINUTES, DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent,
+};
 pub use requests::{RequestRecord, Stats};
 pub use state::MessageInfo;
+pub use subscriptions::SubscriptionInfo;
 pub use throttle::MailboxStats;
 pub use world::{
     App, AppSecret, DEFAULT_CLIENT_ID, DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID,
@@ -104,6 +117,7 @@ impl Sandbox {
         let url = format!("http://{}", SocketAddr::new(host, local.port()));
         let core = Arc::new(Core::new(&world));
         core.set_url(url.clone());
+        core.notify.set_runtime(tokio::runtime::Handle::current());
         let app = server::router(Arc::clone(&core));
         // Nagle plus delayed ACKs would add tens of milliseconds to small responses.
         let listener = listener.tap_io(|tcp| {
@@ -275,7 +289,8 @@ impl Sandbox {
         self.core().set_token_lifetime(seconds);
     }
 
-    /// Moves the sandbox clock forward (token and secret expiry use it).
+    /// Moves the sandbox clock forward (token, secret and subscription expiry use it); expired
+    /// subscriptions disappear and due `reauthorizationRequired` notifications are sent.
     pub fn advance_clock(&self, d: Duration) {
         self.core().advance_clock(d);
     }
@@ -283,6 +298,92 @@ impl Sandbox {
     /// Sandbox time: real time plus every [`Sandbox::advance_clock`].
     pub fn now(&self) -> time::OffsetDateTime {
         self.core().now()
+    }
+
+    /// Live subscriptions of every app, oldest first (expired ones are removed first).
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        self.core().subscriptions()
+    }
+
+    /// Every delivery attempt so far, in the order they finished: validation handshakes,
+    /// change and lifecycle notifications, retries, and notifications dropped by chaos
+    /// (`attempt` 0).
+    pub fn deliveries(&self) -> Vec<DeliveryRecord> {
+        self.core().notify.deliveries()
+    }
+
+    /// Empties the delivery log.
+    pub fn clear_deliveries(&self) {
+        self.core().notify.clear_deliveries();
+    }
+
+    /// The delivery settings (timeouts, retries, batching, HTTP, maximum expiry).
+    pub fn delivery_config(&self) -> DeliveryConfig {
+        self.core().notify.config()
+    }
+
+    /// Replaces the delivery settings; applies to deliveries started from now on.
+    pub fn set_delivery_config(&self, c: DeliveryConfig) {
+        self.core().notify.set_config(c);
+    }
+
+    /// The longest subscription accepted, in minutes ahead of the sandbox clock (default
+    /// [`DEFAULT_MAX_SUBSCRIPTION_MINUTES`], Outlook's 4,230).
+    pub fn set_max_subscription_minutes(&self, minutes: u32) {
+        self.core()
+            .notify
+            .update_config(|c| c.max_subscription_minutes = minutes);
+    }
+
+    /// Extra delay before every change notification is sent (default none).
+    pub fn set_notification_delay(&self, d: Duration) {
+        self.core().notify.set_delay(d, d);
+    }
+
+    /// Extra delay drawn uniformly from `min..=max` for every change notification.
+    pub fn set_notification_delay_range(&self, min: Duration, max: Duration) {
+        self.core().notify.set_delay(min, max);
+    }
+
+    /// Delays the next `n` change notifications by `d` (instead of the general delay).
+    pub fn delay_next_notifications(&self, n: usize, d: Duration) {
+        self.core().notify.delay_next(n, d);
+    }
+
+    /// Drops the next `n` change notifications (recorded with `attempt` 0, never sent).
+    pub fn drop_next_notifications(&self, n: usize) {
+        self.core().notify.drop_next(n);
+    }
+
+    /// Sends each of the next `n` change notifications twice (the copy as its own POST right
+    /// after the original).
+    pub fn duplicate_next_notifications(&self, n: usize) {
+        self.core().notify.duplicate_next(n);
+    }
+
+    /// Holds the next `n` change notifications and sends them newest first, one POST each,
+    /// once the `n`-th is produced; `0` releases whatever is held now, newest first.
+    pub fn reorder_next_notifications(&self, n: usize) {
+        self.core().notify.reorder_next(n);
+    }
+
+    /// Probability (0 to 1) that a change notification is lost, or duplicated.
+    pub fn set_notification_chaos_probabilities(&self, drop: f64, duplicate: f64) {
+        self.core()
+            .notify
+            .set_probabilities(Some(drop), Some(duplicate));
+    }
+
+    /// Turns every notification chaos setting off and releases held notifications.
+    pub fn clear_notification_chaos(&self) {
+        self.core().notify.clear_chaos();
+    }
+
+    /// Sends a lifecycle notification to the subscription's `lifecycleNotificationUrl`
+    /// (graph-notes section 6); `SubscriptionRemoved` also deletes the subscription. False if
+    /// the subscription is unknown or has no lifecycle URL.
+    pub fn lifecycle(&self, subscription_id: &str, event: LifecycleEvent) -> bool {
+        self.core().lifecycle(subscription_id, event)
     }
 
     /// Stops accepting connections and waits briefly for in-flight requests (at most two

@@ -73,6 +73,9 @@ async fn main() -> ExitCode {
     println!(
         "Control API: {url}/_sandbox/stats, /_sandbox/requests, /_sandbox/mailboxes/{{address}}/messages"
     );
+    println!(
+        "Subscriptions: POST {url}/v1.0/subscriptions (http:// notification URLs accepted); /_sandbox/subscriptions, /_sandbox/subscriptions/deliveries"
+    );
     println!("Press Ctrl-C to stop.");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {e}");

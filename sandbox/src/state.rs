@@ -166,6 +166,18 @@ pub(crate) struct Message {
     pub(crate) mime: Arc<MimeTemplate>,
 }
 
+impl Message {
+    /// `changeKey`, which also feeds `@odata.etag`: changes with every version.
+    pub(crate) fn change_key(&self) -> String {
+        use base64::Engine;
+        let h = fnv1a(&[self.immutable_id.as_bytes(), &self.version.to_le_bytes()]);
+        format!(
+            "CQAAABYAAA{}",
+            base64::engine::general_purpose::STANDARD.encode(h.to_le_bytes())
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct MailboxState {
     pub(crate) id: String,
@@ -184,6 +196,26 @@ pub(crate) struct MailboxState {
     pub(crate) delta_generation: u64,
     pub(crate) root: usize,
     pub(crate) recoverable: usize,
+    /// Messages that arrived in a folder (created or moved in) since the last
+    /// [`MailboxState::take_arrivals`]: the source of change notifications (graph-notes
+    /// section 6).
+    arrivals: Vec<MsgKey>,
+}
+
+/// A message that arrived in a folder, with what a change notification needs; built under the
+/// state lock, delivered after it is released.
+#[derive(Clone, Debug)]
+pub(crate) struct Arrival {
+    pub(crate) mailbox: usize,
+    /// The mailbox owner's user id (a GUID), as notifications show it in `resource`.
+    pub(crate) user_id: String,
+    pub(crate) folder: usize,
+    /// Whether the folder is in the visible tree (for `users/{id}/messages` subscriptions).
+    pub(crate) visible: bool,
+    pub(crate) immutable_id: String,
+    pub(crate) rest_id: String,
+    /// `W/"<changeKey>"`.
+    pub(crate) etag: String,
 }
 
 impl MailboxState {
@@ -204,6 +236,7 @@ impl MailboxState {
             delta_generation: 1,
             root: 0,
             recoverable: 0,
+            arrivals: Vec::new(),
         };
         mb.root = mb.push_folder(
             "Top of Information Store",
@@ -468,6 +501,7 @@ impl MailboxState {
             f.by_seq.insert(seq, key);
         }
         self.messages.insert(key, message);
+        self.arrivals.push(key);
         key
     }
 
@@ -517,6 +551,26 @@ impl MailboxState {
             f.by_received.insert((received, key));
             f.by_seq.insert(seq, key);
         }
+        self.arrivals.push(key);
+    }
+
+    /// Drains the arrivals since the last call (see [`Arrival`]).
+    pub(crate) fn take_arrivals(&mut self, mailbox: usize) -> Vec<Arrival> {
+        let keys = std::mem::take(&mut self.arrivals);
+        keys.into_iter()
+            .filter_map(|k| {
+                let m = self.messages.get(&k)?;
+                Some(Arrival {
+                    mailbox,
+                    user_id: self.id.clone(),
+                    folder: m.folder,
+                    visible: self.is_visible(m.folder),
+                    immutable_id: m.immutable_id.clone(),
+                    rest_id: m.rest_id.clone(),
+                    etag: format!("W/\"{}\"", m.change_key()),
+                })
+            })
+            .collect()
     }
 
     /// Applies an update to a message and logs it for delta.
@@ -670,7 +724,18 @@ impl State {
                 }
             }
         }
+        // The initial contents notify nobody: there are no subscriptions yet.
+        for mb in &mut state.mailboxes {
+            mb.arrivals.clear();
+        }
         state
+    }
+
+    /// Drains a mailbox's arrivals (see [`Arrival`]).
+    pub(crate) fn take_arrivals(&mut self, mailbox: usize) -> Vec<Arrival> {
+        self.mailbox_mut(mailbox)
+            .map(|mb| mb.take_arrivals(mailbox))
+            .unwrap_or_default()
     }
 
     fn add_mailbox(&mut self, address: &str, display_name: Option<&str>, tenant: usize) -> usize {

@@ -126,4 +126,28 @@ impl GraphError {
     pub(crate) fn body_read(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "RequestBodyRead", message)
     }
+
+    /// `400 ValidationError`: the notification or lifecycle URL failed the validation handshake
+    /// (graph-notes section 6).
+    pub(crate) fn validation_failed() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.",
+        )
+    }
+
+    /// `400 InvalidRequest`: a subscription request Graph refuses.
+    pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    /// `404 ResourceNotFound` for an unknown, deleted or expired subscription.
+    pub(crate) fn subscription_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            format!("The object was not found: subscription '{id}'."),
+        )
+    }
 }

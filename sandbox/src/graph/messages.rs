@@ -56,8 +56,7 @@ fn recipient(a: &Address) -> Value {
 }
 
 fn change_key(m: &Message) -> String {
-    let h = fnv1a(&[m.immutable_id.as_bytes(), &m.version.to_le_bytes()]);
-    format!("CQAAABYAAA{}", STANDARD.encode(h.to_le_bytes()))
+    m.change_key()
 }
 
 /// The full JSON of a message, ids per the request's `Prefer: IdType`.

@@ -7,6 +7,7 @@ mod folders;
 mod messages;
 mod odata;
 mod route;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -221,7 +222,23 @@ async fn run(
     draft.client_id = Some(client_id.clone());
 
     let after_version = ctx.raw_path.strip_prefix("/v1.0").unwrap_or_default();
-    let route = route::parse(&ctx.method, &route::segments(after_version))?;
+    let segments = route::segments(after_version);
+    if segments
+        .first()
+        .is_some_and(|s| s.eq_ignore_ascii_case("subscriptions"))
+    {
+        // Not per mailbox: no Outlook throttling; faults and latency still apply.
+        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
+            apply_fault(kind, draft, cut).await?;
+        }
+        let latency = core.latency_for("");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let rest = segments.get(1..).unwrap_or_default();
+        return subscriptions::handle(core, ctx, rest, body, tenant, &client_id, draft).await;
+    }
+    let route = route::parse(&ctx.method, &segments)?;
     draft.mailbox = Some(route.user.to_ascii_lowercase());
 
     let (mailbox_idx, address) = authorize(core, tenant, &client_id, &route)?;
@@ -242,18 +259,7 @@ async fn run(
         &ctx.path,
         Some(&address),
     ) {
-        draft.fault = Some(kind.name().to_owned());
-        match kind {
-            FaultKind::Status(status, retry_after) => {
-                return Err(fault_status(status, retry_after));
-            }
-            FaultKind::Throttle(retry_after) => {
-                return Err(GraphError::throttled(&format_seconds(retry_after)));
-            }
-            FaultKind::Delay(d) => tokio::time::sleep(d).await,
-            FaultKind::DropConnection => *cut = Some(FaultCut::Drop),
-            FaultKind::TruncateBody => *cut = Some(FaultCut::Truncate),
-        }
+        apply_fault(kind, draft, cut).await?;
     }
 
     let latency = core.latency_for(&address);
@@ -262,8 +268,41 @@ async fn run(
     }
 
     let now = core.now();
-    let mut st = lock(&core.state);
-    dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now)
+    let (reply, arrivals) = {
+        let mut st = lock(&core.state);
+        let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now);
+        (reply, st.take_arrivals(mailbox_idx))
+    };
+    // Moves and sendMail can bring messages into watched folders (graph-notes section 6).
+    core.notify_arrivals(&arrivals);
+    reply
+}
+
+/// Applies an injected fault: an error to answer, or a delay or a cut body to arrange.
+async fn apply_fault(
+    kind: FaultKind,
+    draft: &mut Draft,
+    cut: &mut Option<FaultCut>,
+) -> Result<(), GraphError> {
+    draft.fault = Some(kind.name().to_owned());
+    match kind {
+        FaultKind::Status(status, retry_after) => Err(fault_status(status, retry_after)),
+        FaultKind::Throttle(retry_after) => {
+            Err(GraphError::throttled(&format_seconds(retry_after)))
+        }
+        FaultKind::Delay(d) => {
+            tokio::time::sleep(d).await;
+            Ok(())
+        }
+        FaultKind::DropConnection => {
+            *cut = Some(FaultCut::Drop);
+            Ok(())
+        }
+        FaultKind::TruncateBody => {
+            *cut = Some(FaultCut::Truncate);
+            Ok(())
+        }
+    }
 }
 
 fn fault_status(status: u16, retry_after: Option<f64>) -> GraphError {
