@@ -120,6 +120,32 @@ fn literal_url(literal: &'static str) -> Url {
     Url::parse(literal).expect("URL literals in this crate are valid")
 }
 
+/// An environment variable a component reads at start-up. The lists of them
+/// ([`AwsSettings::ENV_VARS`], [`ImportSettings::env_vars`]) are what the SAM template
+/// (`infra/template.yaml`) must set, checked by `tests/tests/template.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvVar {
+    pub name: &'static str,
+    /// Start-up fails without it; the others have defaults.
+    pub required: bool,
+}
+
+impl EnvVar {
+    const fn required(name: &'static str) -> Self {
+        Self {
+            name,
+            required: true,
+        }
+    }
+
+    const fn optional(name: &'static str) -> Self {
+        Self {
+            name,
+            required: false,
+        }
+    }
+}
+
 /// Settings shared by the Lambda functions.
 #[derive(Debug, Clone)]
 pub struct AwsSettings {
@@ -135,6 +161,17 @@ pub struct AwsSettings {
 }
 
 impl AwsSettings {
+    /// Every variable [`AwsSettings::read`] looks at (with [`Env::graph`]'s).
+    pub const ENV_VARS: &[EnvVar] = &[
+        EnvVar::required("MAILROOM_TABLE"),
+        EnvVar::required("MAILROOM_BUCKET"),
+        EnvVar::optional("MAILROOM_S3_PATH_STYLE"),
+        EnvVar::optional("MAILROOM_SECRET_CACHE_SECONDS"),
+        EnvVar::optional("MAILROOM_GRAPH_URL"),
+        EnvVar::optional("MAILROOM_LOGIN_URL"),
+        EnvVar::optional("MAILROOM_GRAPH_MAX_IN_FLIGHT"),
+    ];
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -164,8 +201,58 @@ impl AwsSettings {
     }
 }
 
+/// The import function's settings: the shared AWS settings plus its own knobs.
+///
+/// Besides these, the function's log filter reads `AWS_LAMBDA_LOG_LEVEL` (set by Lambda itself)
+/// or `RUST_LOG`; neither is Mailroom's to set.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    pub aws: AwsSettings,
+    /// `MAILROOM_MAILBOX_PARALLELISM`: mailboxes imported at once.
+    pub mailbox_parallelism: usize,
+    /// `MAILROOM_STOP_MARGIN_SECONDS`: new work stops this long before the Lambda deadline, so
+    /// messages in flight finish and cursors are saved.
+    pub stop_margin: Duration,
+}
+
+impl ImportSettings {
+    /// The variables the import function reads on top of [`AwsSettings::ENV_VARS`].
+    pub const OWN_ENV_VARS: &[EnvVar] = &[
+        EnvVar::optional("MAILROOM_MAILBOX_PARALLELISM"),
+        EnvVar::optional("MAILROOM_STOP_MARGIN_SECONDS"),
+    ];
+
+    /// Every variable the import function reads at start-up.
+    pub fn env_vars() -> impl Iterator<Item = EnvVar> {
+        AwsSettings::ENV_VARS
+            .iter()
+            .chain(Self::OWN_ENV_VARS)
+            .copied()
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let aws = AwsSettings::read(&mut env);
+        let mailbox_parallelism = env.number("MAILROOM_MAILBOX_PARALLELISM", 4, 1, 64) as usize;
+        let stop_margin =
+            Duration::from_secs(env.number("MAILROOM_STOP_MARGIN_SECONDS", 60, 5, 600));
+        env.finish(Self {
+            aws,
+            mailbox_parallelism,
+            stop_margin,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
     use std::collections::HashMap;
 
     use super::*;
@@ -212,5 +299,67 @@ mod tests {
             err.to_string()
                 .contains("MAILROOM_GRAPH_URL must be an http(s) URL")
         );
+    }
+
+    /// The names `read` looks up, and the problems it reports when nothing is set (which name
+    /// exactly the required variables).
+    fn looked_up<T>(
+        read: impl FnOnce(&dyn Fn(&str) -> Option<String>) -> Result<T, ConfigError>,
+    ) -> (BTreeSet<String>, Vec<String>) {
+        let seen = RefCell::new(BTreeSet::new());
+        let lookup = |name: &str| {
+            seen.borrow_mut().insert(name.to_owned());
+            None
+        };
+        let problems = match read(&lookup) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems,
+        };
+        (seen.into_inner(), problems)
+    }
+
+    fn names(vars: impl IntoIterator<Item = EnvVar>) -> BTreeSet<String> {
+        vars.into_iter().map(|v| v.name.to_owned()).collect()
+    }
+
+    fn required_problems(vars: impl IntoIterator<Item = EnvVar>) -> Vec<String> {
+        vars.into_iter()
+            .filter(|v| v.required)
+            .map(|v| v.name.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn aws_env_vars_are_exactly_the_variables_read() {
+        let (seen, problems) = looked_up(|lookup| AwsSettings::from_lookup(lookup));
+        assert_eq!(seen, names(AwsSettings::ENV_VARS.iter().copied()));
+        let named: Vec<String> = problems
+            .iter()
+            .filter_map(|p| p.split(' ').next().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            named,
+            required_problems(AwsSettings::ENV_VARS.iter().copied())
+        );
+    }
+
+    #[test]
+    fn import_env_vars_are_exactly_the_variables_read() {
+        let (seen, problems) = looked_up(|lookup| ImportSettings::from_lookup(lookup));
+        assert_eq!(seen, names(ImportSettings::env_vars()));
+        let named: Vec<String> = problems
+            .iter()
+            .filter_map(|p| p.split(' ').next().map(str::to_owned))
+            .collect();
+        assert_eq!(named, required_problems(ImportSettings::env_vars()));
+
+        let settings = ImportSettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            ("MAILROOM_BUCKET", "b"),
+            ("MAILROOM_STOP_MARGIN_SECONDS", "90"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.stop_margin, Duration::from_secs(90));
+        assert_eq!(settings.mailbox_parallelism, 4);
     }
 }

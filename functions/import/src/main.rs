@@ -5,42 +5,16 @@
 //! does the work.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource};
 use mailroom::clock::SystemClock;
-use mailroom::config::{AwsSettings, ConfigError, Env};
+use mailroom::config::ImportSettings;
 use mailroom::credentials::Credentials;
 use mailroom::engine::{Engine, EngineOptions, NoObserver, RunReport};
 use mailroom::graph::GraphClient;
 use time::OffsetDateTime;
-
-/// The import function's settings: the shared AWS settings plus its own knobs.
-struct Settings {
-    aws: AwsSettings,
-    /// `MAILROOM_MAILBOX_PARALLELISM`: mailboxes imported at once.
-    mailbox_parallelism: usize,
-    /// `MAILROOM_STOP_MARGIN_SECONDS`: new work stops this long before the Lambda deadline, so
-    /// messages in flight finish and cursors are saved.
-    stop_margin: Duration,
-}
-
-impl Settings {
-    fn from_env() -> Result<Self, ConfigError> {
-        let mut env = Env::new(|name| std::env::var(name).ok());
-        let aws = AwsSettings::read(&mut env);
-        let mailbox_parallelism = env.number("MAILROOM_MAILBOX_PARALLELISM", 4, 1, 64) as usize;
-        let stop_margin =
-            Duration::from_secs(env.number("MAILROOM_STOP_MARGIN_SECONDS", 60, 5, 600));
-        env.finish(Self {
-            aws,
-            mailbox_parallelism,
-            stop_margin,
-        })
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -55,7 +29,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .without_time()
         .init();
 
-    let settings = Settings::from_env()?;
+    let settings = ImportSettings::from_env()?;
     let clients = AwsClients::from_env(settings.aws.s3_path_style).await;
     let engine = Engine {
         state: Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.aws.table)),

@@ -73,6 +73,19 @@ impl DynamoStateStore {
         }
     }
 
+    /// The DynamoDB operations this store makes (SDK method, the IAM action it needs), apart
+    /// from [`DynamoStateStore::create_table`], which is for tests and dev tooling. A role that
+    /// runs the store needs exactly these, on the table and its `pending` index (the only index
+    /// it queries); `infra/template.yaml` grants them and `tests/tests/template.rs` checks it.
+    /// `ReturnValues` and `ReturnValuesOnConditionCheckFailure` need no action of their own.
+    pub const IAM_ACTIONS: &[(&str, &str)] = &[
+        ("get_item", "dynamodb:GetItem"),
+        ("put_item", "dynamodb:PutItem"),
+        ("update_item", "dynamodb:UpdateItem"),
+        ("delete_item", "dynamodb:DeleteItem"),
+        ("query", "dynamodb:Query"),
+    ];
+
     /// The table this store reads and writes.
     pub fn table(&self) -> &str {
         &self.table
@@ -845,6 +858,18 @@ mod tests {
             imported_at: datetime!(2025-03-05 01:31 UTC),
             state: RecordState::Stored,
         }
+    }
+
+    #[test]
+    fn iam_actions_cover_exactly_the_operations_called() {
+        let called = crate::adapters::aws::sdk_calls(
+            include_str!("dynamodb.rs"),
+            &["pub async fn create_table"],
+        );
+        assert_eq!(
+            called,
+            crate::adapters::aws::listed_calls(DynamoStateStore::IAM_ACTIONS)
+        );
     }
 
     #[test]

@@ -41,3 +41,47 @@ impl AwsClients {
         }
     }
 }
+
+/// The AWS SDK operations an adapter's source calls: every `.client` followed by `.operation(`,
+/// outside the test module and outside the functions named in `skip` (their bodies end at the
+/// first line that closes a method, `    }`). Backs each adapter's test that its `IAM_ACTIONS`
+/// list is complete and no larger than needed.
+#[cfg(test)]
+pub(crate) fn sdk_calls(source: &str, skip: &[&str]) -> std::collections::BTreeSet<String> {
+    let mut code = source
+        .split("\n#[cfg(test)]\nmod tests")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    for function in skip {
+        let start = code
+            .find(function)
+            .unwrap_or_else(|| panic!("no {function}"));
+        let end = start
+            + code[start..]
+                .find("\n    }\n")
+                .unwrap_or_else(|| panic!("no end of {function}"));
+        code.replace_range(start..end, "");
+    }
+    let mut calls = std::collections::BTreeSet::new();
+    for (at, _) in code.match_indices(".client") {
+        let rest = code[at + ".client".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('.') else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if rest[name.len()..].starts_with("()") {
+            calls.insert(name);
+        }
+    }
+    calls
+}
+
+/// The SDK operations named in an adapter's `IAM_ACTIONS`.
+#[cfg(test)]
+pub(crate) fn listed_calls(actions: &[(&str, &str)]) -> std::collections::BTreeSet<String> {
+    actions.iter().map(|(call, _)| (*call).to_owned()).collect()
+}

@@ -61,6 +61,24 @@ impl S3BlobStore {
         self
     }
 
+    /// The S3 operations this store makes (SDK method, an IAM action it needs). A role that
+    /// runs the store needs exactly these actions: the object ones on `bucket/*`, `s3:ListBucket`
+    /// on the bucket. `infra/template.yaml` grants them and `tests/tests/template.rs` checks it.
+    ///
+    /// The multipart calls are authorised as `s3:PutObject`, except the abort. HeadObject is
+    /// authorised as `s3:GetObject`, and without `s3:ListBucket` S3 answers a missing key with
+    /// 403 instead of 404, which would turn [`BlobStore::size`]'s `None` into an error.
+    pub const IAM_ACTIONS: &[(&str, &str)] = &[
+        ("put_object", "s3:PutObject"),
+        ("create_multipart_upload", "s3:PutObject"),
+        ("upload_part", "s3:PutObject"),
+        ("complete_multipart_upload", "s3:PutObject"),
+        ("abort_multipart_upload", "s3:AbortMultipartUpload"),
+        ("head_object", "s3:GetObject"),
+        ("head_object", "s3:ListBucket"),
+        ("get_object", "s3:GetObject"),
+    ];
+
     /// The bucket this store writes to.
     pub fn bucket(&self) -> &str {
         &self.bucket
@@ -355,6 +373,15 @@ mod tests {
         }
         assert!(reader.at_end().await.unwrap());
         out
+    }
+
+    #[test]
+    fn iam_actions_cover_exactly_the_operations_called() {
+        let called = crate::adapters::aws::sdk_calls(include_str!("s3.rs"), &[]);
+        assert_eq!(
+            called,
+            crate::adapters::aws::listed_calls(S3BlobStore::IAM_ACTIONS)
+        );
     }
 
     #[tokio::test]

@@ -18,6 +18,13 @@ pub struct SecretsManagerSource {
 }
 
 impl SecretsManagerSource {
+    /// The Secrets Manager operations this source makes (SDK method, the IAM action it needs).
+    /// `infra/template.yaml` grants them on the credential secrets and `tests/tests/template.rs`
+    /// checks it. Secrets encrypted with the default `aws/secretsmanager` key need nothing else;
+    /// a customer managed key would add `kms:Decrypt` on that key.
+    pub const IAM_ACTIONS: &[(&str, &str)] =
+        &[("get_secret_value", "secretsmanager:GetSecretValue")];
+
     /// A source reading secrets with `client` (its region is where the secrets must be).
     pub fn new(client: Client) -> Self {
         Self { client }
@@ -68,6 +75,15 @@ fn not_found_hint(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_actions_cover_exactly_the_operations_called() {
+        let called = crate::adapters::aws::sdk_calls(include_str!("secrets.rs"), &[]);
+        assert_eq!(
+            called,
+            crate::adapters::aws::listed_calls(SecretsManagerSource::IAM_ACTIONS)
+        );
+    }
 
     #[test]
     fn the_hint_is_a_runnable_command_with_valid_json() {

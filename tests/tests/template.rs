@@ -1,0 +1,602 @@
+//! The SAM template (`infra/template.yaml`) against the code it deploys: the import function's
+//! environment is what it reads at start-up, its role allows exactly the AWS calls its adapters
+//! make, nothing grants a wildcard, the schedule is every 15 minutes, and the table is the one
+//! `DynamoStateStore::create_table` builds (compared on moto). `cfn-lint` checks the rest of the
+//! template against CloudFormation's schemas in `scripts/test`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // rust-clippy#13981
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use mailroom::adapters::aws::{
+    BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, S3BlobStore, SecretsManagerSource,
+};
+use mailroom::config::ImportSettings;
+use mailroom::engine::EngineOptions;
+use mailroom_tests::moto::Moto;
+use serde_json::{Map, Value, json};
+
+const TEMPLATE: &str = include_str!("../../infra/template.yaml");
+
+/// The template as JSON, short-form intrinsics (`!Ref X`, `!GetAtt A.B`, `!Sub s`) turned into
+/// their long form (`{"Ref": "X"}`, `{"Fn::GetAtt": ["A", "B"]}`, `{"Fn::Sub": "s"}`).
+fn template() -> Value {
+    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(TEMPLATE).unwrap();
+    long_form(yaml)
+}
+
+fn long_form(yaml: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Yaml;
+    match yaml {
+        Yaml::Null => Value::Null,
+        Yaml::Bool(b) => Value::Bool(b),
+        Yaml::Number(n) => serde_json::to_value(n).unwrap(),
+        Yaml::String(s) => Value::String(s),
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
+        Yaml::Mapping(mapping) => Value::Object(
+            mapping
+                .into_iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_owned(), long_form(v)))
+                .collect(),
+        ),
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = long_form(tagged.value);
+            let (key, value) = match (name, value) {
+                ("Ref" | "Condition", value) => (name.to_owned(), value),
+                ("GetAtt", Value::String(dotted)) => {
+                    let (resource, attribute) = dotted.split_once('.').unwrap();
+                    ("Fn::GetAtt".to_owned(), json!([resource, attribute]))
+                }
+                (name, value) => (format!("Fn::{name}"), value),
+            };
+            Value::Object(Map::from_iter([(key, value)]))
+        }
+    }
+}
+
+fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+    template["Resources"]
+        .get(name)
+        .unwrap_or_else(|| panic!("the template has no resource {name}"))
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<&'a str> {
+    template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// A string or a list of strings, as IAM allows for `Action` and `Resource`.
+fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().map(|v| v.as_str().unwrap()).collect(),
+        other => panic!("expected a string or a list of strings, not {other}"),
+    }
+}
+
+fn import_function(template: &Value) -> &Value {
+    let function = resource(template, "ImportFunction");
+    assert_eq!(function["Type"], "AWS::Serverless::Function");
+    function
+}
+
+/// The import function's role, with its inline policies by name.
+fn import_policies(template: &Value) -> Map<String, Value> {
+    let properties = &import_function(template)["Properties"];
+    // SAM's `Policies` would add AWSLambdaBasicExecutionRole (logs on `Resource: "*"`).
+    assert!(properties.get("Policies").is_none());
+    assert_eq!(
+        properties["Role"],
+        json!({"Fn::GetAtt": ["ImportFunctionRole", "Arn"]})
+    );
+    let role = resource(template, "ImportFunctionRole");
+    assert_eq!(role["Type"], "AWS::IAM::Role");
+    assert!(role["Properties"].get("ManagedPolicyArns").is_none());
+    assert!(role["Properties"].get("PermissionsBoundary").is_none());
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"],
+        json!({"Service": "lambda.amazonaws.com"})
+    );
+    role["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["PolicyName"].as_str().unwrap().to_owned(),
+                p["PolicyDocument"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_import_function_is_built_by_cargo_lambda_for_arm64() {
+    let template = template();
+    assert_eq!(template["Transform"], "AWS::Serverless-2016-10-31");
+    let function = import_function(&template);
+    assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda");
+    // The `[[bin]]` of functions/import.
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"],
+        "mailroom-import"
+    );
+    assert!(
+        include_str!("../../functions/import/Cargo.toml")
+            .contains("[[bin]]\nname = \"mailroom-import\"\n")
+    );
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"], "provided.al2023");
+    assert_eq!(properties["Architectures"], json!(["arm64"]));
+    assert_eq!(properties["Handler"], "bootstrap");
+    // CodeUri is the workspace root, relative to infra/.
+    assert_eq!(properties["CodeUri"], "..");
+    assert_eq!(
+        properties["LoggingConfig"]["LogGroup"],
+        json!({"Ref": "ImportLogGroup"})
+    );
+}
+
+#[test]
+fn the_import_environment_is_exactly_what_the_function_reads() {
+    let template = template();
+    assert!(
+        template.get("Globals").is_none(),
+        "Globals would set variables for every function"
+    );
+    let variables = import_function(&template)["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap();
+    let set: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    let read: BTreeSet<&str> = ImportSettings::env_vars().map(|v| v.name).collect();
+    let required: BTreeSet<&str> = ImportSettings::env_vars()
+        .filter(|v| v.required)
+        .map(|v| v.name)
+        .collect();
+    let unread: Vec<_> = set.difference(&read).collect();
+    assert!(
+        unread.is_empty(),
+        "the template sets variables the function never reads: {unread:?}"
+    );
+    let missing: Vec<_> = required.difference(&set).collect();
+    assert!(
+        missing.is_empty(),
+        "the template leaves required variables unset: {missing:?}"
+    );
+    assert_eq!(variables["MAILROOM_TABLE"], json!({"Ref": "MailroomTable"}));
+    assert_eq!(
+        variables["MAILROOM_BUCKET"],
+        json!({"Ref": "MessageBucket"})
+    );
+    // Lambda passes every value as a string; a number in YAML would be one only by accident.
+    for (name, value) in variables {
+        assert!(
+            value.is_string() || value.is_object(),
+            "{name} must be a string, not {value}"
+        );
+    }
+}
+
+#[test]
+fn a_runs_lease_ends_before_the_next_scheduled_run() {
+    let template = template();
+    let properties = &import_function(&template)["Properties"];
+    let timeout = Duration::from_secs(properties["Timeout"].as_u64().unwrap());
+    let stop_margin = ImportSettings::from_lookup(|name| {
+        properties["Environment"]["Variables"]
+            .get(name)
+            .map(|v| v.as_str().unwrap_or("set").to_owned())
+    })
+    .unwrap()
+    .stop_margin;
+    // The engine's lease lasts until `lease_margin` after new work stops, i.e. after
+    // `deadline - stop_margin`; the next tick must find it expired even if the run was killed.
+    let lease_ends = timeout - stop_margin + EngineOptions::default().lease_margin;
+    assert!(
+        lease_ends <= Duration::from_secs(15 * 60),
+        "a lease ending {lease_ends:?} after the tick outlives the 15-minute schedule"
+    );
+    assert!(timeout > stop_margin);
+}
+
+#[test]
+fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
+    let template = template();
+    let policies = import_policies(&template);
+    assert_eq!(
+        policies.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["lambda-logs", "mailroom-import"]
+    );
+
+    // The Lambda runtime's own log writes, to the function's log group only.
+    let logs = policies["lambda-logs"]["Statement"].as_array().unwrap();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0]["Effect"], "Allow");
+    assert_eq!(
+        strings(&logs[0]["Action"]),
+        ["logs:CreateLogStream", "logs:PutLogEvents"]
+    );
+    assert_eq!(
+        logs[0]["Resource"],
+        json!({"Fn::GetAtt": ["ImportLogGroup", "Arn"]})
+    );
+
+    // Mailroom's calls: every action an adapter's IAM_ACTIONS lists, and nothing else.
+    let needed: BTreeSet<&str> = [
+        DynamoStateStore::IAM_ACTIONS,
+        S3BlobStore::IAM_ACTIONS,
+        SecretsManagerSource::IAM_ACTIONS,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(_, action)| *action)
+    .collect();
+    let mut granted = BTreeSet::new();
+    for statement in policies["mailroom-import"]["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        assert!(statement.get("NotAction").is_none() && statement.get("NotResource").is_none());
+        let actions = strings(&statement["Action"]);
+        // Each statement is about one service and names that service's resource.
+        let resources = statement["Resource"].to_string();
+        for action in &actions {
+            assert!(granted.insert(*action), "{action} is granted twice");
+            let (service, _) = action.split_once(':').unwrap();
+            let expected = match service {
+                "dynamodb" => "MailroomTable",
+                "s3" => "MessageBucket",
+                "secretsmanager" => "${CredentialSecretPrefix}",
+                other => panic!("the import function calls no {other} API"),
+            };
+            assert!(
+                resources.contains(expected),
+                "{action} must be on {expected}, not {resources}"
+            );
+        }
+    }
+    assert_eq!(granted, needed);
+
+    // The table and the one index the store queries; no other index.
+    let state = policies["mailroom-import"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "State")
+        .unwrap();
+    assert_eq!(
+        state["Resource"],
+        json!([
+            {"Fn::GetAtt": ["MailroomTable", "Arn"]},
+            {"Fn::Sub": format!("${{MailroomTable.Arn}}/index/{PENDING_INDEX}")},
+        ])
+    );
+    // Object actions on objects, s3:ListBucket on the bucket.
+    for statement in policies["mailroom-import"]["Statement"].as_array().unwrap() {
+        let actions = strings(&statement["Action"]);
+        if actions.iter().any(|a| a.starts_with("s3:")) {
+            let expected = if actions == ["s3:ListBucket"] {
+                json!({"Fn::GetAtt": ["MessageBucket", "Arn"]})
+            } else {
+                json!({"Fn::Sub": "${MessageBucket.Arn}/*"})
+            };
+            assert_eq!(statement["Resource"], expected, "{statement}");
+        }
+    }
+}
+
+/// Every IAM statement in the template, wherever it is (role policies, bucket policy).
+fn statements(value: &Value, found: &mut Vec<Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("Effect") && map.contains_key("Action") {
+                found.push(value.clone());
+            }
+            map.values().for_each(|v| statements(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| statements(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn nothing_is_granted_on_wildcard_actions_or_resources() {
+    let mut found = Vec::new();
+    statements(&template(), &mut found);
+    assert!(found.len() >= 6, "{found:?}");
+    for statement in found {
+        assert!(statement.get("NotAction").is_none(), "{statement}");
+        // A Deny only takes access away: the bucket's TLS-only statement denies `s3:*`.
+        if statement["Effect"] == "Allow" {
+            for action in strings(&statement["Action"]) {
+                assert!(!action.contains('*'), "wildcard action in {statement}");
+            }
+        }
+        if let Some(resource) = statement.get("Resource") {
+            for resource in resource
+                .as_array()
+                .cloned()
+                .unwrap_or(vec![resource.clone()])
+            {
+                assert_ne!(resource, "*", "Resource \"*\" in {statement}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_import_function_runs_every_15_minutes() {
+    let template = template();
+    let events = import_function(&template)["Properties"]["Events"]
+        .as_object()
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (_, event) = events.iter().next().unwrap();
+    // An EventBridge rule (its scheduled-event shape is what the function deserialises), not
+    // EventBridge Scheduler (`ScheduleV2`), which sends a different payload.
+    assert_eq!(event["Type"], "Schedule");
+    assert_eq!(event["Properties"]["Schedule"], "rate(15 minutes)");
+    assert!(event["Properties"].get("Enabled").is_none_or(|e| e == true));
+    assert!(
+        event["Properties"]
+            .get("State")
+            .is_none_or(|s| s == "ENABLED")
+    );
+    // Nothing else schedules or triggers anything yet.
+    assert!(resources_of_type(&template, "AWS::Events::Rule").is_empty());
+    assert!(resources_of_type(&template, "AWS::Scheduler::Schedule").is_empty());
+    assert_eq!(
+        resources_of_type(&template, "AWS::Serverless::Function"),
+        ["ImportFunction"]
+    );
+}
+
+/// An index: its name, key schema (attribute, key type) and projection type.
+type Index = (String, Vec<(String, String)>, String);
+
+/// The parts of a table definition `create_table` decides, in the template's shape.
+fn table_shape(
+    attributes: Vec<(String, String)>,
+    keys: Vec<(String, String)>,
+    mut indexes: Vec<Index>,
+    stream_view: String,
+    ttl_attribute: String,
+) -> Value {
+    let key_schema = |keys: Vec<(String, String)>| -> Value {
+        keys.into_iter()
+            .map(|(name, kind)| json!({"AttributeName": name, "KeyType": kind}))
+            .collect()
+    };
+    let mut attributes = attributes;
+    attributes.sort();
+    indexes.sort();
+    json!({
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": attributes
+            .into_iter()
+            .map(|(name, kind)| json!({"AttributeName": name, "AttributeType": kind}))
+            .collect::<Value>(),
+        "KeySchema": key_schema(keys),
+        "GlobalSecondaryIndexes": indexes
+            .into_iter()
+            .map(|(name, keys, projection)| json!({
+                "IndexName": name,
+                "KeySchema": key_schema(keys),
+                "Projection": {"ProjectionType": projection},
+            }))
+            .collect::<Value>(),
+        "StreamSpecification": {"StreamViewType": stream_view},
+        "TimeToLiveSpecification": {"AttributeName": ttl_attribute, "Enabled": true},
+    })
+}
+
+fn pairs(items: &Value, first: &str, second: &str) -> Vec<(String, String)> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i[first].as_str().unwrap().to_owned(),
+                i[second].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_table_is_the_one_create_table_builds() {
+    let template = template();
+    let table = resource(&template, "MailroomTable");
+    assert_eq!(table["Type"], "AWS::DynamoDB::Table");
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    let p = &table["Properties"];
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"],
+        json!({"PointInTimeRecoveryEnabled": true})
+    );
+    // A generated name: the stack's outputs give it, and two stacks never collide.
+    assert!(p.get("TableName").is_none());
+    let in_template = table_shape(
+        pairs(&p["AttributeDefinitions"], "AttributeName", "AttributeType"),
+        pairs(&p["KeySchema"], "AttributeName", "KeyType"),
+        p["GlobalSecondaryIndexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["IndexName"].as_str().unwrap().to_owned(),
+                    pairs(&i["KeySchema"], "AttributeName", "KeyType"),
+                    i["Projection"]["ProjectionType"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect(),
+        p["StreamSpecification"]["StreamViewType"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        p["TimeToLiveSpecification"]["AttributeName"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    assert_eq!(p["TimeToLiveSpecification"]["Enabled"], true);
+
+    // What `create_table` builds, read back from moto.
+    let moto = Moto::shared();
+    let (_, name) = moto.fresh_table().await;
+    let client = moto.clients().dynamodb;
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let t = described.table().unwrap();
+    let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| {
+        schema
+            .iter()
+            .map(|k| {
+                (
+                    k.attribute_name().to_owned(),
+                    k.key_type().as_str().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    let stream = t.stream_specification().unwrap();
+    assert!(stream.stream_enabled());
+    let created = table_shape(
+        t.attribute_definitions()
+            .iter()
+            .map(|a| {
+                (
+                    a.attribute_name().to_owned(),
+                    a.attribute_type().as_str().to_owned(),
+                )
+            })
+            .collect(),
+        keys(t.key_schema()),
+        t.global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap().to_owned(),
+                    keys(i.key_schema()),
+                    i.projection()
+                        .and_then(|p| p.projection_type())
+                        .unwrap()
+                        .as_str()
+                        .to_owned(),
+                )
+            })
+            .collect(),
+        stream.stream_view_type().unwrap().as_str().to_owned(),
+        ttl.time_to_live_description()
+            .and_then(|d| d.attribute_name())
+            .unwrap()
+            .to_owned(),
+    );
+    assert_eq!(
+        t.billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .unwrap()
+            .as_str(),
+        "PAY_PER_REQUEST"
+    );
+    assert_eq!(in_template, created);
+    let index_names: Vec<&str> = p["GlobalSecondaryIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["IndexName"].as_str().unwrap())
+        .collect();
+    assert_eq!(index_names, [BY_RECEIVED_INDEX, PENDING_INDEX]);
+}
+
+#[test]
+fn the_bucket_is_private_encrypted_tls_only_and_cleans_up_uploads() {
+    let template = template();
+    let bucket = &resource(&template, "MessageBucket")["Properties"];
+    assert_eq!(
+        bucket["PublicAccessBlockConfiguration"],
+        json!({"BlockPublicAcls": true, "BlockPublicPolicy": true,
+               "IgnorePublicAcls": true, "RestrictPublicBuckets": true})
+    );
+    assert_eq!(
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+            ["SSEAlgorithm"],
+        "AES256"
+    );
+    let rules = bucket["LifecycleConfiguration"]["Rules"].to_string();
+    assert!(rules.contains(r#""AbortIncompleteMultipartUpload":{"DaysAfterInitiation":1}"#));
+    assert!(rules.contains(r#""ExpirationInDays":{"Ref":"MessageRetentionDays"}"#));
+
+    let policy = &resource(&template, "MessageBucketPolicy")["Properties"];
+    assert_eq!(policy["Bucket"], json!({"Ref": "MessageBucket"}));
+    let statement = &policy["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Effect"], "Deny");
+    assert_eq!(
+        statement["Condition"],
+        json!({"Bool": {"aws:SecureTransport": "false"}})
+    );
+}
+
+#[test]
+fn the_outputs_are_what_the_readme_tells_users_to_use() {
+    let template = template();
+    let outputs: BTreeSet<&str> = template["Outputs"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        outputs,
+        BTreeSet::from([
+            "AlertTopicArn",
+            "BucketName",
+            "ImportFunctionName",
+            "ImportLogGroupName",
+            "TableName"
+        ])
+    );
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("## Deploy to AWS")
+        .nth(1)
+        .expect("README has a 'Deploy to AWS' section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    for name in outputs.iter().chain(
+        template["Parameters"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .iter(),
+    ) {
+        assert!(
+            section.contains(name),
+            "the README's deploy section does not mention {name}"
+        );
+    }
+}
