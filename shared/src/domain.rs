@@ -314,6 +314,26 @@ pub fn blob_key(mailbox: &MailboxAddress, id: &MessageId, received_at: OffsetDat
     )
 }
 
+/// A complete record for adapter unit tests (every optional field but the subject set).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn sample_record(received_at: OffsetDateTime) -> MessageRecord {
+    MessageRecord {
+        mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
+        message_id: MessageId::new("AAMk/1+="),
+        folder: "Inbox".into(),
+        internet_message_id: Some("<1@contoso.com>".into()),
+        subject: None,
+        from: Some("b@contoso.com".into()),
+        received_at,
+        size: 1234,
+        sha256: "ab".repeat(32),
+        blob_key: "a@contoso.com/2025/03/05/AAMk_1-=.eml".into(),
+        imported_at: time::macros::datetime!(2025-03-05 01:31 UTC),
+        state: RecordState::Stored,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -810,21 +810,9 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    /// Nanosecond precision: SQLite must round-trip times exactly.
     fn record() -> MessageRecord {
-        MessageRecord {
-            mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
-            message_id: MessageId::new("AAMk/1+="),
-            folder: "Inbox".into(),
-            internet_message_id: Some("<1@contoso.com>".into()),
-            subject: None,
-            from: Some("b@contoso.com".into()),
-            received_at: datetime!(2025-03-04 23:30:15.123456789 -02:00),
-            size: 1234,
-            sha256: "ab".repeat(32),
-            blob_key: "a@contoso.com/2025/03/05/AAMk_1-=.eml".into(),
-            imported_at: datetime!(2025-03-05 01:31 UTC),
-            state: RecordState::Stored,
-        }
+        crate::domain::sample_record(datetime!(2025-03-04 23:30:15.123456789 -02:00))
     }
 
     fn raw(store: &SqliteStateStore, sql: &str) -> String {
