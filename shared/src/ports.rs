@@ -155,3 +155,57 @@ pub trait BlobStore: Send + Sync {
 pub trait SecretSource: Send + Sync {
     async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError>;
 }
+
+/// A sync job: import one mailbox folder now (a change notification arrived), or a full resync
+/// (a `missed` lifecycle event: Graph dropped notifications, so the folder is read in full).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncJob {
+    pub mailbox: MailboxAddress,
+    pub folder: String,
+    pub full_resync: bool,
+}
+
+impl SyncJob {
+    /// Identical jobs enqueued within one window of this many seconds (aligned to the Unix epoch)
+    /// may be collapsed into one.
+    pub const DEDUPLICATION_WINDOW_SECONDS: i64 = 10;
+
+    /// The job's deduplication id at `now`: the SHA-256 (hex, 64 characters) of the job and of
+    /// the [`Self::DEDUPLICATION_WINDOW_SECONDS`] window `now` falls in. Equal jobs in one window
+    /// share an id; the same job in the next window gets a new one, so it is enqueued again.
+    pub fn deduplication_id(&self, now: OffsetDateTime) -> String {
+        use sha2::{Digest, Sha256};
+        let window = now
+            .unix_timestamp()
+            .div_euclid(Self::DEDUPLICATION_WINDOW_SECONDS);
+        // Unambiguous: an address holds no whitespace, the flag and window are fixed words, and
+        // the folder (which may hold anything) comes last.
+        let key = format!(
+            "{}\n{}\n{window}\n{}",
+            self.mailbox.as_str(),
+            self.full_resync,
+            self.folder
+        );
+        hex::encode(Sha256::digest(key.as_bytes()))
+    }
+}
+
+/// Failure of the job queue.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    #[error("job queue unavailable during {operation}: {detail}")]
+    Unavailable {
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+/// Where sync jobs wait for the import function: an SQS FIFO queue in AWS, memory locally.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues a job. Jobs of one mailbox stay in order (FIFO group = mailbox); identical jobs
+    /// enqueued close together (within one [`SyncJob::DEDUPLICATION_WINDOW_SECONDS`] window) may
+    /// be collapsed into one (deduplication).
+    async fn enqueue(&self, job: &SyncJob) -> Result<(), QueueError>;
+}

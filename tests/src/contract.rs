@@ -1,15 +1,18 @@
 //! One contract per port, run against every adapter (object_store's `integration.rs` pattern):
-//! [`state_store_contract`] and [`blob_store_contract`] call focused cases named for the
+//! [`state_store_contract`], [`blob_store_contract`] and [`job_queue_contract`] call focused cases named for the
 //! behaviour they check. Each case uses its own mailboxes, leases and keys, so the cases can share
 //! one store and a failure names the case that broke.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use mailroom::clock::ManualClock;
 use mailroom::domain::{
     AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
     RecordState,
 };
-use mailroom::ports::{BlobError, BlobStore, ByteStream, CreateOutcome, LeaseOutcome, StateStore};
+use mailroom::ports::{
+    BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, StateStore, SyncJob,
+};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -662,4 +665,103 @@ pub fn assert_source_error(result: Result<(), BlobError>, key: &str) {
         Err(other) => panic!("expected a source error, got: {other}"),
         Ok(()) => panic!("a put whose body failed succeeded"),
     }
+}
+
+// ---- JobQueue ---------------------------------------------------------------------------------
+
+/// A job as the consumer received it: the FIFO group it came in, and the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub group: String,
+    pub job: SyncJob,
+}
+
+/// Every [`JobQueue`] case, in turn. `clock` is the clock the queue deduplicates by (it only moves
+/// when a case advances it, so no case depends on when it runs); `drain` returns the jobs
+/// enqueued since its last call, in delivery order.
+pub async fn job_queue_contract(
+    queue: &dyn JobQueue,
+    clock: &ManualClock,
+    drain: impl AsyncFn() -> Vec<Delivered>,
+) {
+    jobs_arrive_in_order_within_each_mailbox(queue, &drain).await;
+    identical_jobs_within_a_window_arrive_once(queue, &drain).await;
+    the_same_job_in_a_later_window_is_enqueued_again(queue, clock, &drain).await;
+}
+
+/// A job for `mailbox`'s `folder`.
+pub fn job(mailbox: &MailboxAddress, folder: &str, full_resync: bool) -> SyncJob {
+    SyncJob {
+        mailbox: mailbox.clone(),
+        folder: folder.into(),
+        full_resync,
+    }
+}
+
+pub async fn jobs_arrive_in_order_within_each_mailbox(
+    queue: &dyn JobQueue,
+    drain: &impl AsyncFn() -> Vec<Delivered>,
+) {
+    let (a, b) = (mailbox("queue-order-a"), mailbox("queue-order-b"));
+    let sent = [
+        job(&a, "Inbox", false),
+        job(&b, "Inbox", false),
+        job(&a, "Inbox/Reports", false),
+        job(&b, "Inbox", true),
+        job(&a, "Inbox", true),
+        job(&b, "Archive", false),
+    ];
+    for j in &sent {
+        must(queue.enqueue(j).await);
+    }
+    let delivered = drain().await;
+    for d in &delivered {
+        assert_eq!(d.group, d.job.mailbox.as_str(), "group of {:?}", d.job);
+    }
+    assert_eq!(delivered.len(), sent.len(), "delivered: {delivered:?}");
+    for m in [&a, &b] {
+        let expected: Vec<&SyncJob> = sent.iter().filter(|j| &j.mailbox == m).collect();
+        let got: Vec<&SyncJob> = delivered
+            .iter()
+            .map(|d| &d.job)
+            .filter(|j| &j.mailbox == m)
+            .collect();
+        assert_eq!(got, expected, "order of {}'s jobs", m.as_str());
+    }
+}
+
+pub async fn identical_jobs_within_a_window_arrive_once(
+    queue: &dyn JobQueue,
+    drain: &impl AsyncFn() -> Vec<Delivered>,
+) {
+    let m = mailbox("queue-dedup");
+    let burst = job(&m, "Inbox", false);
+    for _ in 0..3 {
+        must(queue.enqueue(&burst).await);
+    }
+    // Differ in one field each: not duplicates.
+    must(queue.enqueue(&job(&m, "Inbox", true)).await);
+    must(queue.enqueue(&job(&m, "Archive", false)).await);
+    must(queue.enqueue(&burst).await);
+    let got: Vec<SyncJob> = drain().await.into_iter().map(|d| d.job).collect();
+    assert_eq!(
+        got,
+        [burst, job(&m, "Inbox", true), job(&m, "Archive", false)]
+    );
+}
+
+pub async fn the_same_job_in_a_later_window_is_enqueued_again(
+    queue: &dyn JobQueue,
+    clock: &ManualClock,
+    drain: &impl AsyncFn() -> Vec<Delivered>,
+) {
+    let m = mailbox("queue-window");
+    let j = job(&m, "Inbox", false);
+    must(queue.enqueue(&j).await);
+    clock.advance(time::Duration::seconds(
+        SyncJob::DEDUPLICATION_WINDOW_SECONDS,
+    ));
+    must(queue.enqueue(&j).await);
+    let got: Vec<SyncJob> = drain().await.into_iter().map(|d| d.job).collect();
+    assert_eq!(got, [j.clone(), j]);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
-use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore};
+use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SqsJobQueue};
 
 /// How long moto may take to answer HTTP after it is started.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -123,6 +123,32 @@ impl Moto {
                 )
             });
         (S3BlobStore::new(client, &bucket), bucket)
+    }
+
+    /// A new, empty FIFO queue (`mailroom-<uuid>.fifo`, deduplication by id, not by content) and
+    /// a job queue on it, with its URL.
+    pub async fn fresh_fifo_queue(&self) -> (SqsJobQueue, String) {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let name = format!("mailroom-{}.fifo", uuid::Uuid::new_v4().simple());
+        let client = self.clients().sqs;
+        let created = client
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating queue {name} on moto: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            });
+        let url = created
+            .queue_url()
+            .unwrap_or_else(|| panic!("moto created queue {name} without a URL"))
+            .to_owned();
+        (SqsJobQueue::new(client, &url), url)
     }
 
     /// Creates the secret `name` holding `json`.

@@ -1,19 +1,28 @@
-//! The port contracts against the memory adapters and against DynamoDB, S3 and Secrets Manager on
-//! moto, plus the AWS-specific behaviour the contracts cannot see (table layout, multipart
-//! clean-up, secret errors).
+//! The port contracts against the memory adapters and against DynamoDB, S3, Secrets Manager and
+//! SQS on moto, plus the AWS-specific behaviour the contracts cannot see (table layout, multipart
+//! clean-up, secret errors, queue errors).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{
     AttributeValue, BillingMode, KeyType, ProjectionType, StreamViewType, TimeToLiveStatus,
 };
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use mailroom::adapters::aws::{
-    BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, SecretsManagerSource,
+    BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, SecretsManagerSource, SqsJobQueue,
 };
-use mailroom::adapters::memory::{MemoryBlobStore, MemoryStateStore};
+use mailroom::adapters::memory::{MemoryBlobStore, MemoryJobQueue, MemoryStateStore};
+use mailroom::clock::ManualClock;
 use mailroom::domain::{MessageId, MessageRecord};
-use mailroom::ports::{BlobStore, LeaseOutcome, SecretError, SecretSource, StateStore, StoreError};
-use mailroom_tests::contract::{self, blob_store_contract, state_store_contract};
+use mailroom::ports::{
+    BlobStore, JobQueue, LeaseOutcome, QueueError, SecretError, SecretSource, StateStore,
+    StoreError,
+};
+use mailroom_tests::contract::{
+    self, Delivered, blob_store_contract, job_queue_contract, state_store_contract,
+};
 use mailroom_tests::moto::Moto;
 use secrecy::ExposeSecret;
 use time::macros::datetime;
@@ -40,6 +49,104 @@ async fn memory_blob_store_passes_the_contract() {
 async fn s3_blob_store_passes_the_contract() {
     let (store, _) = Moto::shared().fresh_bucket().await;
     blob_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn memory_job_queue_passes_the_contract() {
+    let clock = Arc::new(ManualClock::default());
+    let queue = MemoryJobQueue::with_clock(clock.clone());
+    let taken = std::cell::Cell::new(0);
+    let drain = async || {
+        let jobs = queue.jobs();
+        let new = jobs[taken.get()..].to_vec();
+        taken.set(jobs.len());
+        new.into_iter()
+            .map(|job| Delivered {
+                group: job.mailbox.as_str().to_owned(),
+                job,
+            })
+            .collect()
+    };
+    job_queue_contract(&queue, &clock, drain).await;
+}
+
+#[tokio::test]
+async fn sqs_job_queue_passes_the_contract() {
+    let moto = Moto::shared();
+    let (queue, url) = moto.fresh_fifo_queue().await;
+    let clock = Arc::new(ManualClock::default());
+    let queue = queue.with_clock(clock.clone());
+    let client = moto.clients().sqs;
+    job_queue_contract(&queue, &clock, async || drain_sqs(&client, &url).await).await;
+}
+
+/// Receives (10 at a time, waiting up to 1 s) and deletes messages until a receive comes back
+/// empty. A FIFO queue hands out the next message of a group only once the previous one is
+/// deleted, so this also proves the order within a group.
+async fn drain_sqs(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Delivered> {
+    let mut delivered = Vec::new();
+    loop {
+        let received = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages();
+        if messages.is_empty() {
+            return delivered;
+        }
+        for message in messages {
+            let group = message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap_or_default();
+            let job = SqsJobQueue::parse_job(message.body().unwrap()).unwrap();
+            delivered.push(Delivered { group, job });
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+// ---- SQS --------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sqs_enqueue_to_a_missing_queue_names_the_operation_and_the_queue() {
+    let moto = Moto::shared();
+    let url = format!(
+        "{}/123456789012/mailroom-missing-{}.fifo",
+        moto.endpoint(),
+        contract::unique()
+    );
+    let queue = SqsJobQueue::new(moto.clients().sqs, &url);
+    let job = contract::job(&contract::mailbox("queue-missing"), "Inbox", false);
+    let err = queue.enqueue(&job).await.unwrap_err();
+    let QueueError::Unavailable { operation, detail } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*operation, "enqueue");
+    assert!(detail.contains(&url), "{detail}");
+    assert!(detail.contains(job.mailbox.as_str()), "{detail}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("job queue unavailable during enqueue: "),
+        "{message}"
+    );
+    // The service's own words, not the bare "service error".
+    assert!(
+        message.contains("QueueDoesNotExist") || message.contains("NonExistentQueue"),
+        "{message}"
+    );
 }
 
 // ---- DynamoDB ---------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ use crate::domain::{
     RunSummary,
 };
 use crate::ports::{
-    BlobError, BlobStore, ByteStream, CreateOutcome, LeaseOutcome, SecretError, SecretSource,
-    StateStore, StoreError,
+    BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, QueueError,
+    SecretError, SecretSource, StateStore, StoreError, SyncJob,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -240,5 +240,59 @@ impl SecretSource for MemorySecretSource {
                 name: name.to_owned(),
                 hint: "no such credential is configured".into(),
             })
+    }
+}
+
+/// A [`JobQueue`] in memory: keeps every job it accepted, in order, and collapses identical jobs
+/// within one deduplication window as SQS does (see [`SyncJob::deduplication_id`]).
+pub struct MemoryJobQueue {
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: Vec<SyncJob>,
+    /// Deduplication ids seen, with the time they were seen (seconds since the epoch).
+    seen: HashMap<String, i64>,
+}
+
+impl Default for MemoryJobQueue {
+    fn default() -> Self {
+        Self::with_clock(std::sync::Arc::new(crate::clock::SystemClock))
+    }
+}
+
+impl MemoryJobQueue {
+    /// A queue that reads the deduplication window from `clock`.
+    pub fn with_clock(clock: std::sync::Arc<dyn crate::clock::Clock>) -> Self {
+        Self {
+            clock,
+            state: Mutex::new(QueueState::default()),
+        }
+    }
+
+    /// The jobs accepted so far, oldest first.
+    pub fn jobs(&self) -> Vec<SyncJob> {
+        lock(&self.state).jobs.clone()
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryJobQueue {
+    async fn enqueue(&self, job: &SyncJob) -> Result<(), QueueError> {
+        let now = self.clock.now();
+        let id = job.deduplication_id(now);
+        let mut state = lock(&self.state);
+        // Ids embed their window, so an id from a past window never comes back: forget those
+        // older than one window to keep the map small.
+        let horizon = now.unix_timestamp() - SyncJob::DEDUPLICATION_WINDOW_SECONDS;
+        state.seen.retain(|_, at| *at >= horizon);
+        if state.seen.contains_key(&id) {
+            return Ok(());
+        }
+        state.seen.insert(id, now.unix_timestamp());
+        state.jobs.push(job.clone());
+        Ok(())
     }
 }

@@ -1,13 +1,15 @@
-//! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], and the SDK
-//! clients they are built from.
+//! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], [`SqsJobQueue`],
+//! and the SDK clients they are built from.
 
 mod dynamodb;
 mod s3;
 mod secrets;
+mod sqs;
 
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
 pub use secrets::SecretsManagerSource;
+pub use sqs::SqsJobQueue;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
@@ -18,6 +20,7 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
@@ -38,6 +41,7 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            sqs: aws_sdk_sqs::Client::new(config),
         }
     }
 }
