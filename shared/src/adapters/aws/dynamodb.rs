@@ -33,6 +33,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::adapters::{epoch_millis, from_epoch_millis};
 use crate::domain::{
     AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
     RecordState, RunSummary,
@@ -710,11 +711,6 @@ fn sortable_utc(at: OffsetDateTime, operation: &'static str) -> Result<String, S
         })
 }
 
-fn epoch_millis(at: OffsetDateTime) -> i64 {
-    // i64 milliseconds cover ±292 million years; `time` cannot represent anything outside that.
-    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
-}
-
 // ---- Wire mapping: item -> domain -------------------------------------------------------------
 
 /// Read access to one item's attributes; every failure names the attribute and the item's key.
@@ -833,8 +829,8 @@ fn lease_from_item(
 ) -> Result<(String, OffsetDateTime), StoreError> {
     let a = Attributes::new(item, operation);
     let until_ms: i64 = a.number("until")?;
-    let until = OffsetDateTime::from_unix_timestamp_nanos(i128::from(until_ms) * 1_000_000)
-        .map_err(|_| a.malformed("until", "is out of range"))?;
+    let until =
+        from_epoch_millis(until_ms).ok_or_else(|| a.malformed("until", "is out of range"))?;
     Ok((a.string("owner")?.to_owned(), until))
 }
 

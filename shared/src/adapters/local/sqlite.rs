@@ -30,6 +30,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::adapters::{epoch_millis, from_epoch_millis};
 use crate::domain::{
     AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
     RecordState, RunSummary,
@@ -647,15 +648,6 @@ fn sortable_utc(
             operation,
             detail: format!("column '{column}' cannot be written: {e}"),
         })
-}
-
-fn epoch_millis(at: OffsetDateTime) -> i64 {
-    // i64 milliseconds cover ±292 million years; `time` cannot represent anything outside that.
-    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
-}
-
-fn from_epoch_millis(ms: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
 }
 
 /// The query of `pending_records`. Without statistics (no `ANALYZE`), SQLite prefers scanning the
