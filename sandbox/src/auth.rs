@@ -169,48 +169,31 @@ pub(crate) async fn token(
                 )),
                 FaultKind::Delay(d) => {
                     tokio::time::sleep(d).await;
-                    issue(
-                        &core,
-                        &tenant,
-                        &field,
-                        client_id.as_deref(),
-                        client_secret.as_deref(),
-                    )
-                    .map_err(|e| (e, None))
+                    Ok(())
                 }
                 FaultKind::DropConnection => {
                     cut = Some(FaultCut::Drop);
-                    issue(
-                        &core,
-                        &tenant,
-                        &field,
-                        client_id.as_deref(),
-                        client_secret.as_deref(),
-                    )
-                    .map_err(|e| (e, None))
+                    Ok(())
                 }
                 FaultKind::TruncateBody => {
                     cut = Some(FaultCut::Truncate);
-                    issue(
-                        &core,
-                        &tenant,
-                        &field,
-                        client_id.as_deref(),
-                        client_secret.as_deref(),
-                    )
-                    .map_err(|e| (e, None))
+                    Ok(())
                 }
             }
         }
-        None => issue(
+        None => Ok(()),
+    };
+    // Delays and cuts still answer with a real token (cut on the wire later); status faults don't.
+    let outcome = outcome.and_then(|()| {
+        issue(
             &core,
             &tenant,
             &field,
             client_id.as_deref(),
             client_secret.as_deref(),
         )
-        .map_err(|e| (e, None)),
-    };
+        .map_err(|e| (e, None))
+    });
 
     let mut response_headers = HeaderMap::new();
     response_headers.insert(
