@@ -292,6 +292,81 @@ pub struct Cursor {
     pub next_link: Option<String>,
 }
 
+/// The shared secret Graph echoes in every change notification of a subscription
+/// (`clientState`): random per subscription, compared in constant time, never shown in `Debug`.
+#[derive(Clone)]
+pub struct ClientState(secrecy::SecretString);
+
+impl ClientState {
+    /// A fresh random value: 64 hex characters (two v4 UUIDs, 244 random bits), under Graph's
+    /// limit of 128.
+    pub fn generate() -> Self {
+        let value = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Self(value.into())
+    }
+
+    /// A stored value, read back.
+    pub fn from_stored(value: impl Into<String>) -> Self {
+        Self(value.into().into())
+    }
+
+    /// The value, for storing it and for sending it to Graph.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+
+    /// Whether `presented` (from a notification) is this value, in time independent of where
+    /// they differ.
+    pub fn matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.expose().as_bytes().ct_eq(presented.as_bytes()))
+    }
+}
+
+impl PartialEq for ClientState {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.expose())
+    }
+}
+impl Eq for ClientState {}
+
+impl fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientState(<redacted>)")
+    }
+}
+
+/// A Graph change-notification subscription Mailroom holds for one mailbox folder. Looked up by
+/// `id` when a notification arrives; listed by the scheduled run to renew, recreate or remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRecord {
+    /// Graph's subscription id.
+    pub id: String,
+    pub mailbox: MailboxAddress,
+    /// The configured folder path (as in [`MailboxConfig::folder`]).
+    pub folder: String,
+    pub client_state: ClientState,
+    /// When Graph will drop the subscription unless it is renewed (what Graph returned).
+    pub expires_at: OffsetDateTime,
+    /// The URL Graph posts change notifications to.
+    pub notification_url: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl SubscriptionRecord {
+    pub fn key(&self) -> FolderKey {
+        FolderKey {
+            mailbox: self.mailbox.clone(),
+            folder: self.folder.clone(),
+        }
+    }
+}
+
 /// The object key of a message's raw MIME: deterministic, so a re-run after a crash overwrites the
 /// same object instead of leaving a second copy. Immutable ids are base64 with `/` and `+`; the
 /// URL-safe alphabet keeps the key one path segment.

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use crate::credentials::AppCredential;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RunSummary,
+    SubscriptionRecord,
 };
 
 /// A stream of bytes, such as a message's raw MIME on its way from Graph to a blob store.
@@ -134,6 +135,29 @@ pub trait StateStore: Send + Sync {
     ) -> Result<LeaseOutcome, StoreError>;
     /// Releases the lease if `owner` holds it; otherwise does nothing.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// Creates or replaces the subscription record with `sub.id`.
+    async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError>;
+    /// The subscription record with Graph subscription id `id` (a notification's lookup).
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
+    /// Every subscription record, ordered by mailbox, folder, then id.
+    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    /// Removes the subscription record `id`; returns whether it existed.
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Claims the alert `alert_key` (e.g. `2026-12-01T00:00:00Z#14`: an expiry and a threshold)
+    /// for `credential`, at `now`. Returns `true` only for the first caller: an alert is sent
+    /// once even when a run is retried or two runs overlap.
+    async fn claim_alert(
+        &self,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    /// Gives a claim back (sending the alert failed), so the next run tries again.
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError>;
+    /// The alert keys claimed for `credential`, in ascending order.
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// Where raw MIME goes: S3 in AWS, a directory locally.
@@ -156,19 +180,50 @@ pub trait SecretSource: Send + Sync {
     async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError>;
 }
 
-/// A sync job: import one mailbox folder now (a change notification arrived), or a full resync
-/// (a `missed` lifecycle event: Graph dropped notifications, so the folder is read in full).
+/// What a sync job asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Import what is new in the folder now (a change notification arrived).
+    Sync,
+    /// Read the folder in full, ignoring any saved delta cursor (a `missed` lifecycle event:
+    /// Graph dropped notifications). Creates no duplicates: stored messages are skipped.
+    FullResync,
+    /// Renew, reauthorize or recreate the folder's subscription (a `reauthorizationRequired` or
+    /// `subscriptionRemoved` lifecycle event). Needs Graph credentials, so the import function
+    /// does it, not the webhook.
+    Resubscribe,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::FullResync => "full_resync",
+            Self::Resubscribe => "resubscribe",
+        }
+    }
+}
+
+/// A job for one mailbox folder, queued by the webhook and run by the import function.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyncJob {
     pub mailbox: MailboxAddress,
     pub folder: String,
-    pub full_resync: bool,
+    pub kind: JobKind,
 }
 
 impl SyncJob {
     /// Identical jobs enqueued within one window of this many seconds (aligned to the Unix epoch)
     /// may be collapsed into one.
     pub const DEDUPLICATION_WINDOW_SECONDS: i64 = 10;
+
+    pub fn key(&self) -> FolderKey {
+        FolderKey {
+            mailbox: self.mailbox.clone(),
+            folder: self.folder.clone(),
+        }
+    }
 
     /// The job's deduplication id at `now`: the SHA-256 (hex, 64 characters) of the job and of
     /// the [`Self::DEDUPLICATION_WINDOW_SECONDS`] window `now` falls in. Equal jobs in one window
@@ -178,12 +233,12 @@ impl SyncJob {
         let window = now
             .unix_timestamp()
             .div_euclid(Self::DEDUPLICATION_WINDOW_SECONDS);
-        // Unambiguous: an address holds no whitespace, the flag and window are fixed words, and
+        // Unambiguous: an address holds no whitespace, the kind and window are fixed words, and
         // the folder (which may hold anything) comes last.
         let key = format!(
             "{}\n{}\n{window}\n{}",
             self.mailbox.as_str(),
-            self.full_resync,
+            self.kind.as_str(),
             self.folder
         );
         hex::encode(Sha256::digest(key.as_bytes()))

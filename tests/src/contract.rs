@@ -11,7 +11,8 @@ use mailroom::domain::{
     RecordState,
 };
 use mailroom::ports::{
-    BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, StateStore, SyncJob,
+    BlobError, BlobStore, ByteStream, CreateOutcome, JobKind, JobQueue, LeaseOutcome, StateStore,
+    SyncJob,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -690,11 +691,11 @@ pub async fn job_queue_contract(
 }
 
 /// A job for `mailbox`'s `folder`.
-pub fn job(mailbox: &MailboxAddress, folder: &str, full_resync: bool) -> SyncJob {
+pub fn job(mailbox: &MailboxAddress, folder: &str, kind: JobKind) -> SyncJob {
     SyncJob {
         mailbox: mailbox.clone(),
         folder: folder.into(),
-        full_resync,
+        kind,
     }
 }
 
@@ -704,12 +705,12 @@ pub async fn jobs_arrive_in_order_within_each_mailbox(
 ) {
     let (a, b) = (mailbox("queue-order-a"), mailbox("queue-order-b"));
     let sent = [
-        job(&a, "Inbox", false),
-        job(&b, "Inbox", false),
-        job(&a, "Inbox/Reports", false),
-        job(&b, "Inbox", true),
-        job(&a, "Inbox", true),
-        job(&b, "Archive", false),
+        job(&a, "Inbox", JobKind::Sync),
+        job(&b, "Inbox", JobKind::Sync),
+        job(&a, "Inbox/Reports", JobKind::Sync),
+        job(&b, "Inbox", JobKind::FullResync),
+        job(&a, "Inbox", JobKind::FullResync),
+        job(&b, "Archive", JobKind::Sync),
     ];
     for j in &sent {
         must(queue.enqueue(j).await);
@@ -735,18 +736,22 @@ pub async fn identical_jobs_within_a_window_arrive_once(
     drain: &impl AsyncFn() -> Vec<Delivered>,
 ) {
     let m = mailbox("queue-dedup");
-    let burst = job(&m, "Inbox", false);
+    let burst = job(&m, "Inbox", JobKind::Sync);
     for _ in 0..3 {
         must(queue.enqueue(&burst).await);
     }
     // Differ in one field each: not duplicates.
-    must(queue.enqueue(&job(&m, "Inbox", true)).await);
-    must(queue.enqueue(&job(&m, "Archive", false)).await);
+    must(queue.enqueue(&job(&m, "Inbox", JobKind::FullResync)).await);
+    must(queue.enqueue(&job(&m, "Archive", JobKind::Sync)).await);
     must(queue.enqueue(&burst).await);
     let got: Vec<SyncJob> = drain().await.into_iter().map(|d| d.job).collect();
     assert_eq!(
         got,
-        [burst, job(&m, "Inbox", true), job(&m, "Archive", false)]
+        [
+            burst,
+            job(&m, "Inbox", JobKind::FullResync),
+            job(&m, "Archive", JobKind::Sync)
+        ]
     );
 }
 
@@ -756,7 +761,7 @@ pub async fn the_same_job_in_a_later_window_is_enqueued_again(
     drain: &impl AsyncFn() -> Vec<Delivered>,
 ) {
     let m = mailbox("queue-window");
-    let j = job(&m, "Inbox", false);
+    let j = job(&m, "Inbox", JobKind::Sync);
     must(queue.enqueue(&j).await);
     clock.advance(time::Duration::seconds(
         SyncJob::DEDUPLICATION_WINDOW_SECONDS,

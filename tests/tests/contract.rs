@@ -129,7 +129,11 @@ async fn sqs_enqueue_to_a_missing_queue_names_the_operation_and_the_queue() {
         contract::unique()
     );
     let queue = SqsJobQueue::new(moto.clients().sqs, &url);
-    let job = contract::job(&contract::mailbox("queue-missing"), "Inbox", false);
+    let job = contract::job(
+        &contract::mailbox("queue-missing"),
+        "Inbox",
+        mailroom::ports::JobKind::Sync,
+    );
     let err = queue.enqueue(&job).await.unwrap_err();
     let QueueError::Unavailable { operation, detail } = &err else {
         panic!("{err:?}");

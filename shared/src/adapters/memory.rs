@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::credentials::AppCredential;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
-    RunSummary,
+    RunSummary, SubscriptionRecord,
 };
 use crate::ports::{
     BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, QueueError,
@@ -30,6 +30,9 @@ struct State {
     cursors: HashMap<FolderKey, Cursor>,
     leases: HashMap<String, (String, OffsetDateTime)>,
     runs: HashMap<MailboxAddress, RunSummary>,
+    subscriptions: HashMap<String, SubscriptionRecord>,
+    /// (credential, alert key) → claimed at.
+    alerts: BTreeMap<(String, String), OffsetDateTime>,
 }
 
 /// A [`StateStore`] in memory.
@@ -169,6 +172,59 @@ impl StateStore for MemoryStateStore {
             state.leases.remove(name);
         }
         Ok(())
+    }
+
+    async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError> {
+        lock(&self.state)
+            .subscriptions
+            .insert(sub.id.clone(), sub.clone());
+        Ok(())
+    }
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        Ok(lock(&self.state).subscriptions.get(id).cloned())
+    }
+
+    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let mut all: Vec<SubscriptionRecord> =
+            lock(&self.state).subscriptions.values().cloned().collect();
+        all.sort_by(|a, b| (&a.mailbox, &a.folder, &a.id).cmp(&(&b.mailbox, &b.folder, &b.id)));
+        Ok(all)
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.state).subscriptions.remove(id).is_some())
+    }
+
+    async fn claim_alert(
+        &self,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        let key = (credential.to_owned(), alert_key.to_owned());
+        if state.alerts.contains_key(&key) {
+            return Ok(false);
+        }
+        state.alerts.insert(key, now);
+        Ok(true)
+    }
+
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
+        lock(&self.state)
+            .alerts
+            .remove(&(credential.to_owned(), alert_key.to_owned()));
+        Ok(())
+    }
+
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
+        Ok(lock(&self.state)
+            .alerts
+            .keys()
+            .filter(|(c, _)| c == credential)
+            .map(|(_, k)| k.clone())
+            .collect())
     }
 }
 

@@ -111,7 +111,7 @@ mod tests {
         let job = SyncJob {
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox/Reports".into(),
-            full_resync: true,
+            kind: crate::ports::JobKind::FullResync,
         };
         let body = serde_json::to_string(&job).unwrap();
         assert_eq!(SqsJobQueue::parse_job(&body).unwrap(), job);
