@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::engine::PushOptions;
 use crate::graph::GraphConfig;
+use crate::push::PushUrls;
 
 /// One or more configuration problems.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,16 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 literal_url(default)
             }
         }
+    }
+
+    /// A variable that may be unset.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        self.get(name)
+    }
+
+    /// Records a problem found while interpreting a variable's value.
+    pub fn problem(&mut self, problem: String) {
+        self.problems.push(problem);
     }
 
     /// A whole number within `min..=max`, or `default`.
@@ -213,6 +225,10 @@ pub struct ImportSettings {
     /// `MAILROOM_STOP_MARGIN_SECONDS`: new work stops this long before the Lambda deadline, so
     /// messages in flight finish and cursors are saved.
     pub stop_margin: Duration,
+    /// `MAILROOM_WEBHOOK_URL` (the webhook's Function URL), with
+    /// `MAILROOM_SUBSCRIPTION_MINUTES` and `MAILROOM_SUBSCRIPTION_RENEW_HOURS`: keep Graph
+    /// subscriptions for push. Unset: poll only.
+    pub push: Option<PushOptions>,
 }
 
 impl ImportSettings {
@@ -220,6 +236,9 @@ impl ImportSettings {
     pub const OWN_ENV_VARS: &[EnvVar] = &[
         EnvVar::optional("MAILROOM_MAILBOX_PARALLELISM"),
         EnvVar::optional("MAILROOM_STOP_MARGIN_SECONDS"),
+        EnvVar::optional("MAILROOM_WEBHOOK_URL"),
+        EnvVar::optional("MAILROOM_SUBSCRIPTION_MINUTES"),
+        EnvVar::optional("MAILROOM_SUBSCRIPTION_RENEW_HOURS"),
     ];
 
     /// Every variable the import function reads at start-up.
@@ -240,11 +259,69 @@ impl ImportSettings {
         let mailbox_parallelism = env.number("MAILROOM_MAILBOX_PARALLELISM", 4, 1, 64) as usize;
         let stop_margin =
             Duration::from_secs(env.number("MAILROOM_STOP_MARGIN_SECONDS", 60, 5, 600));
+        let push = push_options(&mut env);
         env.finish(Self {
             aws,
             mailbox_parallelism,
             stop_margin,
+            push,
         })
+    }
+}
+
+/// `MAILROOM_WEBHOOK_URL` and the subscription knobs (both always read, so a typo in either is
+/// reported even when push is off).
+fn push_options<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<PushOptions> {
+    let default_minutes = PushOptions::DEFAULT_LIFETIME.as_secs() / 60;
+    let default_hours = PushOptions::DEFAULT_RENEW_MARGIN.as_secs() / 3600;
+    // Outlook: at least 45 minutes, at most 4,230 (graph-notes §6).
+    let minutes = env.number("MAILROOM_SUBSCRIPTION_MINUTES", default_minutes, 45, 4230);
+    let hours = env.number("MAILROOM_SUBSCRIPTION_RENEW_HOURS", default_hours, 1, 70);
+    let base = env.optional("MAILROOM_WEBHOOK_URL")?;
+    match PushUrls::from_base(&base) {
+        Ok(urls) => Some(PushOptions {
+            urls,
+            lifetime: Duration::from_secs(minutes * 60),
+            renew_margin: Duration::from_secs(hours * 3600),
+        }),
+        Err(e) => {
+            env.problem(format!("MAILROOM_WEBHOOK_URL: {e}"));
+            None
+        }
+    }
+}
+
+/// The webhook function's settings: where subscriptions are looked up and jobs are queued. It
+/// holds no Graph credentials and reads no secrets.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// `MAILROOM_TABLE`: the DynamoDB table holding the subscription records.
+    pub table: String,
+    /// `MAILROOM_QUEUE_URL`: the SQS FIFO queue for sync jobs.
+    pub queue_url: String,
+}
+
+impl WebhookSettings {
+    pub const ENV_VARS: &[EnvVar] = &[
+        EnvVar::required("MAILROOM_TABLE"),
+        EnvVar::required("MAILROOM_QUEUE_URL"),
+    ];
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let table = env.required(
+            "MAILROOM_TABLE",
+            "the DynamoDB table holding Mailroom's state",
+        );
+        let queue_url = env.required(
+            "MAILROOM_QUEUE_URL",
+            "the SQS FIFO queue the webhook puts sync jobs on",
+        );
+        env.finish(Self { table, queue_url })
     }
 }
 
@@ -361,5 +438,40 @@ mod tests {
         .unwrap();
         assert_eq!(settings.stop_margin, Duration::from_secs(90));
         assert_eq!(settings.mailbox_parallelism, 4);
+        assert!(settings.push.is_none());
+
+        let settings = ImportSettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            ("MAILROOM_BUCKET", "b"),
+            (
+                "MAILROOM_WEBHOOK_URL",
+                "https://abc.lambda-url.eu-west-1.on.aws/",
+            ),
+            ("MAILROOM_SUBSCRIPTION_MINUTES", "600"),
+        ]))
+        .unwrap();
+        let push = settings.push.unwrap();
+        assert_eq!(
+            push.urls.lifecycle_url,
+            "https://abc.lambda-url.eu-west-1.on.aws/lifecycle"
+        );
+        assert_eq!(push.lifetime, Duration::from_secs(600 * 60));
+        assert_eq!(push.renew_margin, Duration::from_secs(24 * 3600));
+
+        let err = ImportSettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            ("MAILROOM_BUCKET", "b"),
+            ("MAILROOM_WEBHOOK_URL", "not a url"),
+            ("MAILROOM_SUBSCRIPTION_MINUTES", "9999"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 2, "{err}");
+    }
+
+    #[test]
+    fn webhook_env_vars_are_exactly_the_variables_read() {
+        let (seen, problems) = looked_up(|lookup| WebhookSettings::from_lookup(lookup));
+        assert_eq!(seen, names(WebhookSettings::ENV_VARS.iter().copied()));
+        assert_eq!(problems.len(), 2);
     }
 }

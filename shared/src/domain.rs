@@ -350,6 +350,9 @@ pub struct SubscriptionRecord {
     pub mailbox: MailboxAddress,
     /// The configured folder path (as in [`MailboxConfig::folder`]).
     pub folder: String,
+    /// The credential it was made with: needed to delete it once the folder is no longer
+    /// configured.
+    pub credential: String,
     pub client_state: ClientState,
     /// When Graph will drop the subscription unless it is renewed (what Graph returned).
     pub expires_at: OffsetDateTime,

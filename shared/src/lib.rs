@@ -14,3 +14,4 @@ pub mod domain;
 pub mod engine;
 pub mod graph;
 pub mod ports;
+pub mod push;

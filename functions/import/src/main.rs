@@ -1,5 +1,8 @@
-//! The scheduled import Lambda function: on each EventBridge tick, import every enabled mailbox
-//! folder until shortly before the invocation's deadline.
+//! The import Lambda function, with two triggers:
+//! - an EventBridge schedule: keep the Graph subscriptions (when `MAILROOM_WEBHOOK_URL` is set),
+//!   then import every enabled mailbox folder until shortly before the invocation's deadline;
+//! - the SQS FIFO queue of sync jobs the webhook fills: run each job, and report the ones to
+//!   deliver again as partial batch failures.
 //!
 //! Glue only: configuration from the environment, clients built once per cold start, the engine
 //! does the work.
@@ -7,13 +10,20 @@
 use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource};
+use mailroom::adapters::aws::{
+    AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource, SqsJobQueue,
+};
 use mailroom::clock::SystemClock;
 use mailroom::config::ImportSettings;
 use mailroom::credentials::Credentials;
-use mailroom::engine::{Engine, EngineOptions, NoObserver, RunReport};
+use mailroom::engine::{
+    Engine, EngineOptions, NoObserver, QueuedJob, RunReport, SubscriptionReport, run_batch,
+};
 use mailroom::graph::GraphClient;
+use serde::Serialize;
+use serde_json::Value;
 use time::OffsetDateTime;
 
 #[tokio::main]
@@ -43,36 +53,138 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         observer: Arc::new(NoObserver),
         options: EngineOptions {
             mailbox_parallelism: settings.mailbox_parallelism,
+            push: settings.push.clone(),
             ..EngineOptions::default()
         },
         stop: Default::default(),
     };
     let engine = &engine;
     let stop_margin = settings.stop_margin;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<EventBridgeEvent>| async move {
-            let deadline = OffsetDateTime::from(event.context.deadline());
-            scheduled_import(engine, deadline - stop_margin).await
-        },
-    ))
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let stop_at = OffsetDateTime::from(event.context.deadline()) - stop_margin;
+        match Trigger::parse(event.payload)? {
+            Trigger::Schedule => to_json(&scheduled_import(engine, stop_at).await?),
+            Trigger::Queue(batch) => to_json(&sync_jobs(engine, batch, stop_at).await),
+        }
+    }))
     .await
 }
 
-/// One scheduled run. Per-mailbox failures are in the report (and logged by the engine); only a
-/// failure to read the configuration fails the invocation.
+/// What invoked the function.
+enum Trigger {
+    /// The schedule's tick (its contents do not matter; it is checked to be one).
+    Schedule,
+    Queue(SqsEvent),
+}
+
+impl Trigger {
+    /// An SQS batch has `Records`; anything else must be the EventBridge schedule's event.
+    fn parse(payload: Value) -> Result<Self, Diagnostic> {
+        let invalid = |kind: &str, e: serde_json::Error| Diagnostic {
+            error_type: "InvalidEvent".into(),
+            error_message: format!(
+                "the event looks like {kind} but does not parse ({e}); this function is invoked by its EventBridge schedule and its SQS queue only"
+            ),
+        };
+        if payload.get("Records").is_some() {
+            serde_json::from_value(payload)
+                .map(Self::Queue)
+                .map_err(|e| invalid("an SQS batch", e))
+        } else {
+            serde_json::from_value::<EventBridgeEvent>(payload)
+                .map(|_| Self::Schedule)
+                .map_err(|e| invalid("an EventBridge event", e))
+        }
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<Value, Diagnostic> {
+    serde_json::to_value(value).map_err(|e| Diagnostic {
+        error_type: "ResponseNotSerializable".into(),
+        error_message: e.to_string(),
+    })
+}
+
+/// What a scheduled run returns.
+#[derive(Serialize)]
+struct ScheduledReport {
+    /// Present when push is configured.
+    subscriptions: Option<SubscriptionReport>,
+    #[serde(flatten)]
+    run: RunReport,
+}
+
+/// One scheduled run: subscriptions first (so a folder subscribed now gets push while it is
+/// imported), then every mailbox. Per-mailbox failures are in the report (and logged by the
+/// engine); only a failure to read the configuration fails the invocation.
 async fn scheduled_import(
     engine: &Engine,
     stop_at: OffsetDateTime,
-) -> Result<RunReport, Diagnostic> {
-    let report = engine.run(stop_at, None).await.map_err(|e| Diagnostic {
+) -> Result<ScheduledReport, Diagnostic> {
+    let store_failed = |e: mailroom::ports::StoreError| Diagnostic {
         error_type: "StateStoreUnavailable".into(),
         error_message: e.to_string(),
-    })?;
+    };
+    let subscriptions = match engine.options.push {
+        Some(_) => Some(
+            engine
+                .maintain_subscriptions()
+                .await
+                .map_err(store_failed)?,
+        ),
+        None => None,
+    };
+    let report = engine.run(stop_at, None).await.map_err(store_failed)?;
     tracing::info!(
         mailboxes = report.mailboxes.len(),
         imported = report.imported(),
         failed_mailboxes = report.failed_mailboxes(),
         "scheduled import finished"
     );
-    Ok(report)
+    Ok(ScheduledReport {
+        subscriptions,
+        run: report,
+    })
+}
+
+/// A batch of sync jobs from the FIFO queue. The answer lists the messages to deliver again
+/// (the event source mapping has `ReportBatchItemFailures`); a job started too close to the
+/// deadline is one of them.
+async fn sync_jobs(engine: &Engine, batch: SqsEvent, stop_at: OffsetDateTime) -> SqsBatchResponse {
+    let jobs: Vec<QueuedJob> = batch
+        .records
+        .into_iter()
+        .map(|record| QueuedJob {
+            id: record.message_id.clone().unwrap_or_default(),
+            group: record
+                .attributes
+                .get("MessageGroupId")
+                .cloned()
+                .unwrap_or_default(),
+            job: SqsJobQueue::parse_job(record.body.as_deref().unwrap_or_default()),
+        })
+        .collect();
+    let count = jobs.len();
+    let failed = run_batch(jobs, engine.options.mailbox_parallelism, |job| async move {
+        if OffsetDateTime::now_utc() >= stop_at {
+            return mailroom::engine::JobOutcome::Incomplete;
+        }
+        engine.run_job(&job, stop_at).await
+    })
+    .await;
+    tracing::info!(
+        jobs = count,
+        retried = failed.len(),
+        "sync job batch finished"
+    );
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
 }

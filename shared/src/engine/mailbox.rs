@@ -18,6 +18,20 @@ impl Engine {
         configs: Vec<MailboxConfig>,
         stop_at: OffsetDateTime,
     ) -> MailboxReport {
+        self.import_mailbox_with(address, configs, stop_at, false)
+            .await
+    }
+
+    /// [`Self::import_mailbox`]; with `full_resync`, each delta folder's saved cursor is dropped
+    /// first (under the lease), so the folder is read in full. Stored messages are skipped, so
+    /// that creates no duplicates.
+    pub(super) async fn import_mailbox_with(
+        &self,
+        address: MailboxAddress,
+        configs: Vec<MailboxConfig>,
+        stop_at: OffsetDateTime,
+        full_resync: bool,
+    ) -> MailboxReport {
         let started_at = self.clock.now();
         let lease = format!("mailbox#{address}");
         let owner = &self.options.owner;
@@ -55,12 +69,24 @@ impl Engine {
                 action: config.action.to_string(),
                 ..FolderReport::default()
             };
-            let result = match self.connect(&config).await {
-                Ok(graph) => {
-                    self.import_folder(&graph, &config, stop_at, &mut folder)
-                        .await
+            let reset = async {
+                if full_resync && config.action.uses_delta() {
+                    tracing::info!(folder = %config.folder, "full resync: reading the folder from scratch");
+                    self.state
+                        .put_cursor(&config.key(), &Default::default())
+                        .await?;
                 }
+                Ok::<(), ImportError>(())
+            };
+            let result = match reset.await {
                 Err(e) => Err(e),
+                Ok(()) => match self.connect(&config).await {
+                    Ok(graph) => {
+                        self.import_folder(&graph, &config, stop_at, &mut folder)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
             };
             if let Err(e) = result {
                 if let ImportError::Interrupted(_) = e {

@@ -7,9 +7,11 @@
 //! - `message.rs` stores one message: MIME → blob → record → action → done.
 
 mod folder;
+mod jobs;
 mod mailbox;
 mod message;
 mod report;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +26,9 @@ use crate::domain::{FolderKey, MailboxAddress, MailboxConfig, MessageId};
 use crate::graph::{GraphClient, GraphError};
 use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
 
+pub use jobs::{JobOutcome, QueuedJob, run_batch};
 pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
+pub use subscriptions::{PushOptions, SubscriptionReport};
 
 /// Knobs of the engine. The defaults suit both a Lambda run and the CLI.
 #[derive(Debug, Clone)]
@@ -42,6 +46,8 @@ pub struct EngineOptions {
     pub lease_margin: Duration,
     /// Identifies this runner in leases.
     pub owner: String,
+    /// Keep Graph subscriptions for push (a public webhook URL is configured); `None` polls only.
+    pub push: Option<PushOptions>,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +59,7 @@ impl Default for EngineOptions {
             message_attempts: 3,
             lease_margin: Duration::from_secs(120),
             owner: format!("mailroom-{}", uuid::Uuid::new_v4()),
+            push: None,
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Operation {
     GetMime,
     MoveMessage,
     MarkRead,
+    CreateSubscription,
+    RenewSubscription,
+    DeleteSubscription,
 }
 
 impl Operation {
@@ -30,6 +33,9 @@ impl Operation {
             Self::GetMime => "download message",
             Self::MoveMessage => "move message",
             Self::MarkRead => "mark message read",
+            Self::CreateSubscription => "create subscription",
+            Self::RenewSubscription => "renew subscription",
+            Self::DeleteSubscription => "delete subscription",
         }
     }
 

@@ -11,6 +11,7 @@ mod messages;
 mod model;
 mod probe;
 mod retry;
+mod subscriptions;
 
 pub use client::{GraphClient, GraphConfig, MailboxClient};
 pub use error::{GraphError, Operation};
@@ -19,3 +20,4 @@ pub use limiter::Permit;
 pub use messages::DeltaStart;
 pub use model::{EmailAddress, MailFolder, MessageSummary, Page, Recipient};
 pub use retry::RetryPolicy;
+pub use subscriptions::{GraphSubscription, SubscriptionRequest};

@@ -1,0 +1,235 @@
+//! Sync jobs from the queue (design.md, "Push path"): one mailbox folder at a time.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::Engine;
+use super::report::MailboxStatus;
+use crate::ports::{JobKind, SyncJob};
+
+/// How a job went; decides whether the queue delivers it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// Done: imported what was there, or renewed the subscription.
+    Done { imported: u64 },
+    /// Nothing to do, and nothing to retry (the folder is no longer configured, say).
+    Skipped(String),
+    /// Another runner holds the mailbox (or the subscriptions); try again later.
+    Busy(String),
+    /// Stopped at the deadline with work left; try again.
+    Incomplete,
+    /// Failed; try again (the queue's redrive policy ends hopeless cases in the dead-letter
+    /// queue).
+    Failed(String),
+}
+
+impl JobOutcome {
+    /// Whether the queue should deliver the job again.
+    pub fn retry(&self) -> bool {
+        matches!(self, Self::Busy(_) | Self::Incomplete | Self::Failed(_))
+    }
+}
+
+impl Engine {
+    /// Runs one job, stopping new work at `stop_at`.
+    #[tracing::instrument(skip_all, fields(mailbox = %job.mailbox, folder = %job.folder, kind = job.kind.as_str()))]
+    pub async fn run_job(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
+        let outcome = self.run_job_inner(job, stop_at).await;
+        tracing::info!(outcome = ?outcome, retry = outcome.retry(), "sync job finished");
+        outcome
+    }
+
+    async fn run_job_inner(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
+        let config = match self.state.list_mailboxes().await {
+            Ok(configs) => configs
+                .into_iter()
+                .find(|c| c.enabled && c.key() == job.key()),
+            Err(e) => return JobOutcome::Failed(e.to_string()),
+        };
+        let Some(config) = config else {
+            return JobOutcome::Skipped(format!(
+                "{} is not (or no longer) a configured, enabled mailbox folder",
+                job.key()
+            ));
+        };
+        match job.kind {
+            JobKind::Sync | JobKind::FullResync => {
+                let report = self
+                    .import_mailbox_with(
+                        config.address.clone(),
+                        vec![config],
+                        stop_at,
+                        job.kind == JobKind::FullResync,
+                    )
+                    .await;
+                let error = report
+                    .error
+                    .clone()
+                    .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
+                match report.status {
+                    MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
+                    MailboxStatus::Failed => JobOutcome::Failed(
+                        error.unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
+                    ),
+                    MailboxStatus::Ok if report.folders.iter().any(|f| f.stopped_at_deadline) => {
+                        JobOutcome::Incomplete
+                    }
+                    MailboxStatus::Ok => JobOutcome::Done {
+                        imported: report.imported(),
+                    },
+                }
+            }
+            JobKind::Resubscribe => {
+                if self.options.push.is_none() {
+                    return JobOutcome::Skipped(
+                        "push is not configured here (no public webhook URL)".into(),
+                    );
+                }
+                match self.resubscribe(&config).await {
+                    Ok(true) => JobOutcome::Done { imported: 0 },
+                    Ok(false) => {
+                        JobOutcome::Busy("another runner is maintaining subscriptions".into())
+                    }
+                    Err(e) => JobOutcome::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// One message of a queue batch, in delivery order.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    /// The queue's id for the message (reported back when it failed).
+    pub id: String,
+    /// Its FIFO message group (the mailbox).
+    pub group: String,
+    /// The job, or why the body is not one.
+    pub job: Result<SyncJob, String>,
+}
+
+/// Runs a batch from a FIFO queue and returns the ids of the messages to deliver again.
+///
+/// Groups run in parallel (up to `parallelism`), the messages of a group one after another.
+/// Once a message fails, the later messages of its group are not run and are reported failed
+/// too: the queue must deliver them again, after the failed one, or the group's order breaks.
+pub async fn run_batch<F, Fut>(batch: Vec<QueuedJob>, parallelism: usize, run: F) -> Vec<String>
+where
+    F: Fn(SyncJob) -> Fut,
+    Fut: std::future::Future<Output = JobOutcome>,
+{
+    use futures::StreamExt;
+
+    let mut groups: Vec<(String, Vec<QueuedJob>)> = Vec::new();
+    for item in batch {
+        match groups.iter_mut().find(|(g, _)| *g == item.group) {
+            Some((_, items)) => items.push(item),
+            None => groups.push((item.group.clone(), vec![item])),
+        }
+    }
+    let run = &run;
+    let failed: Vec<Vec<String>> = futures::stream::iter(groups)
+        .map(|(group, items)| async move {
+            let mut failed: Vec<String> = Vec::new();
+            for item in items {
+                if !failed.is_empty() {
+                    tracing::info!(message = %item.id, %group, "not run: an earlier job of its group failed");
+                    failed.push(item.id);
+                    continue;
+                }
+                let retry = match item.job {
+                    Ok(job) => run(job).await.retry(),
+                    Err(e) => {
+                        tracing::error!(message = %item.id, %group, error = %e, "queue message is not a sync job; it will end in the dead-letter queue");
+                        true
+                    }
+                };
+                if retry {
+                    failed.push(item.id);
+                }
+            }
+            failed
+        })
+        .buffered(parallelism.max(1))
+        .collect()
+        .await;
+    failed.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::MailboxAddress;
+
+    fn item(id: &str, mailbox: &str, folder: &str) -> QueuedJob {
+        QueuedJob {
+            id: id.into(),
+            group: mailbox.into(),
+            job: Ok(SyncJob {
+                mailbox: MailboxAddress::parse(mailbox).unwrap(),
+                folder: folder.into(),
+                kind: JobKind::Sync,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_fails_the_rest_of_its_group_and_no_other_group() {
+        let ran = Mutex::new(Vec::new());
+        let batch = vec![
+            item("1", "a@x.com", "Inbox"),
+            item("2", "b@x.com", "Inbox"),
+            item("3", "a@x.com", "Fails"),
+            item("4", "b@x.com", "Reports"),
+            item("5", "a@x.com", "Inbox"),
+            QueuedJob {
+                id: "6".into(),
+                group: "c@x.com".into(),
+                job: Err("not a job".into()),
+            },
+            item("7", "c@x.com", "Inbox"),
+            item("8", "d@x.com", "Busy"),
+        ];
+        let failed = run_batch(batch, 4, |job| {
+            ran.lock()
+                .unwrap()
+                .push(format!("{}/{}", job.mailbox, job.folder));
+            async move {
+                match job.folder.as_str() {
+                    "Fails" => JobOutcome::Failed("boom".into()),
+                    "Busy" => JobOutcome::Busy("leased".into()),
+                    _ => JobOutcome::Done { imported: 1 },
+                }
+            }
+        })
+        .await;
+        let mut failed = failed;
+        failed.sort();
+        assert_eq!(failed, ["3", "5", "6", "7", "8"]);
+        let mut ran = ran.into_inner().unwrap();
+        ran.sort();
+        // 5 and 7 never ran: they come after a failure in their group.
+        assert_eq!(
+            ran,
+            [
+                "a@x.com/Fails",
+                "a@x.com/Inbox",
+                "b@x.com/Inbox",
+                "b@x.com/Reports",
+                "d@x.com/Busy"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_busy_incomplete_and_failed_jobs_are_retried() {
+        assert!(!JobOutcome::Done { imported: 0 }.retry());
+        assert!(!JobOutcome::Skipped("gone".into()).retry());
+        assert!(JobOutcome::Busy("x".into()).retry());
+        assert!(JobOutcome::Incomplete.retry());
+        assert!(JobOutcome::Failed("x".into()).retry());
+    }
+}
