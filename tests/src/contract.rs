@@ -1,14 +1,15 @@
 //! One contract per port, run against every adapter (object_store's `integration.rs` pattern):
-//! [`state_store_contract`], [`blob_store_contract`] and [`job_queue_contract`] call focused cases named for the
-//! behaviour they check. Each case uses its own mailboxes, leases and keys, so the cases can share
-//! one store and a failure names the case that broke.
+//! [`state_store_contract`], [`subscription_contract`], [`alert_contract`], [`blob_store_contract`]
+//! and [`job_queue_contract`] call focused cases named for the behaviour they check. Each case
+//! uses its own mailboxes, leases, credentials and keys, so the cases can share one store and a
+//! failure names the case that broke.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use mailroom::clock::ManualClock;
 use mailroom::domain::{
-    AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
-    RecordState,
+    AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
+    MessageRecord, RecordState, SubscriptionRecord,
 };
 use mailroom::ports::{
     BlobError, BlobStore, ByteStream, CreateOutcome, JobKind, JobQueue, LeaseOutcome, StateStore,
@@ -512,6 +513,264 @@ pub async fn released_lease_can_be_taken_by_anyone(store: &dyn StateStore) {
         must(store.acquire_lease(&lease, "runner-b", at(1), at(61)).await),
         LeaseOutcome::Acquired
     );
+}
+
+// ---- StateStore: subscriptions ----------------------------------------------------------------
+
+/// Every subscription case of the [`StateStore`], in turn.
+pub async fn subscription_contract(store: &dyn StateStore) {
+    subscription_round_trips_every_field(store).await;
+    get_subscription_of_an_unknown_id_is_none(store).await;
+    putting_a_subscription_with_the_same_id_replaces_it(store).await;
+    subscriptions_are_listed_by_mailbox_folder_then_id(store).await;
+    deleting_a_subscription_reports_whether_it_existed(store).await;
+    subscription_debug_output_hides_the_client_state(store).await;
+}
+
+/// A fresh Graph subscription id.
+pub fn subscription_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// A complete subscription record with a fresh client state, and times with a fraction of a
+/// second.
+pub fn subscription(mailbox: &MailboxAddress, folder: &str, id: &str) -> SubscriptionRecord {
+    SubscriptionRecord {
+        id: id.into(),
+        mailbox: mailbox.clone(),
+        folder: folder.into(),
+        client_state: ClientState::generate(),
+        expires_at: datetime!(2030-01-03 23:30:15.25 -02:00),
+        notification_url: "https://mailroom.example.com/notifications?v=1".into(),
+        created_at: datetime!(2030-01-01 00:00:01.5 UTC),
+    }
+}
+
+/// The store's subscriptions of the given mailboxes, in the store's order.
+async fn subscriptions_of(
+    store: &dyn StateStore,
+    mailboxes: &[&MailboxAddress],
+) -> Vec<SubscriptionRecord> {
+    must(store.list_subscriptions().await)
+        .into_iter()
+        .filter(|s| mailboxes.contains(&&s.mailbox))
+        .collect()
+}
+
+pub async fn subscription_round_trips_every_field(store: &dyn StateStore) {
+    let address = mailbox("sub-round-trip");
+    let sub = subscription(&address, "Inbox/Deep/Folder #2", &subscription_id());
+    must(store.put_subscription(&sub).await);
+    let got = must(store.get_subscription(&sub.id).await)
+        .unwrap_or_else(|| panic!("subscription {} was not stored", sub.id));
+    assert_eq!(got, sub);
+    // `==` on the client state is the constant-time comparison a notification's check uses.
+    assert!(got.client_state == sub.client_state);
+    assert!(got.client_state.matches(sub.client_state.expose()));
+    assert_eq!(got.client_state.expose(), sub.client_state.expose());
+    assert!(got.client_state != ClientState::generate());
+    assert_eq!(subscriptions_of(store, &[&address]).await, vec![sub]);
+}
+
+pub async fn get_subscription_of_an_unknown_id_is_none(store: &dyn StateStore) {
+    let address = mailbox("sub-unknown");
+    must(
+        store
+            .put_subscription(&subscription(&address, "Inbox", &subscription_id()))
+            .await,
+    );
+    assert_eq!(must(store.get_subscription(&subscription_id()).await), None);
+}
+
+pub async fn putting_a_subscription_with_the_same_id_replaces_it(store: &dyn StateStore) {
+    let (first_box, second_box) = (mailbox("sub-replace"), mailbox("sub-replace"));
+    let id = subscription_id();
+    let first = subscription(&first_box, "Inbox", &id);
+    must(store.put_subscription(&first).await);
+    // Every field but the id differs (a renewal changes only `expires_at`; this is stricter).
+    let second = SubscriptionRecord {
+        id: id.clone(),
+        mailbox: second_box.clone(),
+        folder: "Archive".into(),
+        client_state: ClientState::generate(),
+        expires_at: datetime!(2030-01-06 00:00:00 UTC),
+        notification_url: "https://mailroom.example.com/notifications?v=2".into(),
+        created_at: datetime!(2030-01-02 00:00:00 UTC),
+    };
+    must(store.put_subscription(&second).await);
+    let got = must(store.get_subscription(&id).await);
+    assert_eq!(got, Some(second.clone()));
+    assert!(got.is_some_and(|g| g.client_state.expose() == second.client_state.expose()));
+    assert_eq!(
+        subscriptions_of(store, &[&first_box, &second_box]).await,
+        vec![second]
+    );
+}
+
+/// 30 subscriptions of about 40 KB each: more than DynamoDB's 1 MB page, so a complete list needs
+/// paging.
+pub async fn subscriptions_are_listed_by_mailbox_folder_then_id(store: &dyn StateStore) {
+    const COUNT: usize = 30;
+    let suffix = unique();
+    let addresses = [
+        must(MailboxAddress::parse(&format!("a-{suffix}@contoso.com"))),
+        must(MailboxAddress::parse(&format!("a-{suffix}.b@contoso.com"))),
+        must(MailboxAddress::parse(&format!("b-{suffix}@contoso.com"))),
+    ];
+    // `Inbox` sorts before `Inbox 2`, but `Inbox#{id}` would sort after `Inbox 2#{id}` (` ` is
+    // below `#`): the order must be by the fields, not by one concatenated key.
+    let folders = ["Archive", "Inbox", "Inbox 2", "Inbox/Deep #2"];
+    let padding = "x".repeat(40 * 1024);
+    let mut wanted: Vec<SubscriptionRecord> = (0..COUNT)
+        .map(|i| SubscriptionRecord {
+            notification_url: format!("https://mailroom.example.com/notifications?pad={padding}"),
+            ..subscription(
+                &addresses[i % addresses.len()],
+                folders[(i / addresses.len()) % folders.len()],
+                &format!("{:02}-{}", (i * 7) % COUNT, subscription_id()),
+            )
+        })
+        .collect();
+    futures::stream::iter(&wanted)
+        .map(|s| store.put_subscription(s))
+        .buffer_unordered(8)
+        .try_for_each(|()| async { Ok(()) })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wanted.sort_by(|a, b| (&a.mailbox, &a.folder, &a.id).cmp(&(&b.mailbox, &b.folder, &b.id)));
+
+    let listed = subscriptions_of(store, &addresses.iter().collect::<Vec<_>>()).await;
+    assert_eq!(listed.len(), COUNT, "every subscription exactly once");
+    assert_eq!(listed, wanted);
+    // The whole list is in order too, not only this case's part of it.
+    let all = must(store.list_subscriptions().await);
+    assert!(
+        all.windows(2)
+            .all(|w| (&w[0].mailbox, &w[0].folder, &w[0].id)
+                <= (&w[1].mailbox, &w[1].folder, &w[1].id)),
+        "list_subscriptions is not ordered by mailbox, folder, id"
+    );
+}
+
+pub async fn deleting_a_subscription_reports_whether_it_existed(store: &dyn StateStore) {
+    let address = mailbox("sub-delete");
+    let kept = subscription(&address, "Archive", &subscription_id());
+    let deleted = subscription(&address, "Inbox", &subscription_id());
+    must(store.put_subscription(&kept).await);
+    must(store.put_subscription(&deleted).await);
+    assert!(must(store.delete_subscription(&deleted.id).await));
+    assert!(!must(store.delete_subscription(&deleted.id).await));
+    assert_eq!(must(store.get_subscription(&deleted.id).await), None);
+    assert_eq!(
+        subscriptions_of(store, &[&address]).await,
+        vec![kept.clone()]
+    );
+    assert_eq!(must(store.get_subscription(&kept.id).await), Some(kept));
+}
+
+pub async fn subscription_debug_output_hides_the_client_state(store: &dyn StateStore) {
+    let address = mailbox("sub-debug");
+    let sub = subscription(&address, "Inbox", &subscription_id());
+    must(store.put_subscription(&sub).await);
+    let got = must(store.get_subscription(&sub.id).await);
+    let listed = subscriptions_of(store, &[&address]).await;
+    let secret = sub.client_state.expose();
+    for shown in [
+        format!("{sub:?}"),
+        format!("{sub:#?}"),
+        format!("{got:?}"),
+        format!("{listed:?}"),
+    ] {
+        assert!(shown.contains(&sub.id), "{shown}");
+        assert!(
+            !shown.contains(secret),
+            "the client state is shown: {shown}"
+        );
+    }
+}
+
+// ---- StateStore: alert claims -----------------------------------------------------------------
+
+/// Every alert-claim case of the [`StateStore`], in turn.
+pub async fn alert_contract(store: &dyn StateStore) {
+    an_alert_is_claimed_once(store).await;
+    concurrent_claims_of_one_alert_give_exactly_one_winner(store).await;
+    a_released_alert_can_be_claimed_again(store).await;
+    alerts_are_listed_per_credential_in_ascending_order(store).await;
+}
+
+/// A credential name no other case uses.
+pub fn credential(prefix: &str) -> String {
+    format!("{prefix}-{}", unique())
+}
+
+pub async fn an_alert_is_claimed_once(store: &dyn StateStore) {
+    let credential = credential("alert-once");
+    let key = "2030-06-30T00:00:00Z#14";
+    assert!(must(store.claim_alert(&credential, key, at(0)).await));
+    assert!(!must(store.claim_alert(&credential, key, at(0)).await));
+    // A retry later, as the next run would make, is refused too.
+    assert!(!must(store.claim_alert(&credential, key, at(900)).await));
+    assert_eq!(must(store.list_alerts(&credential).await), [key]);
+    // The same key of another credential is a different alert.
+    assert!(must(
+        store
+            .claim_alert(&format!("{credential}-other"), key, at(0))
+            .await
+    ));
+}
+
+pub async fn concurrent_claims_of_one_alert_give_exactly_one_winner(store: &dyn StateStore) {
+    let credential = credential("alert-race");
+    let key = "2030-06-30T00:00:00Z#7";
+    let claims =
+        futures::future::join_all((0..8).map(|i| store.claim_alert(&credential, key, at(i)))).await;
+    let claims: Vec<bool> = claims.into_iter().map(must).collect();
+    assert_eq!(claims.iter().filter(|won| **won).count(), 1, "{claims:?}");
+    assert_eq!(must(store.list_alerts(&credential).await), [key]);
+}
+
+pub async fn a_released_alert_can_be_claimed_again(store: &dyn StateStore) {
+    let credential = credential("alert-release");
+    let key = "2030-06-30T00:00:00Z#1";
+    // Releasing a claim nobody made is fine.
+    must(store.release_alert(&credential, key).await);
+    assert!(must(store.claim_alert(&credential, key, at(0)).await));
+    must(store.release_alert(&credential, key).await);
+    assert!(must(store.list_alerts(&credential).await).is_empty());
+    assert!(must(store.claim_alert(&credential, key, at(60)).await));
+    assert!(!must(store.claim_alert(&credential, key, at(61)).await));
+    assert_eq!(must(store.list_alerts(&credential).await), [key]);
+}
+
+pub async fn alerts_are_listed_per_credential_in_ascending_order(store: &dyn StateStore) {
+    let first = credential("alert-list");
+    // A name that extends the first: a prefix match would mix them up.
+    let second = format!("{first}-b");
+    let keys = [
+        "2030-12-01T00:00:00Z#7",
+        "2030-06-30T00:00:00Z#14",
+        "2030-12-01T00:00:00Z#14",
+        "2030-06-30T00:00:00Z#30",
+        "2030-06-30T00:00:00Z#1",
+    ];
+    assert!(must(store.list_alerts(&first).await).is_empty());
+    for key in keys {
+        assert!(must(store.claim_alert(&first, key, at(0)).await));
+    }
+    assert!(must(
+        store
+            .claim_alert(&second, "2030-01-01T00:00:00Z#30", at(0))
+            .await
+    ));
+    let mut ascending = keys.map(str::to_owned).to_vec();
+    ascending.sort();
+    assert_eq!(must(store.list_alerts(&first).await), ascending);
+    assert_eq!(
+        must(store.list_alerts(&second).await),
+        ["2030-01-01T00:00:00Z#30"]
+    );
+    assert!(must(store.list_alerts(&credential("alert-none")).await).is_empty());
 }
 
 // ---- BlobStore --------------------------------------------------------------------------------

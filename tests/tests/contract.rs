@@ -21,7 +21,8 @@ use mailroom::ports::{
     StoreError,
 };
 use mailroom_tests::contract::{
-    self, Delivered, blob_store_contract, job_queue_contract, state_store_contract,
+    self, Delivered, alert_contract, blob_store_contract, job_queue_contract, state_store_contract,
+    subscription_contract,
 };
 use mailroom_tests::moto::Moto;
 use secrecy::ExposeSecret;
@@ -38,6 +39,28 @@ async fn memory_state_store_passes_the_contract() {
 async fn dynamodb_state_store_passes_the_contract() {
     let (store, _) = Moto::shared().fresh_table().await;
     state_store_contract(&store).await;
+}
+
+#[tokio::test]
+async fn memory_state_store_passes_the_subscription_contract() {
+    subscription_contract(&MemoryStateStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_state_store_passes_the_subscription_contract() {
+    let (store, _) = Moto::shared().fresh_table().await;
+    subscription_contract(&store).await;
+}
+
+#[tokio::test]
+async fn memory_state_store_passes_the_alert_contract() {
+    alert_contract(&MemoryStateStore::default()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_state_store_passes_the_alert_contract() {
+    let (store, _) = Moto::shared().fresh_table().await;
+    alert_contract(&store).await;
 }
 
 #[tokio::test]
@@ -318,6 +341,110 @@ async fn dynamodb_lease_items_expire_through_ttl_a_day_after_the_lease() {
 }
 
 #[tokio::test]
+async fn dynamodb_subscription_and_alert_items_follow_the_documented_layout() {
+    let moto = Moto::shared();
+    let (store, table) = moto.fresh_table().await;
+    let client = moto.clients().dynamodb;
+    let item = async |pk: String, sk: String| {
+        client
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    };
+
+    let sub = contract::subscription(
+        &contract::mailbox("layout"),
+        "Inbox",
+        &contract::subscription_id(),
+    );
+    store.put_subscription(&sub).await.unwrap();
+    let stored = item("SUBSCRIPTION".into(), format!("SUB#{}", sub.id)).await;
+    let s = |name: &str| stored[name].as_s().unwrap().as_str();
+    assert_eq!(s("id"), sub.id);
+    assert_eq!(s("mailbox"), sub.mailbox.as_str());
+    assert_eq!(s("folder"), "Inbox");
+    assert_eq!(s("client_state"), sub.client_state.expose());
+    assert_eq!(s("expires_at"), "2030-01-04T01:30:15.25Z");
+    assert_eq!(s("notification_url"), sub.notification_url);
+    assert_eq!(s("created_at"), "2030-01-01T00:00:01.5Z");
+
+    let credential = contract::credential("layout");
+    assert!(
+        store
+            .claim_alert(
+                &credential,
+                "2030-06-30T00:00:00Z#14",
+                datetime!(2030-06-16 00:00:00.25 UTC)
+            )
+            .await
+            .unwrap()
+    );
+    let claim = item(
+        format!("ALERT#{credential}"),
+        "2030-06-30T00:00:00Z#14".into(),
+    )
+    .await;
+    assert_eq!(
+        claim["claimed_at"],
+        AttributeValue::S("2030-06-16T00:00:00.25Z".into())
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_malformed_subscription_items_name_the_attribute_not_the_client_state() {
+    let moto = Moto::shared();
+    let (store, table) = moto.fresh_table().await;
+    let sub = contract::subscription(
+        &contract::mailbox("malformed-sub"),
+        "Inbox",
+        &contract::subscription_id(),
+    );
+    moto.clients()
+        .dynamodb
+        .put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("SUBSCRIPTION".into()))
+        .item("sk", AttributeValue::S(format!("SUB#{}", sub.id)))
+        .item("id", AttributeValue::S(sub.id.clone()))
+        .item("mailbox", AttributeValue::S(sub.mailbox.to_string()))
+        .item("folder", AttributeValue::S("Inbox".into()))
+        .item(
+            "client_state",
+            AttributeValue::S(sub.client_state.expose().into()),
+        )
+        .item("expires_at", AttributeValue::N("1893456000".into()))
+        .send()
+        .await
+        .unwrap();
+    for err in [
+        store.get_subscription(&sub.id).await.unwrap_err(),
+        store.list_subscriptions().await.unwrap_err(),
+    ] {
+        let shown = format!("{err} {err:?}");
+        let StoreError::Malformed { operation, detail } = &err else {
+            panic!("expected Malformed, got {shown}");
+        };
+        assert!(
+            ["get subscription", "list subscriptions"].contains(operation),
+            "{shown}"
+        );
+        assert!(detail.contains("'expires_at'"), "{detail}");
+        assert!(
+            detail.contains(&format!("pk='SUBSCRIPTION' sk='SUB#{}'", sub.id)),
+            "{detail}"
+        );
+        assert!(!shown.contains(sub.client_state.expose()), "{shown}");
+    }
+}
+
+#[tokio::test]
 async fn dynamodb_malformed_items_are_reported_with_attribute_and_key() {
     let moto = Moto::shared();
     let (store, table) = moto.fresh_table().await;
@@ -570,6 +697,20 @@ async fn sqlite_state_store_passes_the_contract() {
 }
 
 #[tokio::test]
+async fn sqlite_state_store_passes_the_subscription_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state/mailroom.db")).unwrap();
+    subscription_contract(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_state_store_passes_the_alert_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStateStore::open(&dir.path().join("state/mailroom.db")).unwrap();
+    alert_contract(&store).await;
+}
+
+#[tokio::test]
 async fn sqlite_state_store_survives_reopening() {
     use mailroom::domain::{AfterImport, Cursor, FolderKey, MailboxConfig, RecordState};
     use mailroom::ports::CreateOutcome;
@@ -600,6 +741,9 @@ async fn sqlite_state_store_survives_reopening() {
         datetime!(2030-01-01 00:00:00 UTC),
         datetime!(2030-01-01 00:05:00 UTC),
     );
+    let subscription =
+        contract::subscription(&mailbox, "Inbox/Reports", &contract::subscription_id());
+    let credential = contract::credential("reopen");
     {
         let store = SqliteStateStore::open(&path).unwrap();
         store.put_mailbox(&config).await.unwrap();
@@ -614,6 +758,8 @@ async fn sqlite_state_store_survives_reopening() {
                 .unwrap(),
             LeaseOutcome::Acquired
         );
+        store.put_subscription(&subscription).await.unwrap();
+        assert!(store.claim_alert(&credential, "k#14", now).await.unwrap());
     }
 
     let store = SqliteStateStore::open(&path).unwrap();
@@ -645,6 +791,12 @@ async fn sqlite_state_store_survives_reopening() {
             until
         }
     );
+    // So do subscriptions and alert claims.
+    assert_eq!(
+        store.get_subscription(&subscription.id).await.unwrap(),
+        Some(subscription)
+    );
+    assert!(!store.claim_alert(&credential, "k#14", until).await.unwrap());
 }
 
 #[tokio::test]

@@ -1,12 +1,14 @@
 //! [`StateStore`] on one DynamoDB table (single-table design).
 //!
-//! | item           | pk                  | sk                           | other attributes |
-//! |----------------|---------------------|------------------------------|------------------|
-//! | mailbox config | `CONFIG`            | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled |
-//! | message record | `MBX#{address}`     | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk, pending_pk? |
-//! | cursor         | `MBX#{address}`     | `CURSOR#{folder}`            | delta_link?, next_link? |
-//! | last run       | `MBX#{address}`     | `RUN#LAST`                   | summary (JSON) |
-//! | lease          | `LEASE#{name}`      | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
+//! | item           | pk                   | sk                           | other attributes |
+//! |----------------|----------------------|------------------------------|------------------|
+//! | mailbox config | `CONFIG`             | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled |
+//! | message record | `MBX#{address}`      | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk, pending_pk? |
+//! | cursor         | `MBX#{address}`      | `CURSOR#{folder}`            | delta_link?, next_link? |
+//! | last run       | `MBX#{address}`      | `RUN#LAST`                   | summary (JSON) |
+//! | lease          | `LEASE#{name}`       | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
+//! | subscription   | `SUBSCRIPTION`       | `SUB#{id}`                   | id, mailbox, folder, client_state, expires_at, notification_url, created_at |
+//! | alert claim    | `ALERT#{credential}` | `{alert_key}`                | claimed_at |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
 //! lists a mailbox's recent messages by received time. The sparse GSI `pending` (`pending_pk` =
@@ -35,8 +37,8 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::adapters::{epoch_millis, from_epoch_millis};
 use crate::domain::{
-    AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
-    RecordState, RunSummary, SubscriptionRecord,
+    AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
+    MessageRecord, RecordState, RunSummary, SubscriptionRecord,
 };
 use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
 
@@ -378,7 +380,7 @@ impl StateStore for DynamoStateStore {
             .index_name(PENDING_INDEX)
             .key_condition_expression("pending_pk = :pk")
             .expression_attribute_values(":pk", s(mailbox_pk(mailbox)));
-        let mut records = collect_records(OPERATION, query).await?;
+        let mut records = collect_items(OPERATION, query, record_from_item).await?;
         records.retain(|r| r.state == RecordState::Stored);
         Ok(records)
     }
@@ -396,7 +398,7 @@ impl StateStore for DynamoStateStore {
             .expression_attribute_values(":pk", s(mailbox_pk(mailbox)))
             .expression_attribute_values(":prefix", s("MSG#"))
             .consistent_read(true);
-        collect_records(OPERATION, query).await
+        collect_items(OPERATION, query, record_from_item).await
     }
 
     async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
@@ -546,39 +548,121 @@ impl StateStore for DynamoStateStore {
         }
     }
 
-    async fn put_subscription(&self, _sub: &SubscriptionRecord) -> Result<(), StoreError> {
-        Err(not_yet("put_subscription"))
+    async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError> {
+        const OPERATION: &str = "put subscription";
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(subscription_to_item(sub, OPERATION)?))
+            .send()
+            .await
+            .map_err(|e| unavailable(OPERATION, e))?;
+        Ok(())
     }
-    async fn get_subscription(&self, _id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        Err(not_yet("get_subscription"))
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        const OPERATION: &str = "get subscription";
+        self.get_item(OPERATION, subscription_key(id))
+            .await?
+            .map(|item| subscription_from_item(&item, OPERATION))
+            .transpose()
     }
+
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        Err(not_yet("list_subscriptions"))
+        const OPERATION: &str = "list subscriptions";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(SUBSCRIPTION_PK))
+            .expression_attribute_values(":prefix", s(SUBSCRIPTION_SK_PREFIX))
+            .consistent_read(true);
+        let mut subscriptions = collect_items(OPERATION, query, subscription_from_item).await?;
+        // The sort key orders by id alone; the port promises mailbox, folder, then id.
+        subscriptions
+            .sort_by(|a, b| (&a.mailbox, &a.folder, &a.id).cmp(&(&b.mailbox, &b.folder, &b.id)));
+        Ok(subscriptions)
     }
-    async fn delete_subscription(&self, _id: &str) -> Result<bool, StoreError> {
-        Err(not_yet("delete_subscription"))
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        const OPERATION: &str = "delete subscription";
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(subscription_key(id)))
+            // The old item tells us whether there was one, in the same call.
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| unavailable(OPERATION, e))?;
+        Ok(output.attributes.is_some_and(|a| !a.is_empty()))
     }
+
     async fn claim_alert(
         &self,
-        _credential: &str,
-        _alert_key: &str,
-        _now: OffsetDateTime,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        Err(not_yet("claim_alert"))
+        const OPERATION: &str = "claim alert";
+        let mut item = alert_item_key(credential, alert_key);
+        item.insert(
+            "claimed_at".into(),
+            s(rfc3339(now, "claimed_at", OPERATION)?),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // Only the first claim writes: the condition is what makes an alert go out once.
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(OPERATION, e)),
+        }
     }
-    async fn release_alert(&self, _credential: &str, _alert_key: &str) -> Result<(), StoreError> {
-        Err(not_yet("release_alert"))
-    }
-    async fn list_alerts(&self, _credential: &str) -> Result<Vec<String>, StoreError> {
-        Err(not_yet("list_alerts"))
-    }
-}
 
-// PLACEHOLDER until the subscription/alert items are implemented (being done on a branch).
-fn not_yet(operation: &'static str) -> StoreError {
-    StoreError::Unavailable {
-        operation,
-        detail: "not implemented yet".into(),
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "release alert";
+        // Deleting a claim that is not there is not an error: releasing is idempotent.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(alert_item_key(credential, alert_key)))
+            .send()
+            .await
+            .map_err(|e| unavailable(OPERATION, e))?;
+        Ok(())
+    }
+
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
+        const OPERATION: &str = "list alerts";
+        // Ascending sort key order (the default) is the port's ascending key order: DynamoDB
+        // compares strings by UTF-8 bytes, as Rust's `String` does.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(alert_pk(credential)))
+            .consistent_read(true);
+        collect_items(OPERATION, query, |item, operation| {
+            Attributes::new(item, operation)
+                .string("sk")
+                .map(str::to_owned)
+        })
+        .await
     }
 }
 
@@ -618,21 +702,22 @@ fn cursor_key(folder: &FolderKey) -> Item {
     )
 }
 
-/// Runs a record query through every page.
-async fn collect_records(
+/// Runs a query through every page, turning each item into a `T` with `from_item`.
+async fn collect_items<T>(
     operation: &'static str,
     query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
-) -> Result<Vec<MessageRecord>, StoreError> {
+    from_item: impl Fn(&Item, &'static str) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
     let mut items = query.into_paginator().items().send();
-    let mut records = Vec::new();
+    let mut collected = Vec::new();
     while let Some(item) = items
         .try_next()
         .await
         .map_err(|e| unavailable(operation, e))?
     {
-        records.push(record_from_item(&item, operation)?);
+        collected.push(from_item(&item, operation)?);
     }
-    Ok(records)
+    Ok(collected)
 }
 
 fn run_key(mailbox: &MailboxAddress) -> Item {
@@ -641,6 +726,24 @@ fn run_key(mailbox: &MailboxAddress) -> Item {
 
 fn lease_key(name: &str) -> Item {
     key(format!("LEASE#{name}"), "LEASE".to_owned())
+}
+
+const SUBSCRIPTION_PK: &str = "SUBSCRIPTION";
+const SUBSCRIPTION_SK_PREFIX: &str = "SUB#";
+
+fn subscription_key(id: &str) -> Item {
+    key(
+        SUBSCRIPTION_PK.to_owned(),
+        format!("{SUBSCRIPTION_SK_PREFIX}{id}"),
+    )
+}
+
+fn alert_pk(credential: &str) -> String {
+    format!("ALERT#{credential}")
+}
+
+fn alert_item_key(credential: &str, alert_key: &str) -> Item {
+    key(alert_pk(credential), alert_key.to_owned())
 }
 
 // ---- Wire mapping: domain -> item -------------------------------------------------------------
@@ -716,6 +819,27 @@ fn cursor_to_item(key: &FolderKey, cursor: &Cursor) -> Item {
     put_optional(&mut item, "delta_link", cursor.delta_link.as_deref());
     put_optional(&mut item, "next_link", cursor.next_link.as_deref());
     item
+}
+
+fn subscription_to_item(
+    sub: &SubscriptionRecord,
+    operation: &'static str,
+) -> Result<Item, StoreError> {
+    let mut item = subscription_key(&sub.id);
+    item.insert("id".into(), s(&sub.id));
+    item.insert("mailbox".into(), s(sub.mailbox.as_str()));
+    item.insert("folder".into(), s(&sub.folder));
+    item.insert("client_state".into(), s(sub.client_state.expose()));
+    item.insert(
+        "expires_at".into(),
+        s(rfc3339(sub.expires_at, "expires_at", operation)?),
+    );
+    item.insert("notification_url".into(), s(&sub.notification_url));
+    item.insert(
+        "created_at".into(),
+        s(rfc3339(sub.created_at, "created_at", operation)?),
+    );
+    Ok(item)
 }
 
 /// RFC 3339 in UTC, full precision (what the record attribute holds).
@@ -858,6 +982,24 @@ fn cursor_from_item(item: &Item, operation: &'static str) -> Result<Cursor, Stor
     })
 }
 
+/// Errors name the attribute and the item's key, never an attribute's value: the client state is
+/// a secret.
+fn subscription_from_item(
+    item: &Item,
+    operation: &'static str,
+) -> Result<SubscriptionRecord, StoreError> {
+    let a = Attributes::new(item, operation);
+    Ok(SubscriptionRecord {
+        id: a.string("id")?.to_owned(),
+        mailbox: a.mailbox("mailbox")?,
+        folder: a.string("folder")?.to_owned(),
+        client_state: ClientState::from_stored(a.string("client_state")?),
+        expires_at: a.time("expires_at")?,
+        notification_url: a.string("notification_url")?.to_owned(),
+        created_at: a.time("created_at")?,
+    })
+}
+
 fn lease_from_item(
     item: &Item,
     operation: &'static str,
@@ -962,6 +1104,74 @@ mod tests {
             err.contains("'action'") && err.contains("move, mark_read"),
             "{err}"
         );
+    }
+
+    const CLIENT_STATE: &str = "s3cr3t-client-state-0123456789abcdef";
+
+    fn subscription() -> SubscriptionRecord {
+        SubscriptionRecord {
+            id: "7f105c7d-2dc5-4530-97cd-4e7ae6534c07".into(),
+            mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
+            folder: "Inbox/Reports".into(),
+            client_state: ClientState::from_stored(CLIENT_STATE),
+            expires_at: datetime!(2025-03-07 23:30:15.25 -02:00),
+            notification_url: "https://mailroom.example/notify".into(),
+            created_at: datetime!(2025-03-05 01:31 UTC),
+        }
+    }
+
+    #[test]
+    fn subscriptions_round_trip_through_items() {
+        let sub = subscription();
+        let item = subscription_to_item(&sub, "test").unwrap();
+        assert_eq!(item["pk"], s("SUBSCRIPTION"));
+        assert_eq!(item["sk"], s("SUB#7f105c7d-2dc5-4530-97cd-4e7ae6534c07"));
+        assert_eq!(item["client_state"], s(CLIENT_STATE));
+        assert_eq!(item["expires_at"], s("2025-03-08T01:30:15.25Z"));
+        assert_eq!(item["created_at"], s("2025-03-05T01:31:00Z"));
+        let back = subscription_from_item(&item, "test").unwrap();
+        assert_eq!(back.client_state.expose(), CLIENT_STATE);
+        assert_eq!(back, sub);
+    }
+
+    #[test]
+    fn malformed_subscription_items_name_the_attribute_not_the_client_state() {
+        let mut item = subscription_to_item(&subscription(), "get subscription").unwrap();
+        item.insert("expires_at".into(), s("soon"));
+        let err = subscription_from_item(&item, "get subscription").unwrap_err();
+        let StoreError::Malformed { operation, detail } = &err else {
+            panic!("expected Malformed, got {err:?}");
+        };
+        assert_eq!(*operation, "get subscription");
+        assert!(detail.contains("'expires_at'"), "{detail}");
+        assert!(
+            detail.contains("pk='SUBSCRIPTION' sk='SUB#7f105c7d"),
+            "{detail}"
+        );
+        assert!(!format!("{err} {err:?}").contains(CLIENT_STATE), "{err:?}");
+
+        let mut item = subscription_to_item(&subscription(), "list subscriptions").unwrap();
+        item.insert("client_state".into(), n(42));
+        let err = subscription_from_item(&item, "list subscriptions").unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("'client_state'"), "{shown}");
+        assert!(!shown.contains(CLIENT_STATE), "{shown}");
+
+        item.remove("client_state");
+        let err = subscription_from_item(&item, "list subscriptions")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'client_state'") && err.contains("missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn alert_claims_are_keyed_by_credential_and_alert_key() {
+        let item = alert_item_key("contoso", "2026-12-01T00:00:00Z#14");
+        assert_eq!(item["pk"], s("ALERT#contoso"));
+        assert_eq!(item["sk"], s("2026-12-01T00:00:00Z#14"));
     }
 
     #[test]

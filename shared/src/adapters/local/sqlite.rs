@@ -2,21 +2,24 @@
 //!
 //! The tables mirror the DynamoDB access patterns (see `adapters/aws/dynamodb.rs`):
 //!
-//! | table       | primary key              | other columns                                   | indexes |
-//! |-------------|--------------------------|-------------------------------------------------|---------|
-//! | `mailboxes` | (address, folder)        | action, processed_folder?, credential, enabled  | |
-//! | `records`   | (mailbox, message_id)    | folder, internet_message_id?, subject?, sender?, received_at, size, sha256, blob_key, imported_at, state | (mailbox, state, message_id) for pending records; (mailbox, received_at) |
-//! | `cursors`   | (mailbox, folder)        | delta_link?, next_link?                         | |
-//! | `leases`    | name                     | owner, until_ms (epoch milliseconds)            | |
+//! | table           | primary key              | other columns                                   | indexes |
+//! |-----------------|--------------------------|-------------------------------------------------|---------|
+//! | `mailboxes`     | (address, folder)        | action, processed_folder?, credential, enabled  | |
+//! | `records`       | (mailbox, message_id)    | folder, internet_message_id?, subject?, sender?, received_at, size, sha256, blob_key, imported_at, state | (mailbox, state, message_id) for pending records; (mailbox, received_at) |
+//! | `cursors`       | (mailbox, folder)        | delta_link?, next_link?                         | |
+//! | `leases`        | name                     | owner, until_ms (epoch milliseconds)            | |
+//! | `subscriptions` | id                       | mailbox, folder, client_state, expires_at, notification_url, created_at | |
+//! | `alerts`        | (credential, alert_key)  | claimed_at                                      | |
 //!
-//! Times of records are RFC 3339 in UTC with a fixed nine-digit fraction
-//! (`2025-03-05T01:30:15.250000000Z`): readable in the `sqlite3` shell, exact to the nanosecond
-//! (records round-trip equal), and ordered correctly as text, so the received-time index sorts
-//! by time. Lease times are epoch milliseconds, as in DynamoDB, so both stores agree on the
-//! expiry boundary.
+//! Times of records, subscriptions and alert claims are RFC 3339 in UTC with a fixed nine-digit
+//! fraction (`2025-03-05T01:30:15.250000000Z`): readable in the `sqlite3` shell, exact to the
+//! nanosecond (records round-trip equal), and ordered correctly as text, so the received-time
+//! index sorts by time. Lease times are epoch milliseconds, as in DynamoDB, so both stores agree
+//! on the expiry boundary.
 //!
 //! The schema version is `PRAGMA user_version`; [`SqliteStateStore::open`] creates the schema in
-//! an empty database and refuses a database newer than it knows, so later versions can migrate.
+//! an empty database, migrates an older one step by step (`MIGRATIONS`), and refuses a database
+//! newer than it knows.
 //!
 //! Wire mapping (domain <-> rows) lives in this file and nowhere else.
 
@@ -32,13 +35,13 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::adapters::{epoch_millis, from_epoch_millis};
 use crate::domain::{
-    AfterImport, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord,
-    RecordState, RunSummary, SubscriptionRecord,
+    AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
+    MessageRecord, RecordState, RunSummary, SubscriptionRecord,
 };
 use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// How long a statement waits for another process's write lock before failing (`mailroom status`
 /// reading while `mailroom serve` writes, for example).
@@ -96,6 +99,34 @@ CREATE TABLE runs (
     summary TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// Version 2: Graph subscriptions and alert claims.
+const SCHEMA_V2: &str = "
+CREATE TABLE subscriptions (
+    id               TEXT NOT NULL PRIMARY KEY,
+    mailbox          TEXT NOT NULL,
+    folder           TEXT NOT NULL,
+    client_state     TEXT NOT NULL,
+    expires_at       TEXT NOT NULL,
+    notification_url TEXT NOT NULL,
+    created_at       TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per alert sent (or being sent): the primary key is what makes an alert go out once.
+CREATE TABLE alerts (
+    credential TEXT NOT NULL,
+    alert_key  TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (credential, alert_key)
+) WITHOUT ROWID;
+";
+
+/// The schema steps: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`, so an empty
+/// database (version 0) runs them all. Released steps are never edited, only appended to.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, mailbox, folder, client_state, expires_at, notification_url, created_at";
 
 const RECORD_COLUMNS: &str = "mailbox, message_id, folder, internet_message_id, subject, sender, \
      received_at, size, sha256, blob_key, imported_at, state";
@@ -171,16 +202,17 @@ impl SqliteStateStore {
         &self.location
     }
 
-    /// Creates the schema in an empty database; accepts the current version; refuses a newer one
-    /// (written by a later Mailroom) rather than misreading it.
+    /// Creates the schema in an empty database; migrates an older one; accepts the current
+    /// version; refuses a newer one (written by a later Mailroom) rather than misreading it.
     fn with_schema(mut connection: Connection, location: String) -> Result<Self, StoreError> {
         const OPERATION: &str = "open database";
         let fail = |detail: String| StoreError::Unavailable {
             operation: OPERATION,
             detail: format!("{location}: {detail}"),
         };
-        // IMMEDIATE takes the write lock first, so two processes opening a new database at once
-        // do not both try to create the tables.
+        // IMMEDIATE takes the write lock first, so two processes opening a new (or old) database
+        // at once do not both try to create (or migrate) the tables. A failed step rolls back
+        // every step, leaving the database at the version it had.
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| fail(e.to_string()))?;
@@ -188,10 +220,15 @@ impl SqliteStateStore {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| fail(format!("cannot read the schema version: {e}")))?;
         match version {
-            0 => {
-                transaction
-                    .execute_batch(SCHEMA_V1)
-                    .map_err(|e| fail(format!("cannot create the schema: {e}")))?;
+            0..SCHEMA_VERSION => {
+                for (from, step) in (version..).zip(&MIGRATIONS[version as usize..]) {
+                    transaction.execute_batch(step).map_err(|e| {
+                        fail(format!(
+                            "cannot migrate the schema from version {from} to {}: {e}",
+                            from + 1
+                        ))
+                    })?;
+                }
                 transaction
                     .pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(|e| fail(e.to_string()))?;
@@ -607,39 +644,138 @@ impl StateStore for SqliteStateStore {
         .await
     }
 
-    async fn put_subscription(&self, _sub: &SubscriptionRecord) -> Result<(), StoreError> {
-        Err(not_yet("put_subscription"))
+    async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError> {
+        const OPERATION: &str = "put subscription";
+        let sub = sub.clone();
+        self.run(OPERATION, move |c| {
+            let expires_at = sortable_utc(sub.expires_at, "expires_at", OPERATION)?;
+            let created_at = sortable_utc(sub.created_at, "created_at", OPERATION)?;
+            c.execute(
+                &format!(
+                    "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
+                     VALUES (:id, :mailbox, :folder, :client_state, :expires_at,
+                             :notification_url, :created_at)
+                     ON CONFLICT (id) DO UPDATE SET
+                         mailbox = excluded.mailbox,
+                         folder = excluded.folder,
+                         client_state = excluded.client_state,
+                         expires_at = excluded.expires_at,
+                         notification_url = excluded.notification_url,
+                         created_at = excluded.created_at"
+                ),
+                named_params! {
+                    ":id": sub.id,
+                    ":mailbox": sub.mailbox.as_str(),
+                    ":folder": sub.folder,
+                    ":client_state": sub.client_state.expose(),
+                    ":expires_at": expires_at,
+                    ":notification_url": sub.notification_url,
+                    ":created_at": created_at,
+                },
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
     }
-    async fn get_subscription(&self, _id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        Err(not_yet("get_subscription"))
+
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        const OPERATION: &str = "get subscription";
+        let id = id.to_owned();
+        self.run(OPERATION, move |c| {
+            let mut subscriptions = select_subscriptions(
+                c,
+                &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"),
+                [&id],
+                OPERATION,
+            )?;
+            Ok(subscriptions.pop())
+        })
+        .await
     }
+
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        Err(not_yet("list_subscriptions"))
+        const OPERATION: &str = "list subscriptions";
+        self.run(OPERATION, move |c| {
+            // BINARY collation compares UTF-8 bytes, the same order as Rust's `String`.
+            select_subscriptions(
+                c,
+                &format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY mailbox, folder, id"
+                ),
+                [],
+                OPERATION,
+            )
+        })
+        .await
     }
-    async fn delete_subscription(&self, _id: &str) -> Result<bool, StoreError> {
-        Err(not_yet("delete_subscription"))
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
+        const OPERATION: &str = "delete subscription";
+        let id = id.to_owned();
+        self.run(OPERATION, move |c| {
+            let deleted = c
+                .execute("DELETE FROM subscriptions WHERE id = ?1", [&id])
+                .map_err(sql_error(OPERATION))?;
+            Ok(deleted > 0)
+        })
+        .await
     }
+
     async fn claim_alert(
         &self,
-        _credential: &str,
-        _alert_key: &str,
-        _now: OffsetDateTime,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        Err(not_yet("claim_alert"))
+        const OPERATION: &str = "claim alert";
+        let (credential, alert_key) = (credential.to_owned(), alert_key.to_owned());
+        self.run(OPERATION, move |c| {
+            let claimed_at = sortable_utc(now, "claimed_at", OPERATION)?;
+            // One statement, so atomic (across processes too): inserting a claim that exists
+            // changes no row.
+            let inserted = c
+                .execute(
+                    "INSERT INTO alerts (credential, alert_key, claimed_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (credential, alert_key) DO NOTHING",
+                    (&credential, &alert_key, &claimed_at),
+                )
+                .map_err(sql_error(OPERATION))?;
+            Ok(inserted == 1)
+        })
+        .await
     }
-    async fn release_alert(&self, _credential: &str, _alert_key: &str) -> Result<(), StoreError> {
-        Err(not_yet("release_alert"))
-    }
-    async fn list_alerts(&self, _credential: &str) -> Result<Vec<String>, StoreError> {
-        Err(not_yet("list_alerts"))
-    }
-}
 
-// PLACEHOLDER until the subscription/alert items are implemented (being done on a branch).
-fn not_yet(operation: &'static str) -> StoreError {
-    StoreError::Unavailable {
-        operation,
-        detail: "not implemented yet".into(),
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "release alert";
+        let (credential, alert_key) = (credential.to_owned(), alert_key.to_owned());
+        self.run(OPERATION, move |c| {
+            // Releasing a claim that is not there deletes nothing: releasing is idempotent.
+            c.execute(
+                "DELETE FROM alerts WHERE credential = ?1 AND alert_key = ?2",
+                (&credential, &alert_key),
+            )
+            .map_err(sql_error(OPERATION))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
+        const OPERATION: &str = "list alerts";
+        let credential = credential.to_owned();
+        self.run(OPERATION, move |c| {
+            let mut statement = c
+                .prepare("SELECT alert_key FROM alerts WHERE credential = ?1 ORDER BY alert_key")
+                .map_err(sql_error(OPERATION))?;
+            let keys = statement
+                .query_map([&credential], |row| row.get(0))
+                .map_err(sql_error(OPERATION))?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(sql_error(OPERATION))?;
+            Ok(keys)
+        })
+        .await
     }
 }
 
@@ -724,6 +860,21 @@ fn select_records(
         records.push(record_from_row(row, operation)?);
     }
     Ok(records)
+}
+
+fn select_subscriptions(
+    connection: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    operation: &'static str,
+) -> Result<Vec<SubscriptionRecord>, StoreError> {
+    let mut statement = connection.prepare(sql).map_err(sql_error(operation))?;
+    let mut rows = statement.query(params).map_err(sql_error(operation))?;
+    let mut subscriptions = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error(operation))? {
+        subscriptions.push(subscription_from_row(row, operation)?);
+    }
+    Ok(subscriptions)
 }
 
 /// Read access to one row's columns; every failure names the column and the row's key.
@@ -832,6 +983,28 @@ fn record_from_row(row: &Row<'_>, operation: &'static str) -> Result<MessageReco
     })
 }
 
+/// Errors name the column and the subscription id, never a column's value: the client state is
+/// a secret.
+fn subscription_from_row(
+    row: &Row<'_>,
+    operation: &'static str,
+) -> Result<SubscriptionRecord, StoreError> {
+    let c = Columns {
+        row,
+        operation,
+        what: format!("subscription (id='{}')", key_text(row, "id")),
+    };
+    Ok(SubscriptionRecord {
+        id: c.text("id")?,
+        mailbox: c.mailbox("mailbox")?,
+        folder: c.text("folder")?,
+        client_state: ClientState::from_stored(c.text("client_state")?),
+        expires_at: c.time("expires_at")?,
+        notification_url: c.text("notification_url")?,
+        created_at: c.time("created_at")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -922,7 +1095,86 @@ mod tests {
             .unwrap();
         let err = SqliteStateStore::open(&path).unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
-        assert!(err.contains("schema version 2"), "{err}");
+        assert!(
+            err.contains(&format!("schema version {}", SCHEMA_VERSION + 1)),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            // What Mailroom wrote before subscriptions and alerts existed.
+            let connection = Connection::open(&path).unwrap();
+            connection.execute_batch(SCHEMA_V1).unwrap();
+            connection
+                .execute(
+                    "INSERT INTO leases (name, owner, until_ms) VALUES ('mbx', 'runner-a', 1)",
+                    [],
+                )
+                .unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let store = SqliteStateStore::open(&path).unwrap();
+        let version: i32 = lock(&store.connection)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(raw(&store, "SELECT owner FROM leases"), "runner-a");
+        assert!(
+            store
+                .claim_alert("contoso", "k", datetime!(2030-01-01 0:00 UTC))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.list_alerts("contoso").await.unwrap(), ["k"]);
+        assert!(store.list_subscriptions().await.unwrap().is_empty());
+        drop(store);
+        // Opening again finds the current version and changes nothing.
+        let store = SqliteStateStore::open(&path).unwrap();
+        assert_eq!(store.list_alerts("contoso").await.unwrap(), ["k"]);
+    }
+
+    #[tokio::test]
+    async fn malformed_subscription_rows_name_the_column_not_the_client_state() {
+        const CLIENT_STATE: &str = "s3cr3t-client-state-0123456789abcdef";
+        let store = SqliteStateStore::in_memory().unwrap();
+        let sub = SubscriptionRecord {
+            id: "sub-1".into(),
+            mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
+            folder: "Inbox".into(),
+            client_state: ClientState::from_stored(CLIENT_STATE),
+            expires_at: datetime!(2025-03-07 23:30:15.123456789 -02:00),
+            notification_url: "https://mailroom.example/notify".into(),
+            created_at: datetime!(2025-03-05 01:31 UTC),
+        };
+        store.put_subscription(&sub).await.unwrap();
+        assert_eq!(
+            raw(&store, "SELECT expires_at FROM subscriptions"),
+            "2025-03-08T01:30:15.123456789Z"
+        );
+        assert_eq!(store.get_subscription("sub-1").await.unwrap(), Some(sub));
+        lock(&store.connection)
+            .execute("UPDATE subscriptions SET expires_at = 'soon'", [])
+            .unwrap();
+        let err = store.list_subscriptions().await.unwrap_err();
+        let StoreError::Malformed { operation, detail } = &err else {
+            panic!("expected Malformed, got {err:?}");
+        };
+        assert_eq!(*operation, "list subscriptions");
+        assert!(detail.contains("column 'expires_at'"), "{detail}");
+        assert!(detail.contains("subscription (id='sub-1')"), "{detail}");
+        assert!(!format!("{err} {err:?}").contains(CLIENT_STATE), "{err:?}");
+
+        lock(&store.connection)
+            .execute("UPDATE subscriptions SET client_state = x'c0ffee'", [])
+            .unwrap();
+        let err = store.get_subscription("sub-1").await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("column 'client_state'"), "{shown}");
+        assert!(!shown.contains(CLIENT_STATE), "{shown}");
     }
 
     #[test]
