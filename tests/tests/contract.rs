@@ -415,6 +415,7 @@ async fn dynamodb_malformed_subscription_items_name_the_attribute_not_the_client
         .item("id", AttributeValue::S(sub.id.clone()))
         .item("mailbox", AttributeValue::S(sub.mailbox.to_string()))
         .item("folder", AttributeValue::S("Inbox".into()))
+        .item("credential", AttributeValue::S("main".into()))
         .item(
             "client_state",
             AttributeValue::S(sub.client_state.expose().into()),

@@ -7,7 +7,7 @@
 //! | cursor         | `MBX#{address}`      | `CURSOR#{folder}`            | delta_link?, next_link? |
 //! | last run       | `MBX#{address}`      | `RUN#LAST`                   | summary (JSON) |
 //! | lease          | `LEASE#{name}`       | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
-//! | subscription   | `SUBSCRIPTION`       | `SUB#{id}`                   | id, mailbox, folder, client_state, expires_at, notification_url, created_at |
+//! | subscription   | `SUBSCRIPTION`       | `SUB#{id}`                   | id, mailbox, folder, credential, client_state, expires_at, notification_url, created_at |
 //! | alert claim    | `ALERT#{credential}` | `{alert_key}`                | claimed_at |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
@@ -835,6 +835,7 @@ fn subscription_to_item(
         s(rfc3339(sub.expires_at, "expires_at", operation)?),
     );
     item.insert("notification_url".into(), s(&sub.notification_url));
+    item.insert("credential".into(), s(&sub.credential));
     item.insert(
         "created_at".into(),
         s(rfc3339(sub.created_at, "created_at", operation)?),
@@ -993,6 +994,7 @@ fn subscription_from_item(
         id: a.string("id")?.to_owned(),
         mailbox: a.mailbox("mailbox")?,
         folder: a.string("folder")?.to_owned(),
+        credential: a.string("credential")?.to_owned(),
         client_state: ClientState::from_stored(a.string("client_state")?),
         expires_at: a.time("expires_at")?,
         notification_url: a.string("notification_url")?.to_owned(),
@@ -1113,6 +1115,7 @@ mod tests {
             id: "7f105c7d-2dc5-4530-97cd-4e7ae6534c07".into(),
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox/Reports".into(),
+            credential: "main".into(),
             client_state: ClientState::from_stored(CLIENT_STATE),
             expires_at: datetime!(2025-03-07 23:30:15.25 -02:00),
             notification_url: "https://mailroom.example/notify".into(),

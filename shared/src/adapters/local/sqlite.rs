@@ -8,7 +8,7 @@
 //! | `records`       | (mailbox, message_id)    | folder, internet_message_id?, subject?, sender?, received_at, size, sha256, blob_key, imported_at, state | (mailbox, state, message_id) for pending records; (mailbox, received_at) |
 //! | `cursors`       | (mailbox, folder)        | delta_link?, next_link?                         | |
 //! | `leases`        | name                     | owner, until_ms (epoch milliseconds)            | |
-//! | `subscriptions` | id                       | mailbox, folder, client_state, expires_at, notification_url, created_at | |
+//! | `subscriptions` | id                       | mailbox, folder, credential, client_state, expires_at, notification_url, created_at | |
 //! | `alerts`        | (credential, alert_key)  | claimed_at                                      | |
 //!
 //! Times of records, subscriptions and alert claims are RFC 3339 in UTC with a fixed nine-digit
@@ -106,6 +106,7 @@ CREATE TABLE subscriptions (
     id               TEXT NOT NULL PRIMARY KEY,
     mailbox          TEXT NOT NULL,
     folder           TEXT NOT NULL,
+    credential       TEXT NOT NULL,
     client_state     TEXT NOT NULL,
     expires_at       TEXT NOT NULL,
     notification_url TEXT NOT NULL,
@@ -126,7 +127,7 @@ CREATE TABLE alerts (
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
 
 const SUBSCRIPTION_COLUMNS: &str =
-    "id, mailbox, folder, client_state, expires_at, notification_url, created_at";
+    "id, mailbox, folder, credential, client_state, expires_at, notification_url, created_at";
 
 const RECORD_COLUMNS: &str = "mailbox, message_id, folder, internet_message_id, subject, sender, \
      received_at, size, sha256, blob_key, imported_at, state";
@@ -653,11 +654,12 @@ impl StateStore for SqliteStateStore {
             c.execute(
                 &format!(
                     "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
-                     VALUES (:id, :mailbox, :folder, :client_state, :expires_at,
+                     VALUES (:id, :mailbox, :folder, :credential, :client_state, :expires_at,
                              :notification_url, :created_at)
                      ON CONFLICT (id) DO UPDATE SET
                          mailbox = excluded.mailbox,
                          folder = excluded.folder,
+                         credential = excluded.credential,
                          client_state = excluded.client_state,
                          expires_at = excluded.expires_at,
                          notification_url = excluded.notification_url,
@@ -667,6 +669,7 @@ impl StateStore for SqliteStateStore {
                     ":id": sub.id,
                     ":mailbox": sub.mailbox.as_str(),
                     ":folder": sub.folder,
+                    ":credential": sub.credential,
                     ":client_state": sub.client_state.expose(),
                     ":expires_at": expires_at,
                     ":notification_url": sub.notification_url,
@@ -998,6 +1001,7 @@ fn subscription_from_row(
         id: c.text("id")?,
         mailbox: c.mailbox("mailbox")?,
         folder: c.text("folder")?,
+        credential: c.text("credential")?,
         client_state: ClientState::from_stored(c.text("client_state")?),
         expires_at: c.time("expires_at")?,
         notification_url: c.text("notification_url")?,
@@ -1145,6 +1149,7 @@ mod tests {
             id: "sub-1".into(),
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox".into(),
+            credential: "main".into(),
             client_state: ClientState::from_stored(CLIENT_STATE),
             expires_at: datetime!(2025-03-07 23:30:15.123456789 -02:00),
             notification_url: "https://mailroom.example/notify".into(),
