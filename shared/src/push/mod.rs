@@ -8,7 +8,10 @@
 //! - The subscriptions themselves are kept by the engine (`engine/subscriptions.rs`), because
 //!   creating and renewing them needs Graph credentials, which the webhook does not hold.
 
+pub mod local;
 pub mod notification;
+#[cfg(feature = "webhook-server")]
+pub mod server;
 pub mod webhook;
 
 pub use webhook::{Endpoint, Webhook, WebhookRequest, WebhookResponse};
