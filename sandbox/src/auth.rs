@@ -1,5 +1,6 @@
 //! The Entra ID token endpoint, client-credentials grant (graph-notes section 1):
-//! `POST /{tenant}/oauth2/v2.0/token`.
+//! `POST /{tenant}/oauth2/v2.0/token`, authenticated by a client secret (form field or HTTP
+//! Basic) or by a client assertion signed with a registered certificate (`assertion.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::assertion::{Assertion, JWT_BEARER};
 use crate::body::{FaultCut, faulty_body};
 use crate::core::{Core, lock};
 use crate::faults::FaultKind;
@@ -27,7 +29,7 @@ const GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
 const GRAPH_APP_SCOPE: &str = "00000003-0000-0000-c000-000000000000/.default";
 
 /// An Entra (AADSTS) error.
-struct AadError {
+pub(crate) struct AadError {
     status: StatusCode,
     error: &'static str,
     code: u32,
@@ -35,7 +37,12 @@ struct AadError {
 }
 
 impl AadError {
-    fn new(status: StatusCode, error: &'static str, code: u32, description: String) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        error: &'static str,
+        code: u32,
+        description: String,
+    ) -> Self {
         Self {
             status,
             error,
@@ -112,12 +119,21 @@ pub(crate) async fn token(
             };
             Some((decode(id), decode(secret)))
         });
+    // With a client assertion `client_id` is optional (RFC 7523 section 3): the assertion's
+    // subject names the client.
     let client_id = field("client_id")
         .map(str::to_owned)
-        .or_else(|| basic.as_ref().map(|(id, _)| id.clone()));
+        .or_else(|| basic.as_ref().map(|(id, _)| id.clone()))
+        .or_else(|| {
+            let jwt = Assertion::parse(field("client_assertion")?).ok()?;
+            jwt.claim("sub").map(str::to_owned)
+        });
     let client_secret = field("client_secret")
         .map(str::to_owned)
         .or_else(|| basic.as_ref().map(|(_, s)| s.clone()));
+    // The URL the client posted to, which a client assertion's `aud` must name.
+    let base = header_str(&headers, header::HOST.as_str())
+        .map_or_else(|| core.url(), |h| format!("http://{h}"));
     let client_request_id = header_str(&headers, "client-request-id").map(str::to_owned);
     let correlation_id = client_request_id
         .clone()
@@ -185,14 +201,13 @@ pub(crate) async fn token(
     };
     // Delays and cuts still answer with a real token (cut on the wire later); status faults don't.
     let outcome = outcome.and_then(|()| {
-        issue(
-            &core,
-            &tenant,
-            &field,
-            client_id.as_deref(),
-            client_secret.as_deref(),
-        )
-        .map_err(|e| (e, None))
+        let credentials = Credentials {
+            client_id: client_id.as_deref(),
+            secret: client_secret.as_deref(),
+            assertion: field("client_assertion"),
+            assertion_type: field("client_assertion_type"),
+        };
+        issue(&core, &tenant, &base, &field, &credentials).map_err(|e| (e, None))
     });
 
     let mut response_headers = HeaderMap::new();
@@ -236,14 +251,22 @@ pub(crate) async fn token(
     }
 }
 
+/// How the client authenticates.
+struct Credentials<'a> {
+    client_id: Option<&'a str>,
+    secret: Option<&'a str>,
+    assertion: Option<&'a str>,
+    assertion_type: Option<&'a str>,
+}
+
 /// Validates the request and issues a token, or says why not, in Entra's order: tenant, grant,
-/// client, scope, secret.
+/// client, scope, credential.
 fn issue<'a>(
     core: &Core,
     tenant: &str,
+    base: &str,
     field: &impl Fn(&str) -> Option<&'a str>,
-    client_id: Option<&str>,
-    client_secret: Option<&str>,
+    credentials: &Credentials<'_>,
 ) -> Result<serde_json::Value, AadError> {
     let now = core.now();
     let mut st = lock(&core.state);
@@ -271,7 +294,7 @@ fn issue<'a>(
             ));
         }
     }
-    let client_id = client_id.ok_or_else(|| missing("client_id"))?;
+    let client_id = credentials.client_id.ok_or_else(|| missing("client_id"))?;
     let tenant_state = st
         .tenants
         .get(tenant_idx)
@@ -307,47 +330,47 @@ fn issue<'a>(
             ),
         ));
     }
-    if field("client_assertion").is_some() && client_secret.is_none() {
-        return Err(AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            700_027,
-            "Client assertion failed signature validation: the sandbox supports client secrets only."
-                .to_owned(),
-        ));
-    }
-    let Some(secret) = client_secret else {
-        return Err(AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7_000_218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
-                .to_owned(),
-        ));
-    };
-    // The key id ("Secret ID") is not a secret value: same error as any wrong value, as on
-    // Entra (graph-notes sections 1 and 11).
-    let Some(matching) = app.secrets.iter().find(|s| s.value == secret) else {
-        return Err(AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7_000_215,
-            format!(
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
-                app.client_id
-            ),
-        ));
-    };
-    if matching.expires_at <= now {
-        return Err(AadError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            7_000_222,
-            format!(
-                "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
-                app.client_id
-            ),
-        ));
+    match (credentials.secret, credentials.assertion) {
+        (Some(_), Some(_)) => {
+            // RFC 6749 section 2.3: one client authentication method per request.
+            return Err(AadError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90_023,
+                "The authentication service request isn't valid: send either 'client_secret' or 'client_assertion', not both.".to_owned(),
+            ));
+        }
+        (None, None) => {
+            return Err(AadError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7_000_218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+                    .to_owned(),
+            ));
+        }
+        (None, Some(jwt)) => {
+            match credentials.assertion_type {
+                None => return Err(missing("client_assertion_type")),
+                Some(JWT_BEARER) => {}
+                // AzureAD/azure-activedirectory-library-for-ruby#53 [obs].
+                Some(_) => {
+                    return Err(AadError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        90_011,
+                        "Unexpected client assertion type.".to_owned(),
+                    ));
+                }
+            }
+            let mut audiences = token_urls(base, tenant, tenant_state);
+            let own = core.url();
+            if !own.eq_ignore_ascii_case(base) {
+                audiences.extend(token_urls(&own, tenant, tenant_state));
+            }
+            Assertion::parse(jwt)?.verify(app, &audiences, now)?;
+        }
+        (Some(secret), None) => check_secret(app, secret, now)?,
     }
     let app_client_id = app.client_id.clone();
     let lifetime = st.token_lifetime;
@@ -372,4 +395,55 @@ fn issue<'a>(
         "ext_expires_in": lifetime,
         "access_token": token,
     }))
+}
+
+/// The token URLs a client assertion may name in `aud` under `base` (the origin the client
+/// posted to; the sandbox's own URL is accepted too): this endpoint with the tenant as posted,
+/// or as its id or any verified domain.
+fn token_urls(base: &str, posted: &str, tenant: &crate::state::TenantState) -> Vec<String> {
+    std::iter::once(posted)
+        .chain(std::iter::once(tenant.id.as_str()))
+        .chain(tenant.domains.iter().map(String::as_str))
+        .map(|t| format!("{base}/{t}/oauth2/v2.0/token"))
+        .collect()
+}
+
+/// A client secret is accepted if it matches a password credential that has started, has not
+/// expired and has propagated (sandbox clock). One not yet propagated is refused exactly like
+/// an unknown value, as a secret fresh from addPassword is on Entra (graph-notes section 9).
+fn check_secret(
+    app: &crate::state::AppState,
+    secret: &str,
+    now: OffsetDateTime,
+) -> Result<(), AadError> {
+    let matching: Vec<_> = app
+        .passwords
+        .iter()
+        .filter(|p| p.value == secret && p.starts_at <= now && p.usable_from <= now)
+        .collect();
+    if matching.iter().any(|p| now < p.ends_at) {
+        return Ok(());
+    }
+    if !matching.is_empty() {
+        return Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7_000_222,
+            format!(
+                "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
+                app.client_id
+            ),
+        ));
+    }
+    // The key id ("Secret ID") is not a secret value: same error as any wrong value, as on
+    // Entra (graph-notes sections 1 and 11).
+    Err(AadError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        7_000_215,
+        format!(
+            "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+            app.client_id
+        ),
+    ))
 }

@@ -17,6 +17,15 @@
 //! | `POST /_sandbox/apps/{client_id}/permissions` | `{permissions: [...]}` |
 //! | `POST /_sandbox/apps/{client_id}/scope` | `{only: [...] or null}` |
 //! | `POST /_sandbox/token-lifetime` | `{seconds}` |
+//! | `GET /_sandbox/apps/{client_id}` | `{clientId, objectId, passwords: [PasswordInfo], certificates: [CertificateInfo]}` |
+//! | `POST /_sandbox/apps/{client_id}/passwords` | `{secretText, keyId?, displayName?, startDateTime?, endDateTime?}` → `PasswordInfo` (propagation delay applies) |
+//! | `DELETE /_sandbox/apps/{client_id}/passwords/{key_id}` | |
+//! | `POST /_sandbox/apps/{client_id}/passwords/{key_id}/expiry` | `{endDateTime}` |
+//! | `POST /_sandbox/password-propagation` | `{seconds}` |
+//! | `POST /_sandbox/apps/{client_id}/certificates` | `{pem, keyId?, displayName?, startDateTime?, endDateTime?}` → `{keyId}` |
+//! | `DELETE /_sandbox/apps/{client_id}/certificates/{key_id}` | |
+//! | `POST /_sandbox/apps/{client_id}/certificates/{key_id}/expiry` | `{endDateTime}` |
+//! | `GET`/`DELETE /_sandbox/sent-mail` | every `sendMail` `[SentMail]` / clear |
 //! | `GET /_sandbox/subscriptions` | `[SubscriptionInfo]` (every app's live subscriptions) |
 //! | `GET`/`DELETE /_sandbox/subscriptions/deliveries` | every delivery attempt `[{kind, url, subscriptionIds, attempt, time, durationMs, status, error, delivered, payload}]` / clear |
 //! | `POST /_sandbox/subscriptions/chaos` | `{delayMs?, delayMaxMs?, delayNext?: {n, ms}, dropNext?, duplicateNext?, reorderNext?, dropProbability?, duplicateProbability?, clear?}` |
@@ -38,11 +47,12 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::core::Core;
+use crate::credentials::AppCertificate;
 use crate::faults::{FaultKind, FaultRule};
 use crate::mime::CHUNK_SIZE;
 use crate::notify::{DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent};
 use crate::requests::RequestRecordJson;
-use crate::world::NewMessage;
+use crate::world::{AppSecret, NewMessage};
 
 type Shared = State<Arc<Core>>;
 
@@ -65,6 +75,27 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/apps/{client_id}/permissions", post(app_permissions))
         .route("/apps/{client_id}/scope", post(app_scope))
         .route("/token-lifetime", post(token_lifetime))
+        .route("/apps/{client_id}", get(app_credentials))
+        .route("/apps/{client_id}/passwords", post(add_password))
+        .route(
+            "/apps/{client_id}/passwords/{key_id}",
+            axum::routing::delete(remove_password),
+        )
+        .route(
+            "/apps/{client_id}/passwords/{key_id}/expiry",
+            post(password_expiry),
+        )
+        .route("/password-propagation", post(password_propagation))
+        .route("/apps/{client_id}/certificates", post(add_certificate))
+        .route(
+            "/apps/{client_id}/certificates/{key_id}",
+            axum::routing::delete(remove_certificate),
+        )
+        .route(
+            "/apps/{client_id}/certificates/{key_id}/expiry",
+            post(certificate_expiry),
+        )
+        .route("/sent-mail", get(sent_mail).delete(clear_sent_mail))
         .route("/subscriptions", get(subscriptions))
         .route(
             "/subscriptions/deliveries",
@@ -481,6 +512,198 @@ async fn token_lifetime(State(core): Shared, body: Bytes) -> Response {
         }
         Err(e) => bad(e),
     }
+}
+
+/// `GET /_sandbox/apps/{client_id}` → the app's object id and credentials (never secret values).
+async fn app_credentials(State(core): Shared, Path(client_id): Path<String>) -> Response {
+    let Some(object_id) = core.application_object_id(&client_id) else {
+        return error(StatusCode::NOT_FOUND, "no such app");
+    };
+    axum::Json(json!({
+        "clientId": client_id,
+        "objectId": object_id,
+        "passwords": core.application_passwords(&client_id),
+        "certificates": core.application_certificates(&client_id),
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PasswordBody {
+    secret_text: String,
+    key_id: Option<String>,
+    display_name: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    start_date_time: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    end_date_time: Option<OffsetDateTime>,
+}
+
+/// `POST /_sandbox/apps/{client_id}/passwords` `{"secretText":"…","endDateTime":"…"}` → the
+/// new `PasswordInfo`.
+async fn add_password(State(core): Shared, Path(client_id): Path<String>, body: Bytes) -> Response {
+    let b: PasswordBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let mut secret = AppSecret::new(&b.secret_text).starts_at(core.now());
+    if let Some(id) = &b.key_id {
+        secret = secret.key_id(id);
+    }
+    if let Some(name) = &b.display_name {
+        secret = secret.display_name(name);
+    }
+    if let Some(t) = b.start_date_time {
+        secret = secret.starts_at(t);
+    }
+    if let Some(t) = b.end_date_time {
+        secret = secret.expires_at(t);
+    }
+    if !core.add_secret(&client_id, &secret) {
+        return error(StatusCode::NOT_FOUND, "no such app");
+    }
+    let info = core
+        .application_passwords(&client_id)
+        .into_iter()
+        .find(|p| p.key_id == secret.key_id);
+    (StatusCode::CREATED, axum::Json(info)).into_response()
+}
+
+/// `DELETE /_sandbox/apps/{client_id}/passwords/{key_id}`.
+async fn remove_password(
+    State(core): Shared,
+    Path((client_id, key_id)): Path<(String, String)>,
+) -> Response {
+    if core.remove_password(&client_id, &key_id) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such app or password")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExpiryBody {
+    #[serde(with = "time::serde::rfc3339")]
+    end_date_time: OffsetDateTime,
+}
+
+/// `POST /_sandbox/apps/{client_id}/passwords/{key_id}/expiry` `{"endDateTime":"…"}`.
+async fn password_expiry(
+    State(core): Shared,
+    Path((client_id, key_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    match parse::<ExpiryBody>(&body) {
+        Ok(b) if core.set_password_expiry(&client_id, &key_id, b.end_date_time) => ok(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such app or password"),
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecondsBody {
+    seconds: f64,
+}
+
+/// `POST /_sandbox/password-propagation` `{"seconds":30}`.
+async fn password_propagation(State(core): Shared, body: Bytes) -> Response {
+    match parse::<SecondsBody>(&body) {
+        Ok(b) => match Duration::try_from_secs_f64(b.seconds) {
+            Ok(d) => {
+                core.set_password_propagation_delay(d);
+                ok()
+            }
+            Err(_) => error(
+                StatusCode::BAD_REQUEST,
+                "seconds must be a non-negative number",
+            ),
+        },
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CertificateBody {
+    pem: String,
+    key_id: Option<String>,
+    display_name: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    start_date_time: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    end_date_time: Option<OffsetDateTime>,
+}
+
+/// `POST /_sandbox/apps/{client_id}/certificates` `{"pem":"-----BEGIN CERTIFICATE-----…"}` →
+/// `{"keyId":"…"}`.
+async fn add_certificate(
+    State(core): Shared,
+    Path(client_id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b: CertificateBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let mut c = match AppCertificate::from_pem(&b.pem) {
+        Ok(c) => c,
+        Err(e) => return bad(e.to_string()),
+    };
+    if let Some(id) = &b.key_id {
+        c = c.key_id(id);
+    }
+    if let Some(name) = &b.display_name {
+        c = c.display_name(name);
+    }
+    if let Some(t) = b.start_date_time {
+        c = c.starts_at(t);
+    }
+    if let Some(t) = b.end_date_time {
+        c = c.ends_at(t);
+    }
+    match core.add_certificate(&client_id, &c) {
+        Ok(key_id) => (StatusCode::CREATED, axum::Json(json!({ "keyId": key_id }))).into_response(),
+        Err(e) => error(StatusCode::NOT_FOUND, &e.to_string()),
+    }
+}
+
+/// `DELETE /_sandbox/apps/{client_id}/certificates/{key_id}`.
+async fn remove_certificate(
+    State(core): Shared,
+    Path((client_id, key_id)): Path<(String, String)>,
+) -> Response {
+    if core.remove_certificate(&client_id, &key_id) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such app or certificate")
+    }
+}
+
+/// `POST /_sandbox/apps/{client_id}/certificates/{key_id}/expiry` `{"endDateTime":"…"}`.
+async fn certificate_expiry(
+    State(core): Shared,
+    Path((client_id, key_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    match parse::<ExpiryBody>(&body) {
+        Ok(b) if core.set_certificate_expiry(&client_id, &key_id, b.end_date_time) => ok(),
+        Ok(_) => error(StatusCode::NOT_FOUND, "no such app or certificate"),
+        Err(e) => bad(e),
+    }
+}
+
+/// `GET /_sandbox/sent-mail`.
+async fn sent_mail(State(core): Shared) -> Response {
+    axum::Json(core.sent_mail()).into_response()
+}
+
+/// `DELETE /_sandbox/sent-mail`.
+async fn clear_sent_mail(State(core): Shared) -> Response {
+    core.clear_sent_mail();
+    ok()
 }
 
 /// `GET /_sandbox/subscriptions`.

@@ -337,6 +337,14 @@ impl Core {
     pub(crate) fn set_token_lifetime(&self, seconds: u64) {
         lock(&self.state).token_lifetime = seconds;
     }
+
+    pub(crate) fn sent_mail(&self) -> Vec<crate::state::SentMail> {
+        lock(&self.state).sent_mail.clone()
+    }
+
+    pub(crate) fn clear_sent_mail(&self) {
+        lock(&self.state).sent_mail.clear();
+    }
 }
 
 /// Fills in the SHA-256 (streams the MIME once; cached in the template).

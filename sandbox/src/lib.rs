@@ -7,6 +7,14 @@
 //! expiring tokens, Outlook throttling (4 concurrent requests per app and mailbox), access
 //! policies, permissions, and injectable faults and latency.
 //!
+//! Applications (graph-notes section 9): every app has an application object (`/applications`,
+//! with `passwordCredentials` and `keyCredentials`) that apps holding `Application.*`
+//! permissions can read and, with `addPassword` / `removePassword`, rotate; the token endpoint
+//! accepts a client secret only once it has propagated ([`Sandbox::set_password_propagation_delay`])
+//! and accepts client assertions signed with a registered certificate ([`AppCertificate`];
+//! a test certificate and key are in [`fixtures`]). Mail sent with `sendMail` is recorded
+//! ([`Sandbox::sent_mail`]).
+//!
 //! Change notifications (graph-notes section 6): `POST /v1.0/subscriptions` runs the validation
 //! handshake against the given URLs, then every message created in or moved into a watched
 //! folder is POSTed to the `notificationUrl` in the documented envelope, in background tasks,
@@ -25,11 +33,13 @@
 //! # Ok(()) }
 //! ```
 
+mod assertion;
 mod auth;
 mod body;
 mod control;
 mod core;
 mod corpus;
+mod credentials;
 mod faults;
 mod graph;
 mod ids;
@@ -49,18 +59,31 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use credentials::{AppCertificate, CertificateError, CertificateInfo, PasswordInfo};
 pub use faults::{FaultKind, FaultRule};
 pub use notify::{
     DEFAULT_MAX_SUBSCRIPTION_MINUTES, DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent,
 };
 pub use requests::{RequestRecord, Stats};
-pub use state::MessageInfo;
+pub use state::{MessageInfo, SentMail};
 pub use subscriptions::SubscriptionInfo;
 pub use throttle::MailboxStats;
 pub use world::{
-    App, AppSecret, DEFAULT_CLIENT_ID, DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID,
-    DEFAULT_TENANT, Mailbox, NewMessage, Tenant, World,
+    App, AppSecret, DEFAULT_APP_DISPLAY_NAME, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID,
+    DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Mailbox, NewMessage, Tenant,
+    World,
 };
+
+/// A test-only certificate credential: a self-signed RSA-2048 certificate (CN=mailroom-test-app,
+/// valid until 2046) and its PKCS#8 private key, for registering on a sandbox app
+/// ([`App::certificate`], [`Sandbox::add_certificate`]) and signing client assertions in tests.
+/// They protect nothing: never use them outside tests.
+pub mod fixtures {
+    /// The certificate, PEM.
+    pub const TEST_CERT_PEM: &str = include_str!("../fixtures/app-cert.pem");
+    /// Its private key, PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub const TEST_KEY_PEM: &str = include_str!("../fixtures/app-key.pem");
+}
 
 use crate::core::{Core, lock};
 
@@ -282,6 +305,97 @@ impl Sandbox {
     pub fn set_app_scope(&self, client_id: &str, only: Option<&[&str]>) {
         let only: Option<Vec<String>> = only.map(|l| l.iter().map(|s| (*s).to_owned()).collect());
         self.core().set_app_scope(client_id, only.as_deref());
+    }
+
+    /// The application object id (`id`, "Object ID") of the app registration with this client id
+    /// (the first tenant's, if several register it).
+    pub fn application_object_id(&self, client_id: &str) -> Option<String> {
+        self.core().application_object_id(client_id)
+    }
+
+    /// The app's client secrets (`passwordCredentials`; empty if the app is unknown).
+    pub fn application_passwords(&self, client_id: &str) -> Vec<PasswordInfo> {
+        self.core().application_passwords(client_id)
+    }
+
+    /// The app's certificates (`keyCredentials`; empty if the app is unknown).
+    pub fn application_certificates(&self, client_id: &str) -> Vec<CertificateInfo> {
+        self.core().application_certificates(client_id)
+    }
+
+    /// Adds a client secret with a known value, as the portal would (replacing one with the same
+    /// key id); like addPassword, it works only after the propagation delay. False if the app is
+    /// unknown.
+    pub fn add_secret(&self, client_id: &str, secret: AppSecret) -> bool {
+        self.core().add_secret(client_id, &secret)
+    }
+
+    /// Removes a client secret by key id; false if there is none.
+    pub fn remove_password(&self, client_id: &str, key_id: &str) -> bool {
+        self.core().remove_password(client_id, key_id)
+    }
+
+    /// Moves a client secret's `endDateTime`; false if there is no such secret.
+    pub fn set_password_expiry(
+        &self,
+        client_id: &str,
+        key_id: &str,
+        at: time::OffsetDateTime,
+    ) -> bool {
+        self.core().set_password_expiry(client_id, key_id, at)
+    }
+
+    /// How long a password added from now on (addPassword, [`Sandbox::add_secret`]) takes to
+    /// work at the token endpoint, on the sandbox clock (default zero). Until then it is refused
+    /// with AADSTS7000215, like an unknown secret. Existing passwords keep their time.
+    pub fn set_password_propagation_delay(&self, d: Duration) {
+        self.core().set_password_propagation_delay(d);
+    }
+
+    /// Registers a PEM certificate on the app (a random key id, its own validity); returns the
+    /// key id.
+    pub fn add_certificate(
+        &self,
+        client_id: &str,
+        cert_pem: &str,
+    ) -> Result<String, CertificateError> {
+        let c = AppCertificate::from_pem(cert_pem)?;
+        self.core().add_certificate(client_id, &c)
+    }
+
+    /// Registers a certificate built with [`AppCertificate`] (key id, display name, start and end
+    /// overrides), replacing one with the same key id; returns the key id.
+    pub fn add_app_certificate(
+        &self,
+        client_id: &str,
+        c: AppCertificate,
+    ) -> Result<String, CertificateError> {
+        self.core().add_certificate(client_id, &c)
+    }
+
+    /// Removes a certificate by key id; false if there is none.
+    pub fn remove_certificate(&self, client_id: &str, key_id: &str) -> bool {
+        self.core().remove_certificate(client_id, key_id)
+    }
+
+    /// Moves a certificate credential's `endDateTime`; false if there is no such certificate.
+    pub fn set_certificate_expiry(
+        &self,
+        client_id: &str,
+        key_id: &str,
+        at: time::OffsetDateTime,
+    ) -> bool {
+        self.core().set_certificate_expiry(client_id, key_id, at)
+    }
+
+    /// Every message sent with `sendMail`, oldest first (whether or not saved to Sent Items).
+    pub fn sent_mail(&self) -> Vec<SentMail> {
+        self.core().sent_mail()
+    }
+
+    /// Forgets the recorded `sendMail` messages.
+    pub fn clear_sent_mail(&self) {
+        self.core().clear_sent_mail();
     }
 
     /// `expires_in` of tokens issued from now on (default 3599).

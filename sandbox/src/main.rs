@@ -76,6 +76,9 @@ async fn main() -> ExitCode {
     println!(
         "Subscriptions: POST {url}/v1.0/subscriptions (http:// notification URLs accepted); /_sandbox/subscriptions, /_sandbox/subscriptions/deliveries"
     );
+    println!(
+        "Applications: {url}/v1.0/applications(appId='{DEFAULT_CLIENT_ID}') once the app holds an Application.* permission (POST /_sandbox/apps/{{client_id}}/permissions); /_sandbox/apps/{{client_id}}, /_sandbox/sent-mail"
+    );
     println!("Press Ctrl-C to stop.");
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("error: cannot wait for Ctrl-C: {e}");

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::credentials::{AppCertificate, PasswordCredential};
 use crate::ids::{IdKind, fnv1a, new_guid, new_id};
 use crate::mime::{self, MimeInput, MimeTemplate};
-use crate::world::{Address, AppSecret, MailboxOp, NewMessage, World};
+use crate::world::{Address, MailboxOp, NewMessage, World};
 
 /// A message's key inside its mailbox; never shown on the wire.
 pub(crate) type MsgKey = u64;
@@ -40,6 +41,33 @@ pub struct MessageInfo {
     pub size: u64,
     /// Hex SHA-256 of the MIME.
     pub sha256: String,
+}
+
+/// A message an app sent with `sendMail`, as recorded by the sandbox (nothing is delivered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SentMail {
+    /// The client id of the app that sent it.
+    pub client_id: String,
+    /// The mailbox it was sent as (`/users/{mailbox}/sendMail`), lowercased.
+    pub from: String,
+    /// `toRecipients` addresses.
+    pub to: Vec<String>,
+    /// `ccRecipients` addresses.
+    pub cc: Vec<String>,
+    /// `bccRecipients` addresses.
+    pub bcc: Vec<String>,
+    /// `subject`.
+    pub subject: String,
+    /// `body.contentType` as sent ("text" or "html"; "text" when absent).
+    pub content_type: String,
+    /// `body.content`.
+    pub body: String,
+    /// `saveToSentItems` (default true).
+    pub saved_to_sent_items: bool,
+    /// When it was sent (sandbox clock).
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
 }
 
 /// Well-known folders every mailbox has under the root, with their English display names
@@ -84,7 +112,12 @@ impl TenantState {
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) client_id: String,
-    pub(crate) secrets: Vec<AppSecret>,
+    /// The application object id (`id` in Graph), distinct from the client id (`appId`).
+    pub(crate) object_id: String,
+    pub(crate) display_name: String,
+    pub(crate) created: OffsetDateTime,
+    pub(crate) passwords: Vec<PasswordCredential>,
+    pub(crate) certificates: Vec<AppCertificate>,
     pub(crate) permissions: Vec<String>,
     /// Lowercased addresses, or `None` for every mailbox.
     pub(crate) scope_only: Option<Vec<String>>,
@@ -105,6 +138,32 @@ impl AppState {
     /// Move, PATCH and DELETE need `Mail.ReadWrite`.
     pub(crate) fn can_write(&self) -> bool {
         self.has("Mail.ReadWrite")
+    }
+
+    /// Whether the app may read the application object of `target` (a client id): with
+    /// `Application.Read.All` or `Application.ReadWrite.All` any app of its tenant, with
+    /// `Application.ReadWrite.OwnedBy` only apps it owns; the sandbox counts every app as an
+    /// owner of its own registration and of nothing else (graph-notes section 9).
+    pub(crate) fn can_read_application(&self, target: &str) -> bool {
+        self.has("Application.Read.All")
+            || self.has("Application.ReadWrite.All")
+            || (self.owns(target) && self.has("Application.ReadWrite.OwnedBy"))
+    }
+
+    /// Whether the app may add or remove credentials of `target` (addPassword, removePassword):
+    /// `Application.ReadWrite.All`, or `Application.ReadWrite.OwnedBy` on an app it owns.
+    pub(crate) fn can_write_application(&self, target: &str) -> bool {
+        self.has("Application.ReadWrite.All")
+            || (self.owns(target) && self.has("Application.ReadWrite.OwnedBy"))
+    }
+
+    /// Whether the app holds any permission that opens `/applications` at all.
+    pub(crate) fn has_application_permission(&self) -> bool {
+        self.can_read_application(&self.client_id)
+    }
+
+    fn owns(&self, target: &str) -> bool {
+        self.client_id.eq_ignore_ascii_case(target)
     }
 
     pub(crate) fn in_scope(&self, address: &str) -> bool {
@@ -660,6 +719,10 @@ pub(crate) struct State {
     index: HashMap<String, usize>,
     pub(crate) tokens: HashMap<String, IssuedToken>,
     pub(crate) token_lifetime: u64,
+    /// How long a password added at run time takes to reach the token endpoint.
+    pub(crate) password_propagation: time::Duration,
+    /// Every `sendMail`, oldest first.
+    pub(crate) sent_mail: Vec<SentMail>,
 }
 
 /// Default `expires_in` of issued tokens, as Entra reports it (graph-notes section 1).
@@ -673,6 +736,8 @@ impl State {
             index: HashMap::new(),
             tokens: HashMap::new(),
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            password_propagation: time::Duration::ZERO,
+            sent_mail: Vec::new(),
         };
         for t in &world.tenants {
             let tenant = state.tenants.len();
@@ -684,7 +749,21 @@ impl State {
                     .iter()
                     .map(|a| AppState {
                         client_id: a.client_id.clone(),
-                        secrets: a.secrets.clone(),
+                        object_id: a.object_id.clone().unwrap_or_else(new_guid),
+                        display_name: a.display_name.clone().unwrap_or_else(|| {
+                            format!(
+                                "sandbox-app-{}",
+                                a.client_id.get(..8).unwrap_or(&a.client_id)
+                            )
+                        }),
+                        created: now,
+                        // The world's own secrets have long propagated.
+                        passwords: a
+                            .secrets
+                            .iter()
+                            .map(|s| PasswordCredential::from_secret(s, s.starts_at.min(now)))
+                            .collect(),
+                        certificates: a.certificates.clone(),
                         permissions: a.permissions.clone(),
                         scope_only: a
                             .scope_only

@@ -2,6 +2,8 @@
 
 use time::OffsetDateTime;
 
+use crate::credentials::AppCertificate;
+
 /// The default tenant id (a GUID); its domain is [`DEFAULT_DOMAIN`].
 pub const DEFAULT_TENANT: &str = "6f1d3c52-8a4b-4e2f-9c7d-2b5e8f0a1c34";
 /// The default tenant's verified domain.
@@ -13,6 +15,11 @@ pub const DEFAULT_SECRET: &str = "Xk48Q~Tr.3vH_pZq9nW2sLd-Ya6fGc8mBe1uJo7K";
 /// The default secret's key id ("Secret ID" in the portal); sending it instead of the value
 /// fails with AADSTS7000215 like Entra does.
 pub const DEFAULT_SECRET_ID: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
+/// The default app's application object id ("Object ID" in the portal): a GUID distinct from its
+/// client id, as on Entra (graph-notes section 9).
+pub const DEFAULT_APP_OBJECT_ID: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
+/// The default app's display name.
+pub const DEFAULT_APP_DISPLAY_NAME: &str = "Mailroom";
 
 /// The initial state of a sandbox, built fluently and passed to [`crate::Sandbox::start`].
 #[derive(Clone, Debug, Default)]
@@ -33,12 +40,16 @@ impl World {
     }
 
     /// The default test world: tenant [`DEFAULT_TENANT`] (domain "contoso.com") with one app
-    /// [`DEFAULT_CLIENT_ID`] holding secret [`DEFAULT_SECRET`] (key id [`DEFAULT_SECRET_ID`],
-    /// expiring in a year), permission `Mail.ReadWrite`, scope all mailboxes; no mailboxes.
+    /// [`DEFAULT_CLIENT_ID`] (object id [`DEFAULT_APP_OBJECT_ID`], display name
+    /// [`DEFAULT_APP_DISPLAY_NAME`]) holding secret [`DEFAULT_SECRET`] (key id
+    /// [`DEFAULT_SECRET_ID`], expiring in a year), permission `Mail.ReadWrite`, scope all
+    /// mailboxes; no certificate, no mailboxes.
     pub fn default_test() -> Self {
         Self::new().tenant(
             Tenant::new(DEFAULT_TENANT).domain(DEFAULT_DOMAIN).app(
                 App::new(DEFAULT_CLIENT_ID)
+                    .object_id(DEFAULT_APP_OBJECT_ID)
+                    .display_name(DEFAULT_APP_DISPLAY_NAME)
                     .secret(AppSecret::new(DEFAULT_SECRET).key_id(DEFAULT_SECRET_ID))
                     .permissions(&["Mail.ReadWrite"]),
             ),
@@ -112,34 +123,65 @@ impl Tenant {
     }
 }
 
-/// An app registration (service principal) with its secrets, application permissions and
-/// mailbox scope.
+/// An app registration (application object and service principal) with its credentials
+/// (client secrets and certificates), application permissions and mailbox scope.
 #[derive(Clone, Debug)]
 pub struct App {
     pub(crate) client_id: String,
+    pub(crate) object_id: Option<String>,
+    pub(crate) display_name: Option<String>,
     pub(crate) secrets: Vec<AppSecret>,
+    pub(crate) certificates: Vec<AppCertificate>,
     pub(crate) permissions: Vec<String>,
     pub(crate) scope_only: Option<Vec<String>>,
 }
 
 impl App {
-    /// An app with no secret, permission `Mail.ReadWrite` and access to every mailbox.
+    /// An app with no secret or certificate, permission `Mail.ReadWrite` and access to every
+    /// mailbox; a random application object id and a display name made from the client id.
     pub fn new(client_id: &str) -> Self {
         Self {
             client_id: client_id.to_owned(),
+            object_id: None,
+            display_name: None,
             secrets: Vec::new(),
+            certificates: Vec::new(),
             permissions: vec!["Mail.ReadWrite".to_owned()],
             scope_only: None,
         }
     }
 
-    /// Adds a client secret (an app may hold several).
+    /// Sets the application object id (`id` in Graph, "Object ID" in the portal; a GUID that is
+    /// not the client id).
+    pub fn object_id(mut self, id: &str) -> Self {
+        self.object_id = Some(id.to_owned());
+        self
+    }
+
+    /// Sets the application's `displayName`.
+    pub fn display_name(mut self, name: &str) -> Self {
+        self.display_name = Some(name.to_owned());
+        self
+    }
+
+    /// Adds a client secret (an app may hold several); it works at once, with no propagation
+    /// delay.
     pub fn secret(mut self, s: AppSecret) -> Self {
         self.secrets.push(s);
         self
     }
 
-    /// Replaces the granted application permissions, e.g. `&["Mail.Read"]`.
+    /// Registers a certificate credential (`keyCredentials`); client assertions signed with its
+    /// private key get tokens.
+    pub fn certificate(mut self, c: AppCertificate) -> Self {
+        self.certificates.push(c);
+        self
+    }
+
+    /// Replaces the granted application permissions, e.g. `&["Mail.Read"]`. Besides the mail
+    /// permissions, `Application.Read.All`, `Application.ReadWrite.All` and
+    /// `Application.ReadWrite.OwnedBy` (on the app's own registration: the sandbox treats every
+    /// app as an owner of itself) open the `/applications` API (graph-notes sections 8 and 9).
     pub fn permissions(mut self, p: &[&str]) -> Self {
         self.permissions = p.iter().map(|s| (*s).to_owned()).collect();
         self
@@ -154,11 +196,14 @@ impl App {
     }
 }
 
-/// A client secret: its value, key id ("Secret ID") and expiry.
+/// A client secret (a `passwordCredential`): its value, key id ("Secret ID"), display name,
+/// start and expiry.
 #[derive(Clone)]
 pub struct AppSecret {
     pub(crate) value: String,
     pub(crate) key_id: String,
+    pub(crate) display_name: Option<String>,
+    pub(crate) starts_at: OffsetDateTime,
     pub(crate) expires_at: OffsetDateTime,
 }
 
@@ -168,18 +213,23 @@ impl std::fmt::Debug for AppSecret {
         f.debug_struct("AppSecret")
             .field("value", &"<redacted>")
             .field("key_id", &self.key_id)
+            .field("display_name", &self.display_name)
+            .field("starts_at", &self.starts_at)
             .field("expires_at", &self.expires_at)
             .finish()
     }
 }
 
 impl AppSecret {
-    /// A secret with this value, a random key id, expiring one year from now.
+    /// A secret with this value, a random key id and no display name, valid from now until one
+    /// year from now.
     pub fn new(value: &str) -> Self {
         let now = OffsetDateTime::now_utc();
         Self {
             value: value.to_owned(),
             key_id: crate::ids::new_guid(),
+            display_name: None,
+            starts_at: now,
             expires_at: now.checked_add(time::Duration::days(365)).unwrap_or(now),
         }
     }
@@ -190,7 +240,19 @@ impl AppSecret {
         self
     }
 
-    /// Sets the expiry, compared with the sandbox clock.
+    /// Sets the `displayName` ("Description" in the portal).
+    pub fn display_name(mut self, name: &str) -> Self {
+        self.display_name = Some(name.to_owned());
+        self
+    }
+
+    /// Sets `startDateTime`; before it the token endpoint refuses the secret (sandbox clock).
+    pub fn starts_at(mut self, t: OffsetDateTime) -> Self {
+        self.starts_at = t;
+        self
+    }
+
+    /// Sets the expiry (`endDateTime`), compared with the sandbox clock.
     pub fn expires_at(mut self, t: OffsetDateTime) -> Self {
         self.expires_at = t;
         self

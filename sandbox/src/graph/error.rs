@@ -76,6 +76,33 @@ impl GraphError {
         )
     }
 
+    /// `403 Authorization_RequestDenied`: a directory operation (users, applications) the app
+    /// has no permission for (graph-notes section 10).
+    pub(crate) fn insufficient_privileges() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
+    }
+
+    /// `404 Request_ResourceNotFound`: an unknown directory object, in the text Graph gives for
+    /// one (as recorded in pnp/cli-microsoft365's tests).
+    pub(crate) fn directory_object_not_found(key: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            format!(
+                "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+            ),
+        )
+    }
+
+    /// `400 Request_BadRequest`: a directory request Graph refuses.
+    pub(crate) fn directory_bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)
+    }
+
     pub(crate) fn unauthenticated(message: &str) -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,

@@ -12,7 +12,7 @@ use super::odata::{self, MessageFilter};
 use super::{Ctx, GraphError, Reply, ReplyBody, folders, graph_time};
 use crate::ids::{fnv1a, is_plausible_id};
 use crate::mime::html_body;
-use crate::state::{MailboxState, Message, MsgKey};
+use crate::state::{MailboxState, Message, MsgKey, SentMail};
 use crate::world::{Address, NewMessage};
 
 /// Properties of a message the sandbox serves (and accepts in `$select`).
@@ -406,12 +406,14 @@ fn addresses(v: Option<&Value>) -> Vec<Address> {
 }
 
 /// `POST …/sendMail` → 202; the message is saved to Sent Items unless `saveToSentItems` is false
-/// (graph-notes section 4). Nothing is delivered.
+/// (graph-notes section 4). Nothing is delivered; the returned record lets tests see what was
+/// sent ([`crate::Sandbox::sent_mail`]).
 pub(crate) fn send_mail(
     mb: &mut MailboxState,
     body: &[u8],
     now: OffsetDateTime,
-) -> Result<Reply, GraphError> {
+    client_id: &str,
+) -> Result<(Reply, SentMail), GraphError> {
     let map = json_object(body)?;
     let Some(Value::Object(message)) = map.get("message") else {
         return Err(GraphError::body_read("The 'message' parameter is missing."));
@@ -424,30 +426,46 @@ pub(crate) fn send_mail(
             "At least one recipient isn't valid.",
         ));
     }
+    let cc = addresses(message.get("ccRecipients"));
+    let bcc = addresses(message.get("bccRecipients"));
     let save = map
         .get("saveToSentItems")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    if save {
-        let subject = message
-            .get("subject")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let text = message
+    let subject = message
+        .get("subject")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let body_of = |key: &str| {
+        message
             .get("body")
-            .and_then(|b| b.get("content"))
+            .and_then(|b| b.get(key))
             .and_then(Value::as_str)
-            .unwrap_or_default();
+    };
+    let text = body_of("content").unwrap_or_default();
+    let sent = SentMail {
+        client_id: client_id.to_owned(),
+        from: mb.address.clone(),
+        to: to.iter().map(|a| a.address.clone()).collect(),
+        cc: cc.iter().map(|a| a.address.clone()).collect(),
+        bcc: bcc.iter().map(|a| a.address.clone()).collect(),
+        subject: subject.to_owned(),
+        content_type: body_of("contentType").unwrap_or("text").to_owned(),
+        body: text.to_owned(),
+        saved_to_sent_items: save,
+        sent_at: now,
+    };
+    if save {
         let mut m = NewMessage::new(subject)
             .from(&mb.display_name.clone(), &mb.address.clone())
             .body_text(text)
             .received(now)
             .is_read(true);
         m.to = to;
-        m.cc = addresses(message.get("ccRecipients"));
-        if let Some(sent) = mb.folder_by_id_or_name("sentitems") {
-            mb.insert(sent, &m, now);
+        m.cc = cc;
+        if let Some(folder) = mb.folder_by_id_or_name("sentitems") {
+            mb.insert(folder, &m, now);
         }
     }
-    Ok(Reply::empty(StatusCode::ACCEPTED))
+    Ok((Reply::empty(StatusCode::ACCEPTED), sent))
 }

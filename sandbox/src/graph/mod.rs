@@ -1,6 +1,7 @@
 //! The Microsoft Graph mail API under `/v1.0`: one handler that authenticates, routes, applies
 //! scope, permissions, throttling, faults and latency, then calls the per-concept handlers.
 
+mod applications;
 mod delta;
 mod error;
 mod folders;
@@ -238,6 +239,20 @@ async fn run(
         let rest = segments.get(1..).unwrap_or_default();
         return subscriptions::handle(core, ctx, rest, body, tenant, &client_id, draft).await;
     }
+    if segments
+        .first()
+        .is_some_and(|s| applications::is_applications_segment(s))
+    {
+        // Directory, not mail: no Outlook throttling; faults and latency still apply.
+        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
+            apply_fault(kind, draft, cut).await?;
+        }
+        let latency = core.latency_for("");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        return applications::handle(core, ctx, &segments, body, tenant, &client_id);
+    }
     let route = route::parse(&ctx.method, &segments)?;
     draft.mailbox = Some(route.user.to_ascii_lowercase());
 
@@ -270,7 +285,7 @@ async fn run(
     let now = core.now();
     let (reply, arrivals) = {
         let mut st = lock(&core.state);
-        let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now);
+        let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now, &client_id);
         (reply, st.take_arrivals(mailbox_idx))
     };
     // Moves and sendMail can bring messages into watched folders (graph-notes section 6).
@@ -381,11 +396,7 @@ fn authorize(
             .iter()
             .any(|p| app.has(p));
         if !allowed {
-            return Err(GraphError::new(
-                StatusCode::FORBIDDEN,
-                "Authorization_RequestDenied",
-                "Insufficient privileges to complete the operation.",
-            ));
+            return Err(GraphError::insufficient_privileges());
         }
         return Ok((mb_idx, address));
     }
@@ -414,7 +425,16 @@ fn dispatch(
     ctx: &Ctx,
     body: &[u8],
     now: OffsetDateTime,
+    client_id: &str,
 ) -> Result<Reply, GraphError> {
+    if *op == Op::SendMail {
+        let mb = st
+            .mailbox_mut(mb)
+            .ok_or_else(|| GraphError::invalid_user("?"))?;
+        let (reply, sent) = messages::send_mail(mb, body, now, client_id)?;
+        st.sent_mail.push(sent);
+        return Ok(reply);
+    }
     let mb = st
         .mailbox_mut(mb)
         .ok_or_else(|| GraphError::invalid_user("?"))?;
@@ -432,7 +452,8 @@ fn dispatch(
         Op::DeleteMessage(id) => messages::delete(mb, id, now),
         Op::MessageValue(id) => messages::value(mb, id),
         Op::MoveMessage(id) => messages::move_message(mb, ctx, id, body, now),
-        Op::SendMail => messages::send_mail(mb, body, now),
+        // Answered above, before the mailbox is borrowed.
+        Op::SendMail => Err(GraphError::not_implemented("sendMail")),
         Op::GetUser => Ok(Reply::json(
             StatusCode::OK,
             json!({
