@@ -100,11 +100,21 @@ pub enum Command {
     /// Per mailbox: last run, result, messages stored, cursor state
     Status,
 
-    /// Run the import on a schedule until Ctrl-C or SIGTERM (the message in hand is finished)
+    /// Run the import on a schedule until Ctrl-C or SIGTERM (the message in hand is finished);
+    /// with --listen and --public-url, also receive Graph change notifications and import new mail
+    /// within seconds
     Serve {
         /// Minutes between runs (default: settings.schedule_minutes, else 15)
         #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u64).range(1..=1440))]
         every: Option<u64>,
+        /// Serve the webhook on this address, e.g. 127.0.0.1:8080 (put an HTTPS reverse proxy or
+        /// tunnel in front: Graph only calls https:// URLs)
+        #[arg(long, value_name = "ADDR", requires = "public_url")]
+        listen: Option<std::net::SocketAddr>,
+        /// The https:// URL at which Graph reaches --listen; subscriptions point Graph at
+        /// URL/notifications and URL/lifecycle
+        #[arg(long, value_name = "URL", requires = "listen")]
+        public_url: Option<String>,
     },
 
     /// Watch Mailroom work against a built-in Graph sandbox with realistic mail: no tenant, no AWS

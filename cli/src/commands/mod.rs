@@ -28,7 +28,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Command::Mailbox { command } => mailbox::run(&context, global, command).await,
                 Command::Import { mailbox } => import::run(&context, mailbox.as_deref()).await,
                 Command::Status => status::run(&context).await,
-                Command::Serve { every } => serve::run(&context, every).await,
+                Command::Serve {
+                    every,
+                    listen,
+                    public_url,
+                } => {
+                    let push = listen.zip(public_url);
+                    serve::run(&context, every, push).await
+                }
                 Command::Init { .. } | Command::Demo { .. } => Ok(true),
             }
         }

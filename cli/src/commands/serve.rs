@@ -1,26 +1,49 @@
-//! `mailroom serve`: the single-machine service — the engine on a schedule until stopped.
+//! `mailroom serve`: the single-machine service — the engine on a schedule until stopped, and
+//! with `--listen`/`--public-url` the push path too: the webhook over HTTP, subscriptions kept
+//! for the public URL, and sync jobs run from an in-process queue.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use anyhow::Context as _;
+use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions};
+use mailroom::ports::SyncJob;
+use mailroom::push::local::{local_queue, run_local_jobs};
+use mailroom::push::{PushUrls, Webhook};
+use tokio::net::TcpListener;
 
 use crate::context::Context;
 
 use super::import::import_once;
 
-pub async fn run(context: &Context, every: Option<u64>) -> anyhow::Result<bool> {
+pub async fn run(
+    context: &Context,
+    every: Option<u64>,
+    push: Option<(SocketAddr, String)>,
+) -> anyhow::Result<bool> {
     let interval = every
         .map(|minutes| Duration::from_secs(minutes * 60))
         .or_else(|| context.local.as_ref().map(|l| l.schedule))
         .unwrap_or(Duration::from_secs(
             crate::config::DEFAULT_SCHEDULE_MINUTES * 60,
         ));
-    serve(context, interval).await
+    let stop = stop_on_signal();
+    let push = match push {
+        Some((listen, public_url)) => {
+            let listener = TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen} for Graph notifications"))?;
+            Some(Push::start(context, listener, &public_url, stop.clone())?)
+        }
+        None => None,
+    };
+    serve(context, interval, push.as_ref(), stop).await
 }
 
-/// Runs now, then every `interval`, until Ctrl-C or SIGTERM. A signal during a run stops new
-/// work; the messages in hand finish and cursors are saved before it exits.
-pub async fn serve(context: &Context, interval: Duration) -> anyhow::Result<bool> {
+/// Sets the returned flag on Ctrl-C or SIGTERM.
+pub fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal = stop.clone();
     tokio::spawn(async move {
@@ -28,12 +51,105 @@ pub async fn serve(context: &Context, interval: Duration) -> anyhow::Result<bool
         eprintln!("stopping: finishing the messages in hand");
         signal.store(true, Ordering::SeqCst);
     });
+    stop
+}
+
+/// The push path, running: the webhook server and the job runner.
+pub struct Push {
+    pub engine: Arc<Engine>,
+}
+
+impl Push {
+    /// Serves the webhook on `listener` and runs the jobs it queues, until `stop`.
+    pub fn start(
+        context: &Context,
+        listener: TcpListener,
+        public_url: &str,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Push> {
+        let urls = PushUrls::from_base(public_url).map_err(anyhow::Error::msg)?;
+        let local_addr = listener.local_addr()?;
+        let mut engine = context.engine(Arc::new(NoObserver), stop.clone())?;
+        engine.options.push = Some(PushOptions::new(urls.clone()));
+        let engine = Arc::new(engine);
+
+        let (queue, jobs) = local_queue();
+        let webhook = Webhook::new(context.state.clone(), Arc::new(queue.clone()));
+        let server_stop = stop.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                while !server_stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            if let Err(e) = axum::serve(listener, mailroom::push::server::router(webhook))
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                eprintln!("the webhook server stopped: {e}");
+            }
+        });
+        tokio::spawn(run_local_jobs(
+            engine.clone(),
+            jobs,
+            queue,
+            stop,
+            Duration::from_secs(5),
+            print_job,
+        ));
+        eprintln!(
+            "push: webhook listening on {local_addr}; Graph notifies {}",
+            urls.notification_url
+        );
+        Ok(Push { engine })
+    }
+
+    /// Creates, renews and removes subscriptions; prints what changed.
+    pub async fn maintain(&self) -> anyhow::Result<()> {
+        let report = self.engine.maintain_subscriptions().await?;
+        if report.created + report.renewed + report.removed > 0 || !report.errors.is_empty() {
+            eprintln!(
+                "push: subscriptions created {}, renewed {}, removed {}, unchanged {}",
+                report.created, report.renewed, report.removed, report.unchanged
+            );
+        }
+        for error in &report.errors {
+            eprintln!("push: not subscribed (the schedule still imports it): {error}");
+        }
+        Ok(())
+    }
+}
+
+fn print_job(job: &SyncJob, outcome: &JobOutcome) {
+    let what = format!("{} {} ({})", job.mailbox, job.folder, job.kind.as_str());
+    match outcome {
+        JobOutcome::Done { imported } => {
+            eprintln!("push: {what}: {imported} message(s) stored")
+        }
+        JobOutcome::Skipped(why) => eprintln!("push: {what}: skipped: {why}"),
+        JobOutcome::Busy(why) => eprintln!("push: {what}: busy, retrying shortly: {why}"),
+        JobOutcome::Incomplete => eprintln!("push: {what}: more to do, continuing"),
+        JobOutcome::Failed(why) => eprintln!("push: {what}: failed, retrying shortly: {why}"),
+    }
+}
+
+/// Runs now, then every `interval`, until `stop` is set (Ctrl-C or SIGTERM). A signal during a
+/// run stops new work; the messages in hand finish and cursors are saved before it exits.
+pub async fn serve(
+    context: &Context,
+    interval: Duration,
+    push: Option<&Push>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<bool> {
     eprintln!(
         "serving: importing every {} minutes from {}; Ctrl-C stops",
         interval.as_secs() / 60,
         context.location
     );
     loop {
+        if let Some(push) = push {
+            push.maintain().await?;
+        }
         let report = import_once(context, None, Some(stop.clone())).await?;
         if report.failed_mailboxes() > 0 {
             eprintln!("some mailboxes failed; they are retried on the next run (see above)");
