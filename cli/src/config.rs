@@ -58,6 +58,9 @@ struct RawCredential {
     client_id: String,
     client_secret_env: Option<String>,
     client_secret_file: Option<String>,
+    certificate_file: Option<String>,
+    private_key_file: Option<String>,
+    key_id: Option<String>,
     expires_at: Option<Spanned<toml::Value>>,
     scope_probe: Option<Spanned<String>>,
 }
@@ -107,11 +110,28 @@ impl LocalConfig {
 
         let mut credentials = BTreeMap::new();
         for (name, c) in raw.credential {
-            let secret = match (c.client_secret_env, c.client_secret_file) {
-                (Some(var), None) => SecretRef::Env(var),
-                (None, Some(file)) => SecretRef::File(base.join(file)),
+            let secret = match (
+                c.client_secret_env,
+                c.client_secret_file,
+                c.certificate_file,
+                c.private_key_file,
+            ) {
+                (Some(var), None, None, None) => SecretRef::Env(var),
+                (None, Some(file), None, None) => SecretRef::File(base.join(file)),
+                (None, None, Some(certificate), Some(private_key)) => SecretRef::Certificate {
+                    certificate: base.join(certificate),
+                    private_key: base.join(private_key),
+                },
+                (None, None, Some(_), None) => bail!(
+                    "{}: [credential.{name}] has certificate_file but no private_key_file; add private_key_file, the certificate's private key as PKCS#8 PEM",
+                    path.display()
+                ),
+                (None, None, None, Some(_)) => bail!(
+                    "{}: [credential.{name}] has private_key_file but no certificate_file; add certificate_file, the certificate registered on the app as PEM",
+                    path.display()
+                ),
                 _ => bail!(
-                    "{}: [credential.{name}] needs exactly one of client_secret_env (an environment variable holding the secret's Value) or client_secret_file (a file holding it)",
+                    "{}: [credential.{name}] needs exactly one of client_secret_env (an environment variable holding the secret's Value), client_secret_file (a file holding it), or certificate_file with private_key_file (the certificate registered on the app and its PKCS#8 private key, as PEM files)",
                     path.display()
                 ),
             };
@@ -148,6 +168,7 @@ impl LocalConfig {
                         tenant_id: c.tenant_id,
                         client_id: c.client_id,
                         secret,
+                        key_id: c.key_id,
                         expires_at,
                     },
                     scope_probe,
@@ -244,6 +265,12 @@ fn reject_inline_secrets(path: &Path, text: &str) -> anyhow::Result<()> {
                     "{}: [credential.{name}] has client_secret inline; put the secret's Value in an environment variable (client_secret_env = \"MAILROOM_{}_SECRET\") or a file (client_secret_file = \"secret.txt\") instead",
                     path.display(),
                     name.to_ascii_uppercase()
+                );
+            }
+            if c.get("private_key_pem").is_some() || c.get("certificate_pem").is_some() {
+                bail!(
+                    "{}: [credential.{name}] has a PEM inline; put the certificate and its private key in files instead (certificate_file = \"app-cert.pem\", private_key_file = \"app-key.pem\")",
+                    path.display()
                 );
             }
         }
@@ -351,6 +378,7 @@ pub const EXAMPLE: &str = r#"# Mailroom local configuration. Reference: README.m
 tenant_id = "00000000-0000-0000-0000-000000000000"
 client_id = "11111111-1111-1111-1111-111111111111"
 client_secret_env = "MAILROOM_CONTOSO_SECRET"   # or: client_secret_file = "secret.txt"
+# or a certificate: certificate_file = "app-cert.pem" and private_key_file = "app-key.pem" (PKCS#8)
 # expires_at = "2027-06-30T00:00:00Z"           # when the secret expires (Entra shows it)
 # scope_probe = "ceo@contoso.com"               # a mailbox the app must NOT be able to read
 
@@ -391,7 +419,7 @@ mod tests {
     fn errors_name_the_key_the_line_and_what_is_allowed() {
         let bad_action = EXAMPLE.replace(r#"action = "move""#, r#"action = "archive""#);
         let err = parse(&bad_action).unwrap_err().to_string();
-        assert!(err.contains("mailroom.toml:21"), "{err}");
+        assert!(err.contains("mailroom.toml:22"), "{err}");
         assert!(err.contains("move, mark_read, delete, none"), "{err}");
 
         let unknown = EXAMPLE.replace("folder = ", "foldr = ");
@@ -433,6 +461,50 @@ mod tests {
             &config.credentials["contoso"].local.secret,
             SecretRef::File(p) if p == Path::new("/etc/mailroom/secret.txt")
         ));
+    }
+
+    #[test]
+    fn a_certificate_is_two_files_next_to_the_config() {
+        let text = EXAMPLE.replace(
+            r#"client_secret_env = "MAILROOM_CONTOSO_SECRET""#,
+            "certificate_file = \"app-cert.pem\"\nprivate_key_file = \"keys/app-key.pem\"\nkey_id = \"k-1\"",
+        );
+        let config = parse(&text).unwrap();
+        let credential = &config.credentials["contoso"].local;
+        assert_eq!(
+            credential.secret,
+            SecretRef::Certificate {
+                certificate: "/etc/mailroom/app-cert.pem".into(),
+                private_key: "/etc/mailroom/keys/app-key.pem".into(),
+            }
+        );
+        assert_eq!(credential.key_id.as_deref(), Some("k-1"));
+
+        let half = EXAMPLE.replace(
+            r#"client_secret_env = "MAILROOM_CONTOSO_SECRET""#,
+            r#"certificate_file = "app-cert.pem""#,
+        );
+        let err = parse(&half).unwrap_err().to_string();
+        assert!(err.contains("no private_key_file"), "{err}");
+
+        let both = EXAMPLE.replace(
+            r#"client_secret_env = "MAILROOM_CONTOSO_SECRET""#,
+            "client_secret_env = \"S\"\ncertificate_file = \"c.pem\"\nprivate_key_file = \"k.pem\"",
+        );
+        let err = parse(&both).unwrap_err().to_string();
+        assert!(
+            err.contains("needs exactly one of client_secret_env")
+                && err.contains("certificate_file with private_key_file"),
+            "{err}"
+        );
+
+        let inline = EXAMPLE.replace(
+            r#"client_secret_env = "MAILROOM_CONTOSO_SECRET""#,
+            "private_key_pem = \"-----BEGIN PRIVATE KEY-----\"",
+        );
+        let err = parse(&inline).unwrap_err().to_string();
+        assert!(err.contains("private_key_file"), "{err}");
+        assert!(!err.contains("BEGIN"), "{err}");
     }
 
     #[test]

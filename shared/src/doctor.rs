@@ -12,7 +12,7 @@ use std::fmt;
 use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
-use crate::credentials::AppCredential;
+use crate::credentials::{AppCredential, ClientAuth};
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient};
 
@@ -172,7 +172,11 @@ pub async fn check_mailbox(
             checks.push(access_scope_check(graph, credential, config, options).await);
         }
         Err(e) => {
-            checks.push(Check::fail(TOKEN, e.to_string(), token_fix(e, graph)));
+            checks.push(Check::fail(
+                TOKEN,
+                e.to_string(),
+                token_fix(e, graph, credential),
+            ));
             let reason = "no access token (see the token check)";
             for name in [MAILBOX, FOLDER]
                 .into_iter()
@@ -361,15 +365,24 @@ async fn access_scope_check(
     }
 }
 
-/// Compares the recorded expiry with `options.now`. Entra does not tell a client when its secret
-/// expires (reading `passwordCredentials` needs Application.Read.All, graph-notes §9), so the
-/// operator records it with the credential.
+/// Compares the expiry with `options.now`: a certificate's notAfter, or for a secret the recorded
+/// expiry. Entra does not tell a client when its secret expires (reading `passwordCredentials`
+/// needs Application.Read.All, graph-notes §9), so the operator records it with the credential.
 fn expiry_check(
     credential: &AppCredential,
     options: &DoctorOptions,
     rejected_as_expired: bool,
 ) -> Check {
-    let rotate = "create a new client secret in Entra ID > App registrations > Certificates & secrets, store its Value and its expires_at in the credential, then delete the old secret";
+    let (what, rotate) = match &credential.secret {
+        ClientAuth::Secret(_) => (
+            "client secret",
+            "create a new client secret in Entra ID > App registrations > Certificates & secrets, store its Value and its expires_at in the credential, then delete the old secret",
+        ),
+        ClientAuth::Certificate(_) => (
+            "certificate",
+            "create a new certificate and key, upload the certificate in Entra ID > App registrations > Certificates & secrets > Certificates, store both in the credential (certificate_pem and private_key_pem), then delete the old certificate from the app",
+        ),
+    };
     let Some(expires_at) = credential.expires_at else {
         return if rejected_as_expired {
             Check::fail(
@@ -396,7 +409,7 @@ fn expiry_check(
         Check::fail(
             SECRET_EXPIRY,
             format!(
-                "the client secret expired on {date} ({} ago)",
+                "the {what} expired on {date} ({} ago)",
                 plural(-days, "day")
             ),
             rotate,
@@ -413,7 +426,7 @@ fn expiry_check(
         Check::warn(
             SECRET_EXPIRY,
             format!(
-                "the client secret expires on {date}, in {}",
+                "the {what} expires on {date}, in {}",
                 plural(days_left, "day")
             ),
             format!("rotate it before then: {rotate}"),
@@ -422,20 +435,32 @@ fn expiry_check(
         Check::pass(
             SECRET_EXPIRY,
             format!(
-                "the client secret expires on {date}, in {}",
+                "the {what} expires on {date}, in {}",
                 plural(days_left, "day")
             ),
         )
     }
 }
 
-fn token_fix(error: &GraphError, graph: &GraphClient) -> String {
+fn token_fix(error: &GraphError, graph: &GraphClient, credential: &AppCredential) -> String {
     match error {
+        GraphError::CertificateRejected { .. } => match credential.certificate() {
+            Some(certificate) => format!(
+                "upload the certificate (its public part) in Entra ID > App registrations > Certificates & secrets > Certificates; its Thumbprint there must read {}; if it does, the private key stored with it is not the certificate's",
+                certificate.thumbprint_sha1_hex()
+            ),
+            None => "upload the certificate in Entra ID > App registrations > Certificates & secrets > Certificates".to_owned(),
+        },
+        GraphError::AssertionOutOfTime { .. } => "set this machine's clock right (enable NTP time sync, e.g. `timedatectl set-ntp true`) and run the check again".to_owned(),
         GraphError::InvalidSecret { .. } => "copy the secret's Value column (not the Secret ID) into the credential's client secret; if the value was not saved when the secret was created, create a new secret in Entra ID > App registrations > Certificates & secrets".to_owned(),
         GraphError::ExpiredSecret { .. } => "create a new client secret in Entra ID > App registrations > Certificates & secrets and store its Value and expires_at in the credential".to_owned(),
         GraphError::UnknownTenant { .. } => "set tenant_id to the Directory (tenant) ID shown in Entra ID > Overview, or to a verified domain of the tenant".to_owned(),
         GraphError::UnknownApp { tenant, .. } => format!("set client_id to the Application (client) ID on the app registration's Overview page in tenant {tenant}, and have an administrator grant admin consent"),
-        GraphError::TokenRejected { .. } => "check the credential's tenant_id, client_id and client secret Value against the app registration in Entra ID".to_owned(),
+        GraphError::TokenRejected { .. } => match credential.secret {
+            ClientAuth::Secret(_) => "check the credential's tenant_id, client_id and client secret Value against the app registration in Entra ID",
+            ClientAuth::Certificate(_) => "check the credential's tenant_id, client_id and certificate against the app registration in Entra ID",
+        }
+        .to_owned(),
         _ => format!(
             "check that {} is reachable from here (DNS, proxy, firewall) and run the check again",
             graph.config().login_url
@@ -518,8 +543,12 @@ fn format_date(at: OffsetDateTime) -> String {
 /// field (a client id, a tenant) would be echoed back; the operator sees these lines on screen
 /// and in CI logs (style.md §15). Very short values are left alone: they would mangle the text
 /// and are no real secret anyway.
+/// A certificate credential has nothing to redact: no message holds key material.
 fn redact_secret(checks: &mut [Check], credential: &AppCredential) {
-    let secret = credential.client_secret.expose_secret().trim();
+    let Some(secret) = credential.client_secret() else {
+        return;
+    };
+    let secret = secret.expose_secret().trim();
     if secret.len() < 8 {
         return;
     }
@@ -545,10 +574,8 @@ mod tests {
 
     fn credential(expires_at: Option<OffsetDateTime>) -> AppCredential {
         AppCredential {
-            tenant_id: "t".into(),
-            client_id: "c".into(),
-            client_secret: "Xk48Q~Tr.3vH_pZq9nW2sLd".to_owned().into(),
             expires_at,
+            ..AppCredential::new("t", "c", "Xk48Q~Tr.3vH_pZq9nW2sLd".to_owned().into())
         }
     }
 
@@ -615,7 +642,11 @@ mod tests {
     #[test]
     fn a_secret_echoed_in_a_message_is_redacted() {
         let credential = credential(None);
-        let secret = credential.client_secret.expose_secret().to_owned();
+        let secret = credential
+            .client_secret()
+            .unwrap()
+            .expose_secret()
+            .to_owned();
         let mut checks = vec![Check::fail(
             TOKEN,
             format!("app {secret} was not found"),
@@ -625,5 +656,39 @@ mod tests {
         let text = checks[0].to_string();
         assert!(!text.contains(&secret), "{text}");
         assert!(text.contains("[REDACTED]"), "{text}");
+    }
+
+    #[test]
+    fn a_certificate_expires_at_its_not_after() {
+        let certificate = crate::credentials::CertificateCredential::from_pem(
+            include_str!("../../sandbox/fixtures/app-cert.pem"),
+            include_str!("../../sandbox/fixtures/app-key.pem"),
+        )
+        .unwrap();
+        let credential = AppCredential::new("t", "c", certificate.into());
+        let check = expiry_check(&credential, &DoctorOptions::new(NOW), false);
+        assert_eq!(check.status, CheckStatus::Pass, "{check}");
+        assert!(
+            check
+                .detail
+                .contains("the certificate expires on 2046-11-18"),
+            "{check}"
+        );
+        let later = DoctorOptions::new(datetime!(2046-11-20 12:00 UTC));
+        let check = expiry_check(&credential, &later, false);
+        assert_eq!(check.status, CheckStatus::Fail, "{check}");
+        assert!(
+            check
+                .detail
+                .contains("the certificate expired on 2046-11-18 (2 days ago)"),
+            "{check}"
+        );
+        assert!(
+            check
+                .fix
+                .unwrap_or_default()
+                .contains("upload the certificate"),
+            "the fix says how to rotate a certificate"
+        );
     }
 }

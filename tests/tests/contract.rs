@@ -608,7 +608,10 @@ async fn secrets_manager_reads_a_valid_secret() {
     let credential = source.fetch(&name).await.unwrap();
     assert_eq!(credential.tenant_id, "tenant-1");
     assert_eq!(credential.client_id, "client-1");
-    assert_eq!(credential.client_secret.expose_secret(), SECRET_VALUE);
+    assert_eq!(
+        credential.client_secret().unwrap().expose_secret(),
+        SECRET_VALUE
+    );
     assert_eq!(
         credential.expires_at,
         Some(datetime!(2026-06-30 00:00:00 UTC))
@@ -887,6 +890,7 @@ async fn file_secret_source_reads_env_and_file_and_names_what_is_missing() {
         tenant_id: "tenant-1".into(),
         client_id: "client-1".into(),
         secret,
+        key_id: None,
         expires_at: Some(datetime!(2026-06-30 00:00:00 UTC)),
     };
     let credentials = HashMap::from([
@@ -917,18 +921,24 @@ async fn file_secret_source_reads_env_and_file_and_names_what_is_missing() {
     let from_env = source.fetch("from-env").await.unwrap();
     assert_eq!(from_env.tenant_id, "tenant-1");
     assert_eq!(from_env.client_id, "client-1");
-    assert_eq!(from_env.client_secret.expose_secret(), ENV_SECRET);
+    assert_eq!(
+        from_env.client_secret().unwrap().expose_secret(),
+        ENV_SECRET
+    );
     assert_eq!(
         from_env.expires_at,
         Some(datetime!(2026-06-30 00:00:00 UTC))
     );
 
     let from_file = source.fetch("from-file").await.unwrap();
-    assert_eq!(from_file.client_secret.expose_secret(), FILE_SECRET);
+    assert_eq!(
+        from_file.client_secret().unwrap().expose_secret(),
+        FILE_SECRET
+    );
     // Read at every call: a rotated secret is seen without restarting.
     std::fs::write(&secret_file, ROTATED).unwrap();
     let rotated = source.fetch("from-file").await.unwrap();
-    assert_eq!(rotated.client_secret.expose_secret(), ROTATED);
+    assert_eq!(rotated.client_secret().unwrap().expose_secret(), ROTATED);
 
     let shown = |err: &SecretError| {
         let shown = format!("{err} {err:?}");

@@ -136,10 +136,12 @@ impl Env {
 
 fn credential() -> AppCredential {
     AppCredential {
-        tenant_id: DEFAULT_TENANT.into(),
-        client_id: DEFAULT_CLIENT_ID.into(),
-        client_secret: DEFAULT_SECRET.to_owned().into(),
         expires_at: Some(OffsetDateTime::now_utc() + time::Duration::days(300)),
+        ..AppCredential::new(
+            DEFAULT_TENANT,
+            DEFAULT_CLIENT_ID,
+            DEFAULT_SECRET.to_owned().into(),
+        )
     }
 }
 
@@ -234,7 +236,7 @@ async fn a_well_configured_move_mailbox_passes_every_check_and_stays_unchanged()
 async fn a_secret_id_in_place_of_the_value_fails_the_token_and_skips_the_graph_checks() {
     let env = Env::default(MESSAGES).await;
     let credential = AppCredential {
-        client_secret: DEFAULT_SECRET_ID.to_owned().into(),
+        secret: DEFAULT_SECRET_ID.to_owned().into(),
         ..credential()
     };
 

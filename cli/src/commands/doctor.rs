@@ -45,7 +45,7 @@ pub async fn checks_for(
             status: CheckStatus::Fail,
             detail: e.to_string(),
             fix: Some(match context.backend {
-                crate::args::Backend::Local => "declare it as [credential.NAME] in mailroom.toml, with the secret's Value in client_secret_env or client_secret_file".to_owned(),
+                crate::args::Backend::Local => "declare it as [credential.NAME] in mailroom.toml, with the secret's Value in client_secret_env or client_secret_file, or a certificate in certificate_file and private_key_file".to_owned(),
                 crate::args::Backend::Aws => "create the Secrets Manager secret (see README, \"The import function\")".to_owned(),
             }),
         }],

@@ -1,6 +1,8 @@
-//! Client-credentials tokens from Entra ID (graph-notes §1), cached per credential until shortly
-//! before they expire, with at most one refresh in flight per credential.
+//! Client-credentials tokens from Entra ID (graph-notes §1), with a client secret or a certificate's
+//! client assertion, cached per credential until shortly before they expire, with at most one
+//! refresh in flight per credential.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,9 +13,10 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
 
+use super::assertion::{ASSERTION_TYPE, client_assertion};
 use super::error::{GraphError, Operation, TokenErrorBody, parse_retry_after};
 use super::retry::RetryPolicy;
-use crate::credentials::AppCredential;
+use crate::credentials::{AppCredential, ClientAuth};
 
 /// A token is refreshed this long before Entra says it expires, so a request never leaves with a
 /// token that dies on the way.
@@ -25,21 +28,29 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
-/// Identifies a credential without holding its secret: a changed secret (rotation) is a new key.
+/// Identifies a credential without holding its secret: a changed secret or certificate (rotation)
+/// is a new key.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct TokenKey {
     tenant: String,
     client_id: String,
-    secret_digest: [u8; 32],
+    /// SHA-256 of the secret's value, or of the certificate's thumbprint and the client id.
+    credential_digest: [u8; 32],
 }
 
 impl TokenKey {
     fn of(credential: &AppCredential) -> Self {
+        let credential_digest = match &credential.secret {
+            ClientAuth::Secret(secret) => Sha256::digest(secret.expose_secret().as_bytes()),
+            ClientAuth::Certificate(certificate) => Sha256::new()
+                .chain_update(certificate.thumbprint_sha256())
+                .chain_update(credential.client_id.as_bytes())
+                .finalize(),
+        };
         Self {
             tenant: credential.tenant_id.clone(),
             client_id: credential.client_id.clone(),
-            secret_digest: Sha256::digest(credential.client_secret.expose_secret().as_bytes())
-                .into(),
+            credential_digest: credential_digest.into(),
         }
     }
 }
@@ -111,16 +122,11 @@ impl TokenCache {
 
     async fn request(&self, credential: &AppCredential) -> Result<CachedToken, GraphError> {
         let url = self.token_url(&credential.tenant_id)?;
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", credential.client_id.as_str()),
-            ("client_secret", credential.client_secret.expose_secret()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ];
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = Instant::now();
+            let form = token_form(credential, &url)?;
             let sent = self.http.post(url.clone()).form(&form).send().await;
             let retry_in = match sent {
                 Ok(response) if response.status().is_success() => {
@@ -170,6 +176,44 @@ impl TokenCache {
     }
 }
 
+/// The client-credentials form: the secret, or a client assertion built for this very request
+/// (its `aud` is the URL posted to; a retry gets a new one, with its own `jti` and times).
+fn token_form<'a>(
+    credential: &'a AppCredential,
+    url: &Url,
+) -> Result<Vec<(&'static str, Cow<'a, str>)>, GraphError> {
+    let mut form = vec![
+        ("grant_type", Cow::Borrowed("client_credentials")),
+        ("client_id", Cow::Borrowed(credential.client_id.as_str())),
+    ];
+    match &credential.secret {
+        ClientAuth::Secret(secret) => {
+            form.push(("client_secret", Cow::Borrowed(secret.expose_secret())));
+        }
+        ClientAuth::Certificate(certificate) => {
+            let assertion = client_assertion(
+                certificate,
+                &credential.client_id,
+                url.as_str(),
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|_| {
+                GraphError::Config(format!(
+                    "could not sign the client assertion of app {} with its certificate's private key",
+                    credential.client_id
+                ))
+            })?;
+            form.push(("client_assertion_type", Cow::Borrowed(ASSERTION_TYPE)));
+            form.push(("client_assertion", Cow::Owned(assertion)));
+        }
+    }
+    form.push((
+        "scope",
+        Cow::Borrowed("https://graph.microsoft.com/.default"),
+    ));
+    Ok(form)
+}
+
 /// A reqwest error described without its URL (URLs carry tenant ids and sync tokens): the kind of
 /// failure, then its causes.
 pub(crate) fn describe(e: &reqwest::Error) -> String {
@@ -192,4 +236,79 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::CertificateCredential;
+
+    const URL: &str = "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token";
+
+    fn certificate_credential(client_id: &str) -> AppCredential {
+        let certificate = CertificateCredential::from_pem(
+            include_str!("../../../sandbox/fixtures/app-cert.pem"),
+            include_str!("../../../sandbox/fixtures/app-key.pem"),
+        )
+        .unwrap();
+        AppCredential::new("contoso.onmicrosoft.com", client_id, certificate.into())
+    }
+
+    fn fields(form: &[(&'static str, Cow<'_, str>)]) -> Vec<&'static str> {
+        form.iter().map(|(name, _)| *name).collect()
+    }
+
+    #[test]
+    fn a_certificate_posts_a_fresh_assertion_for_the_url_instead_of_a_secret() {
+        let url = Url::parse(URL).unwrap();
+        let credential = certificate_credential("client-1");
+        let form = token_form(&credential, &url).unwrap();
+        assert_eq!(
+            fields(&form),
+            [
+                "grant_type",
+                "client_id",
+                "client_assertion_type",
+                "client_assertion",
+                "scope"
+            ]
+        );
+        assert_eq!(
+            form[2].1,
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        );
+        let claims = |form: &[(&str, Cow<'_, str>)]| -> serde_json::Value {
+            use base64::Engine as _;
+            let payload = form[3].1.split('.').nth(1).unwrap().to_owned();
+            serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        let first = claims(&form);
+        assert_eq!(first["aud"], URL);
+        assert_eq!(first["iss"], "client-1");
+        // A retry signs a new one.
+        let again = claims(&token_form(&credential, &url).unwrap());
+        assert_ne!(first["jti"], again["jti"]);
+
+        let secret = AppCredential::new("t", "client-1", "s3cret-value".to_owned().into());
+        let form = token_form(&secret, &url).unwrap();
+        assert_eq!(
+            fields(&form),
+            ["grant_type", "client_id", "client_secret", "scope"]
+        );
+    }
+
+    #[test]
+    fn the_cache_key_tells_certificates_clients_and_secrets_apart() {
+        let key = |credential: &AppCredential| TokenKey::of(credential).credential_digest;
+        let one = certificate_credential("client-1");
+        assert!(key(&one) == key(&one.clone()));
+        assert!(key(&one) != key(&certificate_credential("client-2")));
+        let secret = AppCredential::new("t", "client-1", "s3cret-value".to_owned().into());
+        assert!(key(&one) != key(&secret));
+    }
 }

@@ -441,12 +441,7 @@ mod tests {
             Url::parse("https://login.microsoftonline.com").unwrap(),
         );
         GraphClient::new(config).unwrap().mailbox(
-            AppCredential {
-                tenant_id: "t".into(),
-                client_id: "c".into(),
-                client_secret: "s".to_owned().into(),
-                expires_at: None,
-            },
+            AppCredential::new("t", "c", "s".to_owned().into()),
             MailboxAddress::parse("a@contoso.com").unwrap(),
         )
     }

@@ -63,6 +63,16 @@ pub enum GraphError {
     ExpiredSecret { client_id: String },
 
     #[error(
+        "the certificate of app {client_id} was rejected (AADSTS700027): it is not registered on the app, or the client assertion's signature does not match it; upload the certificate (its public part, PEM or .cer) in Entra ID > App registrations > Certificates & secrets > Certificates, and store its own private key with it"
+    )]
+    CertificateRejected { client_id: String },
+
+    #[error(
+        "the client assertion of app {client_id} is not within its valid time range (AADSTS700024): check this machine's system clock (it must be within a few minutes of the real time; enable NTP time sync)"
+    )]
+    AssertionOutOfTime { client_id: String },
+
+    #[error(
         "tenant '{tenant}' was not found (AADSTS90002): check the tenant id (a GUID, or a verified domain such as contoso.onmicrosoft.com)"
     )]
     UnknownTenant { tenant: String },
@@ -199,7 +209,10 @@ impl GraphError {
     pub fn is_credential_rejected(&self) -> bool {
         matches!(
             self,
-            Self::InvalidSecret { .. } | Self::ExpiredSecret { .. } | Self::TokenRejected { .. }
+            Self::InvalidSecret { .. }
+                | Self::ExpiredSecret { .. }
+                | Self::CertificateRejected { .. }
+                | Self::TokenRejected { .. }
         )
     }
 
@@ -209,6 +222,8 @@ impl GraphError {
             self,
             Self::InvalidSecret { .. }
                 | Self::ExpiredSecret { .. }
+                | Self::CertificateRejected { .. }
+                | Self::AssertionOutOfTime { .. }
                 | Self::UnknownTenant { .. }
                 | Self::UnknownApp { .. }
                 | Self::TokenRejected { .. }
@@ -276,6 +291,8 @@ impl TokenErrorBody {
         match code {
             Some(7_000_215) => GraphError::InvalidSecret { client_id },
             Some(7_000_222) => GraphError::ExpiredSecret { client_id },
+            Some(700_027) => GraphError::CertificateRejected { client_id },
+            Some(700_024) => GraphError::AssertionOutOfTime { client_id },
             Some(90_002) => GraphError::UnknownTenant {
                 tenant: tenant.to_owned(),
             },
@@ -407,6 +424,31 @@ mod tests {
             body(vec![90002], "").classify("t", "c"),
             GraphError::UnknownTenant { .. }
         ));
+        let certificate = body(
+            vec![700027],
+            "AADSTS700027: Client assertion contains an invalid signature.",
+        )
+        .classify("t", "c");
+        assert!(
+            matches!(certificate, GraphError::CertificateRejected { .. }),
+            "{certificate:?}"
+        );
+        assert!(certificate.is_credential_rejected());
+        assert!(
+            certificate.to_string().contains("Certificates & secrets"),
+            "{certificate}"
+        );
+        let clock = body(
+            vec![],
+            "AADSTS700024: Client assertion is not within its valid time range.",
+        )
+        .classify("t", "c");
+        assert!(
+            matches!(clock, GraphError::AssertionOutOfTime { .. }),
+            "{clock:?}"
+        );
+        assert!(clock.to_string().contains("system clock"), "{clock}");
+        assert!(!clock.is_credential_rejected() && clock.is_fatal_for_mailbox());
         let other = body(vec![1], "AADSTS1: something new\r\nTrace ID: x").classify("t", "c");
         assert!(other.to_string().contains("something new"));
         assert!(!other.to_string().contains("Trace ID"));

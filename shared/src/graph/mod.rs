@@ -2,6 +2,7 @@
 //!
 //! Concrete, not a trait: tests point it at the Graph sandbox through its base URLs.
 
+mod assertion;
 mod auth;
 mod client;
 mod error;

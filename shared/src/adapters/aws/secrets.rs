@@ -64,10 +64,12 @@ impl SecretSource for SecretsManagerSource {
 }
 
 /// What to run to create the missing secret: a command that works as written once the three
-/// placeholders are filled in.
+/// placeholders are filled in (the command comes last, so it can be copied from there on).
 fn not_found_hint(name: &str) -> String {
     format!(
-        "create it in this account and region with: aws secretsmanager create-secret --name {name} \
+        "create it in this account and region (for a certificate, certificate_pem and private_key_pem, \
+         the certificate and its PKCS#8 private key as PEM text, take the place of client_secret) with: \
+         aws secretsmanager create-secret --name {name} \
          --secret-string '{{\"tenant_id\":\"<directory (tenant) id>\",\"client_id\":\"<application (client) id>\",\"client_secret\":\"<client secret value>\"}}'"
     )
 }
