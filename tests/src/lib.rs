@@ -4,4 +4,5 @@
 pub mod contract;
 pub mod lambda;
 pub mod moto;
+pub mod push;
 pub mod stack;

@@ -1,0 +1,255 @@
+//! The push path end to end, with real parts: the Graph sandbox delivers change notifications
+//! over HTTP to the webhook (axum on loopback, the same [`mailroom::push::Webhook`] the Lambda
+//! function serves), which looks subscriptions up in DynamoDB and queues jobs on an SQS FIFO
+//! queue on moto; [`QueueConsumer`] plays Lambda's event source mapping, receiving batches and
+//! running them through [`mailroom::engine::run_batch`] (the import function's code path) with
+//! partial batch failures made visible again.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use mailroom::adapters::aws::SqsJobQueue;
+use mailroom::engine::{Engine, EngineOptions, NoObserver, PushOptions, QueuedJob, run_batch};
+use mailroom::push::{PushUrls, Webhook};
+use tokio::task::JoinHandle;
+
+use crate::stack::{RUN_BUDGET, Stack};
+
+/// A [`Stack`] with the webhook served on loopback, a FIFO queue and its consumer.
+pub struct PushRig {
+    pub stack: Stack,
+    pub engine: Arc<Engine>,
+    pub queue_url: String,
+    pub webhook_addr: SocketAddr,
+    pub urls: PushUrls,
+    pub sqs: aws_sdk_sqs::Client,
+    /// Jobs the consumer ran, and those it reported failed (to be delivered again).
+    pub jobs_run: Arc<AtomicUsize>,
+    pub jobs_failed: Arc<AtomicUsize>,
+    consuming: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PushRig {
+    /// Starts the webhook and the consumer over `stack`. Subscriptions are not created yet: call
+    /// [`Self::maintain`].
+    pub async fn start(stack: Stack) -> PushRig {
+        let (queue, queue_url) = stack.moto.fresh_fifo_queue().await;
+        let sqs = stack.moto.clients().sqs;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the webhook");
+        let webhook_addr = listener.local_addr().unwrap();
+        let urls = PushUrls::from_base(&format!("http://{webhook_addr}")).unwrap();
+        let webhook = Webhook::new(stack.state.clone(), Arc::new(queue));
+        let server = tokio::spawn(async move {
+            axum::serve(listener, mailroom::push::server::router(webhook))
+                .await
+                .expect("webhook server");
+        });
+        let mut options = EngineOptions {
+            push: Some(PushOptions::new(urls.clone())),
+            ..EngineOptions::default()
+        };
+        options.lease_margin = Duration::from_secs(5);
+        let engine = Arc::new(stack.engine_with(Arc::new(NoObserver), options));
+        let mut rig = PushRig {
+            stack,
+            engine,
+            queue_url,
+            webhook_addr,
+            urls,
+            sqs,
+            jobs_run: Arc::default(),
+            jobs_failed: Arc::default(),
+            consuming: Arc::new(AtomicBool::new(true)),
+            tasks: vec![server],
+        };
+        let consumer = rig.consumer();
+        rig.tasks.push(tokio::spawn(consumer.run()));
+        rig
+    }
+
+    fn consumer(&self) -> QueueConsumer {
+        QueueConsumer {
+            engine: self.engine.clone(),
+            sqs: self.sqs.clone(),
+            queue_url: self.queue_url.clone(),
+            clock: self.stack.clock.clone(),
+            jobs_run: self.jobs_run.clone(),
+            jobs_failed: self.jobs_failed.clone(),
+            consuming: self.consuming.clone(),
+        }
+    }
+
+    /// Pauses or resumes the consumer (jobs wait on the queue meanwhile).
+    pub fn set_consuming(&self, on: bool) {
+        self.consuming.store(on, Ordering::SeqCst);
+    }
+
+    /// One scheduled-run's worth of subscription upkeep.
+    pub async fn maintain(&self) -> mailroom::engine::SubscriptionReport {
+        self.engine
+            .maintain_subscriptions()
+            .await
+            .expect("state store reachable")
+    }
+
+    /// Waits until the mailbox holds records for all `ids` (immutable ids), or panics after
+    /// `within`.
+    pub async fn wait_for_records(&self, mailbox: &str, ids: &[String], within: Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let stored: std::collections::BTreeSet<String> = self
+                .stack
+                .records(mailbox)
+                .await
+                .into_iter()
+                .filter(|r| r.state == mailroom::domain::RecordState::Done)
+                .map(|r| r.message_id.as_str().to_owned())
+                .collect();
+            if ids.iter().all(|id| stored.contains(id)) {
+                return;
+            }
+            if started.elapsed() > within {
+                panic!(
+                    "after {within:?}, {} of {} messages stored by push; deliveries: {:#?}",
+                    ids.iter().filter(|id| stored.contains(*id)).count(),
+                    ids.len(),
+                    self.stack.sandbox.deliveries()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Messages waiting on the queue (visible or in flight).
+    pub async fn queued(&self) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let map = attributes.attributes().cloned().unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            map.get(k)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
+
+impl Drop for PushRig {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Lambda's SQS event source mapping, in miniature: receive up to 10 messages, run them as one
+/// batch, delete the successes, and make the failures visible again at once (Lambda would wait
+/// for the visibility timeout; tests do not).
+struct QueueConsumer {
+    engine: Arc<Engine>,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    clock: Arc<mailroom::clock::ManualClock>,
+    jobs_run: Arc<AtomicUsize>,
+    jobs_failed: Arc<AtomicUsize>,
+    consuming: Arc<AtomicBool>,
+}
+
+impl QueueConsumer {
+    async fn run(self) {
+        loop {
+            if !self.consuming.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .send()
+                .await;
+            let Ok(received) = received else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let messages = received.messages().to_vec();
+            if messages.is_empty() {
+                continue;
+            }
+            let batch: Vec<QueuedJob> = messages
+                .iter()
+                .map(|m| QueuedJob {
+                    id: m.message_id().unwrap_or_default().to_owned(),
+                    group: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                        .cloned()
+                        .unwrap_or_default(),
+                    job: SqsJobQueue::parse_job(m.body().unwrap_or_default()),
+                })
+                .collect();
+            self.jobs_run.fetch_add(batch.len(), Ordering::SeqCst);
+            let engine = &self.engine;
+            let stop_at = self.clock_now() + RUN_BUDGET;
+            let failed = run_batch(batch, 4, |job| async move {
+                engine.run_job(&job, stop_at).await
+            })
+            .await;
+            self.jobs_failed.fetch_add(failed.len(), Ordering::SeqCst);
+            for m in &messages {
+                let id = m.message_id().unwrap_or_default();
+                let handle = m.receipt_handle().unwrap_or_default();
+                if failed.iter().any(|f| f == id) {
+                    let _ = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                } else {
+                    let _ = self
+                        .sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await;
+                }
+            }
+            if !failed.is_empty() {
+                // As Lambda backs off: do not spin on a job that keeps failing.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    fn clock_now(&self) -> time::OffsetDateTime {
+        use mailroom::clock::Clock;
+        self.clock.now()
+    }
+}
