@@ -366,6 +366,19 @@ async fn import_stores_each_message_once_and_status_reports_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_push_needs_both_the_listener_and_the_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (vec!["serve", "--listen", "127.0.0.1:0"], "--public-url"),
+        (vec!["serve", "--public-url", "https://mailroom.example.com"], "--listen"),
+    ] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        command.args(&args).current_dir(dir.path());
+        run(command).await.expect_code(2).expect_text(expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_runs_end_to_end_without_a_tenant() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
@@ -379,7 +392,9 @@ async fn demo_runs_end_to_end_without_a_tenant() {
         .expect_text("mailroom doctor")
         .expect_text("what was stored")
         .expect_text("invoices@contoso.com: 100 messages")
-        .expect_text("imported 0 messages");
+        .expect_text("imported 0 messages")
+        .expect_text("push: subscriptions created 2")
+        .expect_text("a new invoice was stored");
     assert!(count_files(&dir.path().join("data/messages")) >= 300);
 }
 
