@@ -370,7 +370,10 @@ async fn serve_with_push_needs_both_the_listener_and_the_public_url() {
     let dir = tempfile::tempdir().unwrap();
     for (args, expected) in [
         (vec!["serve", "--listen", "127.0.0.1:0"], "--public-url"),
-        (vec!["serve", "--public-url", "https://mailroom.example.com"], "--listen"),
+        (
+            vec!["serve", "--public-url", "https://mailroom.example.com"],
+            "--listen",
+        ),
     ] {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
         command.args(&args).current_dir(dir.path());

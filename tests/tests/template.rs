@@ -1,6 +1,7 @@
-//! The SAM template (`infra/template.yaml`) against the code it deploys: the import function's
-//! environment is what it reads at start-up, its role allows exactly the AWS calls its adapters
-//! make, nothing grants a wildcard, the schedule is every 15 minutes, and the table is the one
+//! The SAM template (`infra/template.yaml`) against the code it deploys: each function's
+//! environment is what it reads at start-up, its role allows exactly the AWS calls its code
+//! makes, nothing grants a wildcard, the schedule is every 15 minutes, the job queue is FIFO with
+//! a dead-letter queue and partial batch failures, and the table is the one
 //! `DynamoStateStore::create_table` builds (compared on moto). `cfn-lint` checks the rest of the
 //! template against CloudFormation's schemas in `scripts/test`.
 
@@ -12,8 +13,9 @@ use std::time::Duration;
 use mailroom::adapters::aws::{
     BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, S3BlobStore, SecretsManagerSource,
 };
-use mailroom::config::ImportSettings;
+use mailroom::config::{ImportSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
+use mailroom::push::Webhook;
 use mailroom_tests::moto::Moto;
 use serde_json::{Map, Value, json};
 
@@ -90,14 +92,19 @@ fn import_function(template: &Value) -> &Value {
 
 /// The import function's role, with its inline policies by name.
 fn import_policies(template: &Value) -> Map<String, Value> {
-    let properties = &import_function(template)["Properties"];
+    function_policies(template, "Import")
+}
+
+/// The role of function `{name}Function` (`{name}FunctionRole`), with its inline policies by name.
+fn function_policies(template: &Value, name: &str) -> Map<String, Value> {
+    let properties = &resource(template, &format!("{name}Function"))["Properties"];
     // SAM's `Policies` would add AWSLambdaBasicExecutionRole (logs on `Resource: "*"`).
     assert!(properties.get("Policies").is_none());
     assert_eq!(
         properties["Role"],
-        json!({"Fn::GetAtt": ["ImportFunctionRole", "Arn"]})
+        json!({"Fn::GetAtt": [format!("{name}FunctionRole"), "Arn"]})
     );
-    let role = resource(template, "ImportFunctionRole");
+    let role = resource(template, &format!("{name}FunctionRole"));
     assert_eq!(role["Type"], "AWS::IAM::Role");
     assert!(role["Properties"].get("ManagedPolicyArns").is_none());
     assert!(role["Properties"].get("PermissionsBoundary").is_none());
@@ -176,6 +183,11 @@ fn the_import_environment_is_exactly_what_the_function_reads() {
         variables["MAILROOM_BUCKET"],
         json!({"Ref": "MessageBucket"})
     );
+    // Subscriptions point Graph at the webhook's Function URL.
+    assert_eq!(
+        variables["MAILROOM_WEBHOOK_URL"],
+        json!({"Fn::GetAtt": ["WebhookFunctionUrl", "FunctionUrl"]})
+    );
     // Lambda passes every value as a string; a number in YAML would be one only by accident.
     for (name, value) in variables {
         assert!(
@@ -193,7 +205,13 @@ fn a_runs_lease_ends_before_the_next_scheduled_run() {
     let stop_margin = ImportSettings::from_lookup(|name| {
         properties["Environment"]["Variables"]
             .get(name)
-            .map(|v| v.as_str().unwrap_or("set").to_owned())
+            // An intrinsic (a Ref, a GetAtt) stands for a value only AWS knows; any valid one
+            // does here.
+            .map(|v| {
+                v.as_str()
+                    .unwrap_or("https://placeholder.example/")
+                    .to_owned()
+            })
     })
     .unwrap()
     .stop_margin;
@@ -206,6 +224,13 @@ fn a_runs_lease_ends_before_the_next_scheduled_run() {
     );
     assert!(timeout > stop_margin);
 }
+
+/// What Lambda's SQS event source mapping needs from the function's role.
+const SQS_POLLER_ACTIONS: &[&str] = &[
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+];
 
 #[test]
 fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
@@ -229,7 +254,9 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
         json!({"Fn::GetAtt": ["ImportLogGroup", "Arn"]})
     );
 
-    // Mailroom's calls: every action an adapter's IAM_ACTIONS lists, and nothing else.
+    // Mailroom's calls: every action an adapter's IAM_ACTIONS lists, and nothing else; plus what
+    // Lambda's SQS poller does with the function's role (receive a batch, delete the successes,
+    // read the queue's attributes), as the Lambda developer guide lists for SQS triggers.
     let needed: BTreeSet<&str> = [
         DynamoStateStore::IAM_ACTIONS,
         S3BlobStore::IAM_ACTIONS,
@@ -238,6 +265,7 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
     .into_iter()
     .flatten()
     .map(|(_, action)| *action)
+    .chain(SQS_POLLER_ACTIONS.iter().copied())
     .collect();
     let mut granted = BTreeSet::new();
     for statement in policies["mailroom-import"]["Statement"].as_array().unwrap() {
@@ -253,6 +281,7 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
                 "dynamodb" => "MailroomTable",
                 "s3" => "MessageBucket",
                 "secretsmanager" => "${CredentialSecretPrefix}",
+                "sqs" => "JobQueue",
                 other => panic!("the import function calls no {other} API"),
             };
             assert!(
@@ -336,8 +365,12 @@ fn the_import_function_runs_every_15_minutes() {
     let events = import_function(&template)["Properties"]["Events"]
         .as_object()
         .unwrap();
-    assert_eq!(events.len(), 1, "{events:?}");
-    let (_, event) = events.iter().next().unwrap();
+    let schedules: Vec<&Value> = events
+        .values()
+        .filter(|e| e["Type"] == "Schedule")
+        .collect();
+    assert_eq!(schedules.len(), 1, "{events:?}");
+    let event = schedules[0];
     // An EventBridge rule (its scheduled-event shape is what the function deserialises), not
     // EventBridge Scheduler (`ScheduleV2`), which sends a different payload.
     assert_eq!(event["Type"], "Schedule");
@@ -348,13 +381,126 @@ fn the_import_function_runs_every_15_minutes() {
             .get("State")
             .is_none_or(|s| s == "ENABLED")
     );
-    // Nothing else schedules or triggers anything yet.
+    // Nothing else schedules anything.
     assert!(resources_of_type(&template, "AWS::Events::Rule").is_empty());
     assert!(resources_of_type(&template, "AWS::Scheduler::Schedule").is_empty());
+    let mut functions = resources_of_type(&template, "AWS::Serverless::Function");
+    functions.sort();
+    assert_eq!(functions, ["ImportFunction", "WebhookFunction"]);
+}
+
+#[test]
+fn jobs_go_through_a_fifo_queue_with_a_dead_letter_queue_to_the_import_function() {
+    let template = template();
+    let queue = &resource(&template, "JobQueue")["Properties"];
+    let dlq = &resource(&template, "JobDeadLetterQueue")["Properties"];
+    // FIFO (group = mailbox), with the code's own deduplication ids rather than content hashes.
+    assert_eq!(queue["FifoQueue"], true);
+    assert_eq!(queue["ContentBasedDeduplication"], false);
+    // A FIFO queue's dead-letter queue must be FIFO too.
+    assert_eq!(dlq["FifoQueue"], true);
     assert_eq!(
-        resources_of_type(&template, "AWS::Serverless::Function"),
-        ["ImportFunction"]
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]})
     );
+    assert!(queue["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() >= 3);
+    // A job must not become visible again while the function still runs it.
+    let timeout = import_function(&template)["Properties"]["Timeout"]
+        .as_u64()
+        .unwrap();
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= timeout);
+    // The DLQ outlives the queue's retention, so nothing expires before someone looks.
+    assert!(
+        dlq["MessageRetentionPeriod"].as_u64().unwrap()
+            > queue["MessageRetentionPeriod"].as_u64().unwrap()
+    );
+
+    // The import function consumes it, reporting partial batch failures.
+    let events = import_function(&template)["Properties"]["Events"]
+        .as_object()
+        .unwrap();
+    let sqs: Vec<&Value> = events.values().filter(|e| e["Type"] == "SQS").collect();
+    assert_eq!(sqs.len(), 1, "{events:?}");
+    let properties = &sqs[0]["Properties"];
+    assert_eq!(
+        properties["Queue"],
+        json!({"Fn::GetAtt": ["JobQueue", "Arn"]})
+    );
+    assert_eq!(
+        properties["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(
+        properties["BatchSize"].as_u64().unwrap() <= 10,
+        "FIFO batches hold at most 10"
+    );
+
+    // A job in the dead-letter queue raises the alarm.
+    let alarm = &resource(&template, "JobDeadLetterAlarm")["Properties"];
+    assert_eq!(alarm["Namespace"], "AWS/SQS");
+    assert_eq!(
+        alarm["Dimensions"][0]["Value"],
+        json!({"Fn::GetAtt": ["JobDeadLetterQueue", "QueueName"]})
+    );
+    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlertTopic"}]));
+}
+
+#[test]
+fn the_webhook_reads_exactly_its_environment_and_may_only_look_up_and_enqueue() {
+    let template = template();
+    let function = resource(&template, "WebhookFunction");
+    assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda");
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"],
+        "mailroom-webhook"
+    );
+    assert!(
+        include_str!("../../functions/webhook/Cargo.toml")
+            .contains("[[bin]]\nname = \"mailroom-webhook\"\n")
+    );
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"], "provided.al2023");
+    assert_eq!(properties["Architectures"], json!(["arm64"]));
+    // Graph cannot sign requests: a public URL, protected by clientState.
+    assert_eq!(properties["FunctionUrlConfig"]["AuthType"], "NONE");
+    // Graph waits 3 s for a notification and 10 s for a validation; the timeout is no longer.
+    assert!(properties["Timeout"].as_u64().unwrap() <= 10);
+
+    let variables = properties["Environment"]["Variables"].as_object().unwrap();
+    let set: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    let read: BTreeSet<&str> = WebhookSettings::ENV_VARS.iter().map(|v| v.name).collect();
+    assert_eq!(set, read);
+    assert_eq!(variables["MAILROOM_TABLE"], json!({"Ref": "MailroomTable"}));
+    assert_eq!(variables["MAILROOM_QUEUE_URL"], json!({"Ref": "JobQueue"}));
+
+    let policies = function_policies(&template, "Webhook");
+    assert_eq!(
+        policies.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["lambda-logs", "mailroom-webhook"]
+    );
+    let logs = &policies["lambda-logs"]["Statement"][0];
+    assert_eq!(
+        logs["Resource"],
+        json!({"Fn::GetAtt": ["WebhookLogGroup", "Arn"]})
+    );
+    let mut granted = BTreeSet::new();
+    for statement in policies["mailroom-webhook"]["Statement"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(statement["Effect"], "Allow");
+        for action in strings(&statement["Action"]) {
+            granted.insert(action.to_owned());
+            let expected = match action.split_once(':').unwrap().0 {
+                "dynamodb" => json!({"Fn::GetAtt": ["MailroomTable", "Arn"]}),
+                "sqs" => json!({"Fn::GetAtt": ["JobQueue", "Arn"]}),
+                other => panic!("the webhook calls no {other} API"),
+            };
+            assert_eq!(statement["Resource"], expected, "{statement}");
+        }
+    }
+    let needed: BTreeSet<String> = Webhook::IAM_ACTIONS.iter().map(|a| a.to_string()).collect();
+    assert_eq!(granted, needed);
 }
 
 /// An index: its name, key schema (attribute, key type) and projection type.
@@ -574,7 +720,10 @@ fn the_outputs_are_what_the_readme_tells_users_to_use() {
             "BucketName",
             "ImportFunctionName",
             "ImportLogGroupName",
-            "TableName"
+            "JobDeadLetterQueueUrl",
+            "JobQueueUrl",
+            "TableName",
+            "WebhookUrl",
         ])
     );
     let readme = include_str!("../../README.md");

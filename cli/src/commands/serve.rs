@@ -74,7 +74,7 @@ impl Push {
         let engine = Arc::new(engine);
 
         let (queue, jobs) = local_queue();
-        let webhook = Webhook::new(context.state.clone(), Arc::new(queue.clone()));
+        let webhook = Webhook::new(Arc::new(context.state.clone()), Arc::new(queue.clone()));
         let server_stop = stop.clone();
         tokio::spawn(async move {
             let shutdown = async move {

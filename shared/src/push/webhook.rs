@@ -15,8 +15,32 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::notification::{Event, LifecycleEvent, NotificationCollection};
-use crate::ports::{JobKind, JobQueue, StateStore, SyncJob};
+use crate::domain::SubscriptionRecord;
+use crate::ports::{JobKind, JobQueue, StateStore, StoreError, SyncJob};
+
+/// All the webhook may ask of the state store: one subscription by id. Narrower than
+/// [`StateStore`] on purpose, so the type system proves what the webhook's role needs.
+#[async_trait]
+pub trait SubscriptionLookup: Send + Sync {
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
+}
+
+#[async_trait]
+impl<T: StateStore + ?Sized> SubscriptionLookup for T {
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        StateStore::get_subscription(self, id).await
+    }
+}
+
+#[async_trait]
+impl SubscriptionLookup for Arc<dyn StateStore> {
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        self.as_ref().get_subscription(id).await
+    }
+}
 
 /// Largest request body read. Graph batches are far smaller (a notification is under 1 KiB);
 /// anything larger is refused before it is parsed.
@@ -98,13 +122,21 @@ pub struct BatchOutcome {
 /// The receiver: looks subscriptions up in the state store, enqueues jobs on the queue.
 #[derive(Clone)]
 pub struct Webhook {
-    state: Arc<dyn StateStore>,
+    subscriptions: Arc<dyn SubscriptionLookup>,
     queue: Arc<dyn JobQueue>,
 }
 
 impl Webhook {
-    pub fn new(state: Arc<dyn StateStore>, queue: Arc<dyn JobQueue>) -> Self {
-        Self { state, queue }
+    /// The AWS actions the webhook's calls need: [`SubscriptionLookup::get_subscription`] on
+    /// DynamoDB (a GetItem, see `DynamoStateStore`) and [`JobQueue::enqueue`] on SQS
+    /// (`SqsJobQueue::IAM_ACTIONS`). The template grants its role exactly these.
+    pub const IAM_ACTIONS: &[&str] = &["dynamodb:GetItem", "sqs:SendMessage"];
+
+    pub fn new(subscriptions: Arc<dyn SubscriptionLookup>, queue: Arc<dyn JobQueue>) -> Self {
+        Self {
+            subscriptions,
+            queue,
+        }
     }
 
     /// Answers one request.
@@ -186,7 +218,7 @@ impl Webhook {
         let mut seen: HashSet<(String, String, JobKind)> = HashSet::new();
         for notification in batch.value {
             let record = self
-                .state
+                .subscriptions
                 .get_subscription(&notification.subscription_id)
                 .await
                 .map_err(|e| e.to_string())?;

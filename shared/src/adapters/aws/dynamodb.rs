@@ -1015,6 +1015,31 @@ fn lease_from_item(
 
 #[cfg(test)]
 mod tests {
+
+    /// The webhook's role is granted only `dynamodb:GetItem` (`Webhook::IAM_ACTIONS`): the one
+    /// store call it can make, `get_subscription`, must stay a GetItem.
+    #[test]
+    fn get_subscription_is_a_get_item_and_nothing_else() {
+        let source = include_str!("dynamodb.rs");
+        let start = source.find("async fn get_subscription(").unwrap();
+        let body = &source[start..];
+        let body = &body[..body.find("\n    }\n").unwrap()];
+        assert!(body.contains("self.get_item("), "{body}");
+        let helper = source.find("    async fn get_item(").unwrap();
+        let helper = &source[helper..];
+        let helper = &helper[..helper.find("\n    }\n").unwrap()];
+        assert!(helper.contains(".get_item()"), "{helper}");
+        for other in [
+            ".query()",
+            ".put_item()",
+            ".update_item()",
+            ".delete_item()",
+            ".scan()",
+        ] {
+            assert!(!body.contains(other) && !helper.contains(other), "{other}");
+        }
+        assert!(crate::push::Webhook::IAM_ACTIONS.contains(&"dynamodb:GetItem"));
+    }
     use super::*;
     use time::macros::datetime;
 
