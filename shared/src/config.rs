@@ -229,6 +229,9 @@ pub struct ImportSettings {
     /// `MAILROOM_SUBSCRIPTION_MINUTES` and `MAILROOM_SUBSCRIPTION_RENEW_HOURS`: keep Graph
     /// subscriptions for push. Unset: poll only.
     pub push: Option<PushOptions>,
+    /// `MAILROOM_QUEUE_URL`: the job queue the function consumes; set, a job that could not run
+    /// is delivered again after a short backoff instead of the queue's visibility timeout.
+    pub queue_url: Option<String>,
 }
 
 impl ImportSettings {
@@ -239,6 +242,7 @@ impl ImportSettings {
         EnvVar::optional("MAILROOM_WEBHOOK_URL"),
         EnvVar::optional("MAILROOM_SUBSCRIPTION_MINUTES"),
         EnvVar::optional("MAILROOM_SUBSCRIPTION_RENEW_HOURS"),
+        EnvVar::optional("MAILROOM_QUEUE_URL"),
     ];
 
     /// Every variable the import function reads at start-up.
@@ -260,11 +264,13 @@ impl ImportSettings {
         let stop_margin =
             Duration::from_secs(env.number("MAILROOM_STOP_MARGIN_SECONDS", 60, 5, 600));
         let push = push_options(&mut env);
+        let queue_url = env.optional("MAILROOM_QUEUE_URL");
         env.finish(Self {
             aws,
             mailbox_parallelism,
             stop_margin,
             push,
+            queue_url,
         })
     }
 }

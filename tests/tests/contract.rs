@@ -103,6 +103,56 @@ async fn sqs_job_queue_passes_the_contract() {
     job_queue_contract(&queue, &clock, async || drain_sqs(&client, &url).await).await;
 }
 
+#[tokio::test]
+async fn sqs_retry_after_brings_a_failed_job_back_when_asked_not_before() {
+    let moto = Moto::shared();
+    let (queue, url) = moto.fresh_fifo_queue().await;
+    let client = moto.clients().sqs;
+    let job = contract::job(
+        &contract::mailbox("queue-retry"),
+        "Inbox",
+        mailroom::ports::JobKind::Sync,
+    );
+    queue.enqueue(&job).await.unwrap();
+    let receive = || async {
+        client
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .visibility_timeout(900)
+            .send()
+            .await
+            .unwrap()
+            .messages()
+            .to_vec()
+    };
+    let first = receive().await;
+    assert_eq!(first.len(), 1);
+    // In flight for 15 minutes unless told otherwise.
+    assert!(receive().await.is_empty());
+    queue
+        .retry_after(
+            first[0].receipt_handle().unwrap(),
+            std::time::Duration::from_secs(0),
+        )
+        .await
+        .unwrap();
+    let again = receive().await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        SqsJobQueue::parse_job(again[0].body().unwrap()).unwrap(),
+        job
+    );
+    queue
+        .retry_after(
+            again[0].receipt_handle().unwrap(),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert!(receive().await.is_empty(), "not before its delay");
+}
+
 /// Receives (10 at a time, waiting up to 1 s) and deletes messages until a receive comes back
 /// empty. A FIFO queue hands out the next message of a group only once the previous one is
 /// deleted, so this also proves the order within a group.

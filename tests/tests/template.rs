@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use mailroom::adapters::aws::{
     BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, S3BlobStore, SecretsManagerSource,
+    SqsJobQueue,
 };
 use mailroom::config::{ImportSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
@@ -261,6 +262,7 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
         DynamoStateStore::IAM_ACTIONS,
         S3BlobStore::IAM_ACTIONS,
         SecretsManagerSource::IAM_ACTIONS,
+        SqsJobQueue::CONSUMER_IAM_ACTIONS,
     ]
     .into_iter()
     .flatten()

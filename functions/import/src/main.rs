@@ -58,13 +58,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
         stop: Default::default(),
     };
+    let retries = settings
+        .queue_url
+        .as_ref()
+        .map(|url| SqsJobQueue::new(clients.sqs.clone(), url));
     let engine = &engine;
+    let retries = retries.as_ref();
     let stop_margin = settings.stop_margin;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let stop_at = OffsetDateTime::from(event.context.deadline()) - stop_margin;
         match Trigger::parse(event.payload)? {
             Trigger::Schedule => to_json(&scheduled_import(engine, stop_at).await?),
-            Trigger::Queue(batch) => to_json(&sync_jobs(engine, batch, stop_at).await),
+            Trigger::Queue(batch) => to_json(&sync_jobs(engine, retries, batch, stop_at).await),
         }
     }))
     .await
@@ -149,11 +154,17 @@ async fn scheduled_import(
 
 /// A batch of sync jobs from the FIFO queue. The answer lists the messages to deliver again
 /// (the event source mapping has `ReportBatchItemFailures`); a job started too close to the
-/// deadline is one of them.
-async fn sync_jobs(engine: &Engine, batch: SqsEvent, stop_at: OffsetDateTime) -> SqsBatchResponse {
-    let jobs: Vec<QueuedJob> = batch
-        .records
-        .into_iter()
+/// deadline is one of them. With `retries`, those come back after a short backoff
+/// ([`SqsJobQueue::retry_delay`]) rather than the queue's 15-minute visibility timeout.
+async fn sync_jobs(
+    engine: &Engine,
+    retries: Option<&SqsJobQueue>,
+    batch: SqsEvent,
+    stop_at: OffsetDateTime,
+) -> SqsBatchResponse {
+    let records = batch.records;
+    let jobs: Vec<QueuedJob> = records
+        .iter()
         .map(|record| QueuedJob {
             id: record.message_id.clone().unwrap_or_default(),
             group: record
@@ -177,6 +188,24 @@ async fn sync_jobs(engine: &Engine, batch: SqsEvent, stop_at: OffsetDateTime) ->
         retried = failed.len(),
         "sync job batch finished"
     );
+    if let Some(queue) = retries {
+        for record in records
+            .iter()
+            .filter(|r| failed.contains(r.message_id.as_ref().unwrap_or(&String::new())))
+        {
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let delay = SqsJobQueue::retry_delay(receives);
+            let handle = record.receipt_handle.as_deref().unwrap_or_default();
+            if let Err(e) = queue.retry_after(handle, delay).await {
+                // The visibility timeout still brings the job back, only later.
+                tracing::warn!(error = %e, "could not shorten a failed job's wait");
+            }
+        }
+    }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failed
         .into_iter()

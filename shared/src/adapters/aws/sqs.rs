@@ -43,9 +43,44 @@ impl SqsJobQueue {
         self
     }
 
-    /// The SQS operations this queue makes (SDK method, the IAM action it needs), on the queue's
-    /// ARN.
+    /// The SQS operations the sending side makes (SDK method, the IAM action it needs), on the
+    /// queue's ARN: the webhook's.
     pub const IAM_ACTIONS: &[(&str, &str)] = &[("send_message", "sqs:SendMessage")];
+
+    /// The SQS operations the consuming side makes on top of what Lambda's poller does:
+    /// [`Self::retry_after`]. The import function's.
+    pub const CONSUMER_IAM_ACTIONS: &[(&str, &str)] =
+        &[("change_message_visibility", "sqs:ChangeMessageVisibility")];
+
+    /// How long a job that could not run waits before it is delivered again, by how often it has
+    /// been delivered: 30 s, doubling, at most 15 minutes (the queue's visibility timeout, which
+    /// would apply anyway). A busy mailbox is usually free again within seconds; a job failing
+    /// for good reaches the dead-letter queue after about an hour instead of minutes.
+    pub fn retry_delay(receive_count: u32) -> std::time::Duration {
+        let doublings = receive_count.saturating_sub(1).min(5);
+        std::time::Duration::from_secs((30u64 << doublings).min(900))
+    }
+
+    /// Makes a received message visible again after `delay`, instead of after the queue's
+    /// visibility timeout.
+    pub async fn retry_after(
+        &self,
+        receipt_handle: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(delay.as_secs()).unwrap_or(900))
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable {
+                operation: "change message visibility",
+                detail: DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(())
+    }
 
     /// The queue this adapter sends to.
     pub fn queue_url(&self) -> &str {
@@ -100,10 +135,20 @@ mod tests {
     #[test]
     fn iam_actions_cover_exactly_the_operations_called() {
         let called = crate::adapters::aws::sdk_calls(include_str!("sqs.rs"), &[]);
-        assert_eq!(
-            called,
-            crate::adapters::aws::listed_calls(SqsJobQueue::IAM_ACTIONS)
-        );
+        let mut listed = crate::adapters::aws::listed_calls(SqsJobQueue::IAM_ACTIONS);
+        listed.extend(crate::adapters::aws::listed_calls(
+            SqsJobQueue::CONSUMER_IAM_ACTIONS,
+        ));
+        assert_eq!(called, listed);
+    }
+
+    #[test]
+    fn retries_back_off_from_30_seconds_to_the_visibility_timeout() {
+        let delays: Vec<u64> = (1..=8)
+            .map(|n| SqsJobQueue::retry_delay(n).as_secs())
+            .collect();
+        assert_eq!(delays, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(SqsJobQueue::retry_delay(0).as_secs(), 30);
     }
 
     #[test]
