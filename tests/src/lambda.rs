@@ -211,3 +211,36 @@ pub fn scheduled_event() -> Value {
         "detail": {}
     })
 }
+
+/// One message of an SQS FIFO queue as Lambda's SQS event source mapping delivers it: a record
+/// of [`sqs_event`]. The function reads `messageId`, `body` and `attributes.MessageGroupId`; the
+/// rest is there because Lambda sends it (`md5OfBody` is left out: nothing reads it).
+pub fn sqs_record(message_id: &str, group: &str, body: &str) -> Value {
+    // FIFO sequence numbers are 20 digits, increasing within a group.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sequence = format!("1889900000000{n:07}");
+    serde_json::json!({
+        "messageId": message_id,
+        "receiptHandle": format!("AQEB{}", uuid::Uuid::new_v4().simple()),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795428900000",
+            "SequenceNumber": sequence,
+            "MessageGroupId": group,
+            "SenderId": "AROAEXAMPLE123456789:mailroom-webhook",
+            "MessageDeduplicationId": uuid::Uuid::new_v4().simple().to_string(),
+            "ApproximateFirstReceiveTimestamp": "1795428900010"
+        },
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mailroom-jobs.fifo",
+        "awsRegion": "us-east-1"
+    })
+}
+
+/// A batch of SQS messages, as the event source mapping invokes the function with it.
+pub fn sqs_event(records: Vec<Value>) -> Value {
+    serde_json::json!({ "Records": records })
+}

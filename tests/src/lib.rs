@@ -1,8 +1,11 @@
-//! Mailroom's tests over real wire protocols: a moto harness ([`moto`]) and the contract suites
-//! every adapter must pass ([`contract`]). The tests themselves live in `tests/`.
+//! Mailroom's tests over real wire protocols: a moto harness ([`moto`]), the contract suites
+//! every adapter must pass ([`contract`]), and two ways to run a function binary as Lambda runs
+//! it: an emulated Runtime API ([`lambda`]) and `cargo lambda watch` ([`watch`]). The tests
+//! themselves live in `tests/`.
 
 pub mod contract;
 pub mod lambda;
 pub mod moto;
 pub mod push;
 pub mod stack;
+pub mod watch;

@@ -151,6 +151,46 @@ impl Moto {
         (SqsJobQueue::new(client, &url), url)
     }
 
+    /// Receives (10 at a time, waiting up to 1 s) and deletes every message on the queue at
+    /// `url`, until a receive comes back empty: `(message group, body)` in delivery order.
+    pub async fn drain_queue(&self, url: &str) -> Vec<(String, String)> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let client = self.clients().sqs;
+        use aws_sdk_sqs::error::DisplayErrorContext;
+        let mut drained = Vec::new();
+        loop {
+            let received = client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("draining {url} on moto: {}", DisplayErrorContext(e)));
+            if received.messages().is_empty() {
+                return drained;
+            }
+            for message in received.messages() {
+                let group = message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                    .cloned()
+                    .unwrap_or_default();
+                drained.push((group, message.body().unwrap_or_default().to_owned()));
+                client
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!("draining {url} on moto: {}", DisplayErrorContext(e))
+                    });
+            }
+        }
+    }
+
     /// Creates the secret `name` holding `json`.
     pub async fn put_secret(&self, name: &str, json: &str) {
         self.clients()

@@ -8,6 +8,7 @@
 //! does the work.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -66,13 +67,41 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let retries = retries.as_ref();
     let stop_margin = settings.stop_margin;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let stop_at = OffsetDateTime::from(event.context.deadline()) - stop_margin;
+        let stop_at = stop_at(
+            event.context.deadline(),
+            OffsetDateTime::now_utc(),
+            stop_margin,
+        );
         match Trigger::parse(event.payload)? {
             Trigger::Schedule => to_json(&scheduled_import(engine, stop_at).await?),
             Trigger::Queue(batch) => to_json(&sync_jobs(engine, retries, batch, stop_at).await),
         }
     }))
     .await
+}
+
+/// Lambda's longest timeout: the budget assumed when the runtime's deadline is not a real one.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// When new work stops in this invocation: `margin` before the runtime's deadline.
+///
+/// A deadline that has already passed when the invocation arrives is not a real one: `cargo
+/// lambda watch` (1.9.2, the local Lambda emulator) sends a fixed `Lambda-Runtime-Deadline-Ms:
+/// 600000`, ten minutes after the Unix epoch. Taken literally, every invocation would stop before
+/// it starts and import nothing, so the deadline is then reckoned from Lambda's longest timeout.
+fn stop_at(deadline: SystemTime, now: OffsetDateTime, margin: Duration) -> OffsetDateTime {
+    let deadline = OffsetDateTime::from(deadline);
+    let deadline = if deadline > now {
+        deadline
+    } else {
+        tracing::warn!(
+            %deadline,
+            assumed_timeout_seconds = LONGEST_TIMEOUT.as_secs(),
+            "the runtime's deadline has already passed; assuming Lambda's longest timeout"
+        );
+        now + LONGEST_TIMEOUT
+    };
+    deadline - margin
 }
 
 /// What invoked the function.
@@ -216,4 +245,38 @@ async fn sync_jobs(
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    #[test]
+    fn new_work_stops_the_margin_before_the_deadline() {
+        let now = datetime!(2026-11-23 10:15:00 UTC);
+        let deadline = SystemTime::from(now + Duration::from_secs(840));
+        assert_eq!(
+            stop_at(deadline, now, Duration::from_secs(60)),
+            datetime!(2026-11-23 10:28:00 UTC)
+        );
+    }
+
+    #[test]
+    fn a_deadline_already_passed_is_reckoned_from_the_longest_timeout() {
+        let now = datetime!(2026-11-23 10:15:00 UTC);
+        // What `cargo lambda watch` 1.9.2 sends.
+        let emulated = UNIX_EPOCH + Duration::from_millis(600_000);
+        assert_eq!(
+            stop_at(emulated, now, Duration::from_secs(60)),
+            datetime!(2026-11-23 10:29:00 UTC)
+        );
+        assert_eq!(
+            stop_at(SystemTime::from(now), now, Duration::from_secs(60)),
+            datetime!(2026-11-23 10:29:00 UTC)
+        );
+    }
 }
