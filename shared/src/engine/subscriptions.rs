@@ -167,7 +167,7 @@ impl Engine {
         force: bool,
     ) -> Result<Kept, ImportError> {
         // Newest expiry first; a subscription for another URL (the webhook moved) is replaced.
-        records.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+        records.sort_by_key(|r| std::cmp::Reverse(r.expires_at));
         let (current, stale): (Vec<_>, Vec<_>) = records
             .into_iter()
             .partition(|r| r.notification_url == push.urls.notification_url);
