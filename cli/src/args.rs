@@ -100,6 +100,12 @@ pub enum Command {
     /// Per mailbox: last run, result, messages stored, cursor state
     Status,
 
+    /// The app credentials the mailboxes use: when they expire
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
+
     /// Run the import on a schedule until Ctrl-C or SIGTERM (the message in hand is finished);
     /// with --listen and --public-url, also receive Graph change notifications and import new mail
     /// within seconds
@@ -127,6 +133,19 @@ pub enum Command {
         /// a temporary one
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialsCommand {
+    /// For every credential in use, when it expires (from the app registration in Graph, else
+    /// the stored expires_at) and what is wrong, one line each; exits 1 if any is expired, of
+    /// unknown expiry, or within the first threshold. Local mode also prints each threshold's
+    /// alert once; with --backend aws it only reports (the deployed function alerts)
+    Check {
+        /// Alert thresholds, in days before expiry
+        #[arg(long, value_name = "DAYS", default_value = "30,14,7,3,1")]
+        thresholds: String,
     },
 }
 

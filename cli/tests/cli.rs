@@ -152,6 +152,7 @@ async fn help_is_there_for_every_command_and_usage_errors_exit_2() {
         vec!["status", "--help"],
         vec!["serve", "--help"],
         vec!["demo", "--help"],
+        vec!["credentials", "check", "--help"],
     ] {
         setup
             .mailroom(&args)
@@ -179,6 +180,48 @@ async fn help_is_there_for_every_command_and_usage_errors_exit_2() {
         .await
         .expect_code(2)
         .expect_text("move, mark_read, delete, none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_check_prints_one_line_each_and_alerts_once_per_threshold() {
+    let setup = Setup::start(world(1), MOVE_MAILBOX).await;
+    // Far from expiry, and the app may not read its registration: the stored expiry is used.
+    setup
+        .mailroom(&["credentials", "check"])
+        .await
+        .expect_code(0)
+        .expect_text("✓ contoso: ")
+        .expect_text("expires 2099-01-01T00:00:00Z (source: stored)")
+        .expect_text("grant Application.Read.All or Application.ReadWrite.OwnedBy");
+
+    // Five days left, read from Graph: within the first threshold, one alert printed.
+    setup.sandbox.set_app_permissions(
+        DEFAULT_CLIENT_ID,
+        &["Mail.ReadWrite", "Application.Read.All"],
+    );
+    let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    setup
+        .sandbox
+        .set_password_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_ID, expires_at);
+    let config = std::fs::read_to_string(setup.path("mailroom.toml")).unwrap();
+    std::fs::write(
+        setup.path("mailroom.toml"),
+        config.replace(
+            "expires_at = \"2099-01-01T00:00:00Z\"",
+            &format!("key_id = \"{DEFAULT_SECRET_ID}\""),
+        ),
+    )
+    .unwrap();
+    let first = setup.mailroom(&["credentials", "check"]).await;
+    first
+        .expect_code(1)
+        .expect_text("! contoso: 5 days left")
+        .expect_text("(source: graph); findings: none")
+        .expect_text("ALERT Mailroom: client secret 'contoso' expires in 5 days");
+    assert_eq!(first.stdout.matches("ALERT").count(), 1, "{}", first.all());
+    let again = setup.mailroom(&["credentials", "check"]).await;
+    again.expect_code(1).expect_text("! contoso: 5 days left");
+    assert!(!again.all().contains("ALERT"), "{}", again.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

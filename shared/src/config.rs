@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::domain::MailboxAddress;
 use crate::engine::PushOptions;
+use crate::expiry::Thresholds;
 use crate::graph::GraphConfig;
 use crate::push::PushUrls;
 
@@ -331,6 +333,126 @@ impl WebhookSettings {
     }
 }
 
+/// The secret-expiry function's settings: where the alert claims live, where alerts go, the
+/// thresholds, and Graph.
+///
+/// Alerts go to the SNS topic, by mail through Graph, or both; with neither the function only
+/// reports (and publishes the metric), claiming nothing.
+#[derive(Debug, Clone)]
+pub struct ExpirySettings {
+    /// `MAILROOM_TABLE`: the DynamoDB table (mailbox configuration and alert claims).
+    pub table: String,
+    /// `MAILROOM_ALERT_TOPIC_ARN`: the SNS topic for alerts.
+    pub alert_topic_arn: Option<String>,
+    /// `MAILROOM_ALERT_MAIL_FROM` and `MAILROOM_ALERT_MAIL_TO` (comma-separated): alert mail
+    /// through Graph `sendMail` (the sending app needs Mail.Send).
+    pub alert_mail: Option<AlertMail>,
+    /// `MAILROOM_EXPIRY_THRESHOLDS`: days before expiry to alert at (default `30,14,7,3,1`).
+    pub thresholds: Thresholds,
+    /// `MAILROOM_SECRET_CACHE_SECONDS`: how long a credential read is reused.
+    pub secret_cache_ttl: Duration,
+    pub graph: GraphConfig,
+}
+
+/// Where alert mail goes, and which credential sends it.
+#[derive(Debug, Clone)]
+pub struct AlertMail {
+    pub from: MailboxAddress,
+    pub to: Vec<MailboxAddress>,
+    /// `MAILROOM_ALERT_MAIL_CREDENTIAL`: the credential that sends (its app needs Mail.Send);
+    /// unset: the credential each alert is about.
+    pub credential: Option<String>,
+}
+
+impl ExpirySettings {
+    pub const ENV_VARS: &[EnvVar] = &[
+        EnvVar::required("MAILROOM_TABLE"),
+        EnvVar::optional("MAILROOM_ALERT_TOPIC_ARN"),
+        EnvVar::optional("MAILROOM_ALERT_MAIL_FROM"),
+        EnvVar::optional("MAILROOM_ALERT_MAIL_TO"),
+        EnvVar::optional("MAILROOM_ALERT_MAIL_CREDENTIAL"),
+        EnvVar::optional("MAILROOM_EXPIRY_THRESHOLDS"),
+        EnvVar::optional("MAILROOM_SECRET_CACHE_SECONDS"),
+        EnvVar::optional("MAILROOM_GRAPH_URL"),
+        EnvVar::optional("MAILROOM_LOGIN_URL"),
+        EnvVar::optional("MAILROOM_GRAPH_MAX_IN_FLIGHT"),
+    ];
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let table = env.required(
+            "MAILROOM_TABLE",
+            "the DynamoDB table holding Mailroom's state",
+        );
+        let alert_topic_arn = env.optional("MAILROOM_ALERT_TOPIC_ARN");
+        if let Some(arn) = &alert_topic_arn
+            && !arn.starts_with("arn:")
+        {
+            env.problem(format!(
+                "MAILROOM_ALERT_TOPIC_ARN must be an SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:mailroom-alerts, not '{arn}'"
+            ));
+        }
+        let from = env.optional("MAILROOM_ALERT_MAIL_FROM");
+        let to = env.optional("MAILROOM_ALERT_MAIL_TO");
+        let credential = env.optional("MAILROOM_ALERT_MAIL_CREDENTIAL");
+        let alert_mail = match (from, to) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                env.problem(
+                    "MAILROOM_ALERT_MAIL_FROM and MAILROOM_ALERT_MAIL_TO go together: set both (the sending mailbox, and the recipients separated by commas) or neither".to_owned(),
+                );
+                None
+            }
+            (Some(from), Some(to)) => {
+                let from = match MailboxAddress::parse(&from) {
+                    Ok(from) => Some(from),
+                    Err(e) => {
+                        env.problem(format!("MAILROOM_ALERT_MAIL_FROM: {e}"));
+                        None
+                    }
+                };
+                let mut recipients = Vec::new();
+                for raw in to.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    match MailboxAddress::parse(raw) {
+                        Ok(address) => recipients.push(address),
+                        Err(e) => env.problem(format!("MAILROOM_ALERT_MAIL_TO: {e}")),
+                    }
+                }
+                if recipients.is_empty() {
+                    env.problem("MAILROOM_ALERT_MAIL_TO holds no address".to_owned());
+                }
+                from.map(|from| AlertMail {
+                    from,
+                    to: recipients,
+                    credential,
+                })
+            }
+        };
+        let thresholds = match env.optional("MAILROOM_EXPIRY_THRESHOLDS") {
+            None => Thresholds::default(),
+            Some(raw) => Thresholds::parse(&raw).unwrap_or_else(|e| {
+                env.problem(format!("MAILROOM_EXPIRY_THRESHOLDS: {e}"));
+                Thresholds::default()
+            }),
+        };
+        let secret_cache_ttl =
+            Duration::from_secs(env.number("MAILROOM_SECRET_CACHE_SECONDS", 300, 0, 3600));
+        let graph = env.graph();
+        env.finish(Self {
+            table,
+            alert_topic_arn,
+            alert_mail,
+            thresholds,
+            secret_cache_ttl,
+            graph,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
@@ -479,5 +601,48 @@ mod tests {
         let (seen, problems) = looked_up(|lookup| WebhookSettings::from_lookup(lookup));
         assert_eq!(seen, names(WebhookSettings::ENV_VARS.iter().copied()));
         assert_eq!(problems.len(), 2);
+    }
+
+    #[test]
+    fn expiry_env_vars_are_exactly_the_variables_read() {
+        let (seen, problems) = looked_up(|lookup| ExpirySettings::from_lookup(lookup));
+        assert_eq!(seen, names(ExpirySettings::ENV_VARS.iter().copied()));
+        let named: Vec<String> = problems
+            .iter()
+            .filter_map(|p| p.split(' ').next().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            named,
+            required_problems(ExpirySettings::ENV_VARS.iter().copied())
+        );
+
+        let settings = ExpirySettings::from_lookup(lookup(&[("MAILROOM_TABLE", "t")])).unwrap();
+        assert_eq!(settings.thresholds.days(), &[30, 14, 7, 3, 1]);
+        assert!(settings.alert_topic_arn.is_none() && settings.alert_mail.is_none());
+
+        let settings = ExpirySettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            (
+                "MAILROOM_ALERT_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:alerts",
+            ),
+            ("MAILROOM_ALERT_MAIL_FROM", "alerts@contoso.com"),
+            ("MAILROOM_ALERT_MAIL_TO", "it@contoso.com, ops@contoso.com"),
+            ("MAILROOM_EXPIRY_THRESHOLDS", "7, 60,1"),
+        ]))
+        .unwrap();
+        assert_eq!(settings.thresholds.days(), &[60, 7, 1]);
+        let mail = settings.alert_mail.unwrap();
+        assert_eq!(mail.to.len(), 2);
+        assert_eq!(mail.credential, None);
+
+        let err = ExpirySettings::from_lookup(lookup(&[
+            ("MAILROOM_TABLE", "t"),
+            ("MAILROOM_ALERT_TOPIC_ARN", "alerts"),
+            ("MAILROOM_ALERT_MAIL_FROM", "alerts@contoso.com"),
+            ("MAILROOM_EXPIRY_THRESHOLDS", "30,soon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.problems.len(), 3, "{err}");
     }
 }

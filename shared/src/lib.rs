@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod domain;
 pub mod engine;
+pub mod expiry;
 pub mod graph;
 pub mod ports;
 pub mod push;

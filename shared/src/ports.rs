@@ -1,7 +1,7 @@
 //! Ports: the capabilities the engine needs from the outside world, as small async traits.
 //!
-//! Adapters implement them for AWS (DynamoDB, S3, Secrets Manager) and for local mode. SDK types
-//! never cross these traits; adapters turn SDK errors into the meanings below.
+//! Adapters implement them for AWS (DynamoDB, S3, Secrets Manager, SQS, SNS) and for local mode.
+//! SDK types never cross these traits; adapters turn SDK errors into the meanings below.
 
 use std::pin::Pin;
 
@@ -15,6 +15,7 @@ use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RunSummary,
     SubscriptionRecord,
 };
+use crate::expiry::Alert;
 
 /// A stream of bytes, such as a message's raw MIME on its way from Graph to a blob store.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
@@ -178,6 +179,24 @@ pub trait BlobStore: Send + Sync {
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError>;
+}
+
+/// Failure to deliver an alert.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AlertError {
+    #[error("sending the alert through {channel} failed: {detail}")]
+    Failed {
+        channel: &'static str,
+        detail: String,
+    },
+}
+
+/// Where credential alerts go: an SNS topic, mail through Graph, standard output locally. An
+/// alert names the credential, its app, the expiry and what to do, never a secret value.
+#[async_trait]
+pub trait Alerter: Send + Sync {
+    async fn send(&self, alert: &Alert) -> Result<(), AlertError>;
 }
 
 /// What a sync job asks for.

@@ -191,6 +191,88 @@ impl Moto {
         }
     }
 
+    /// A new SNS topic with a new SQS queue subscribed to it, to read back what is published:
+    /// the topic's ARN and the queue's URL. Each message in the queue is SNS's JSON envelope
+    /// (`Subject`, `Message`…).
+    pub async fn fresh_topic(&self) -> (String, String) {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let clients = self.clients();
+        let name = format!("mailroom-alerts-{}", uuid::Uuid::new_v4().simple());
+        let topic_arn = clients
+            .sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating topic {name} on moto: {}",
+                    aws_sdk_sns::error::DisplayErrorContext(e)
+                )
+            })
+            .topic_arn()
+            .unwrap_or_else(|| panic!("moto created topic {name} without an ARN"))
+            .to_owned();
+        let queue_url = clients
+            .sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "creating queue {name} on moto: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            })
+            .queue_url()
+            .unwrap_or_else(|| panic!("moto created queue {name} without a URL"))
+            .to_owned();
+        let attributes = clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "reading queue {name}'s ARN on moto: {}",
+                    aws_sdk_sqs::error::DisplayErrorContext(e)
+                )
+            });
+        let queue_arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .unwrap_or_else(|| panic!("queue {name} has no ARN"))
+            .to_owned();
+        clients
+            .sns
+            .subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "subscribing queue {name} to its topic on moto: {}",
+                    aws_sdk_sns::error::DisplayErrorContext(e)
+                )
+            });
+        (topic_arn, queue_url)
+    }
+
+    /// Every message waiting in the queue `queue_url` (deleted once read), each body parsed as
+    /// JSON (or kept as a string if it is not JSON).
+    pub async fn drain_json(&self, queue_url: &str) -> Vec<serde_json::Value> {
+        self.drain_queue(queue_url)
+            .await
+            .into_iter()
+            .map(|(_, body)| serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+            .collect()
+    }
+
     /// Creates the secret `name` holding `json`.
     pub async fn put_secret(&self, name: &str, json: &str) {
         self.clients()

@@ -96,6 +96,28 @@ impl Stack {
         }
     }
 
+    /// Creates the secret `name` holding `json`, or gives it that value if it exists.
+    pub async fn store_secret(&self, name: &str, json: &str) {
+        let exists = self
+            .secrets
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .is_ok();
+        if exists {
+            self.secrets
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(json)
+                .send()
+                .await
+                .expect("put secret value");
+        } else {
+            self.moto.put_secret(name, json).await;
+        }
+    }
+
     pub fn graph_config(&self) -> GraphConfig {
         let url = url::Url::parse(&self.sandbox.url()).expect("sandbox URL");
         let mut config = GraphConfig::new(url.clone(), url);

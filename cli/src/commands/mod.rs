@@ -1,5 +1,6 @@
 //! One module per command. Each returns whether it succeeded; errors carry what to do.
 
+mod credentials;
 mod demo;
 mod doctor;
 mod folders;
@@ -28,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Command::Mailbox { command } => mailbox::run(&context, global, command).await,
                 Command::Import { mailbox } => import::run(&context, mailbox.as_deref()).await,
                 Command::Status => status::run(&context).await,
+                Command::Credentials { command } => credentials::run(&context, command).await,
                 Command::Serve {
                     every,
                     listen,

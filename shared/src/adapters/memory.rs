@@ -14,8 +14,8 @@ use crate::domain::{
     RunSummary, SubscriptionRecord,
 };
 use crate::ports::{
-    BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, QueueError,
-    SecretError, SecretSource, StateStore, StoreError, SyncJob,
+    AlertError, Alerter, BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome,
+    QueueError, SecretError, SecretSource, StateStore, StoreError, SyncJob,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -349,6 +349,43 @@ impl JobQueue for MemoryJobQueue {
         }
         state.seen.insert(id, now.unix_timestamp());
         state.jobs.push(job.clone());
+        Ok(())
+    }
+}
+
+/// An [`Alerter`] in memory: keeps every alert it accepted, and fails the next sends on demand.
+#[derive(Default)]
+pub struct MemoryAlerter {
+    sent: Mutex<Vec<crate::expiry::Alert>>,
+    failures: Mutex<usize>,
+}
+
+impl MemoryAlerter {
+    /// The alerts accepted so far, oldest first.
+    pub fn sent(&self) -> Vec<crate::expiry::Alert> {
+        lock(&self.sent).clone()
+    }
+
+    /// The next `n` sends fail.
+    pub fn fail_next(&self, n: usize) {
+        *lock(&self.failures) = n;
+    }
+}
+
+#[async_trait]
+impl Alerter for MemoryAlerter {
+    async fn send(&self, alert: &crate::expiry::Alert) -> Result<(), AlertError> {
+        {
+            let mut failures = lock(&self.failures);
+            if *failures > 0 {
+                *failures -= 1;
+                return Err(AlertError::Failed {
+                    channel: "memory",
+                    detail: "failure injected by the test".into(),
+                });
+            }
+        }
+        lock(&self.sent).push(alert.clone());
         Ok(())
     }
 }

@@ -144,6 +144,24 @@ pub(crate) enum Reply {
     Stream(reqwest::Response, Permit),
 }
 
+/// What a request is about: one mailbox (Outlook's limits and errors are per app and mailbox), or
+/// the app's own registration (`/applications`, graph-notes §9).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'a> {
+    Mailbox(&'a MailboxAddress),
+    Application,
+}
+
+impl Target<'_> {
+    /// The limiter's second key: the mailbox, or one gate for every `/applications` request.
+    fn limiter_key(&self) -> &str {
+        match self {
+            Self::Mailbox(mailbox) => mailbox.as_str(),
+            Self::Application => "/applications",
+        }
+    }
+}
+
 /// Graph access to one mailbox with one credential.
 #[derive(Clone)]
 pub struct MailboxClient {
@@ -204,13 +222,48 @@ impl MailboxClient {
         Ok(url)
     }
 
-    /// Sends a request and parses its JSON reply.
+    /// Sends a request about this mailbox and parses its JSON reply.
     pub(crate) async fn json<T: DeserializeOwned>(
         &self,
         request: Request,
     ) -> Result<T, GraphError> {
+        self.client
+            .json(&self.credential, Target::Mailbox(&self.mailbox), request)
+            .await
+    }
+
+    /// Sends a request whose reply body is not needed (204, or a message echo).
+    pub(crate) async fn send(&self, request: Request) -> Result<(), GraphError> {
+        self.execute(request, false).await.map(drop)
+    }
+
+    /// [`GraphClient::execute`] for this mailbox.
+    pub(crate) async fn execute(
+        &self,
+        request: Request,
+        stream: bool,
+    ) -> Result<Reply, GraphError> {
+        self.client
+            .execute(
+                &self.credential,
+                Target::Mailbox(&self.mailbox),
+                request,
+                stream,
+            )
+            .await
+    }
+}
+
+impl GraphClient {
+    /// Sends a request and parses its JSON reply.
+    pub(crate) async fn json<T: DeserializeOwned>(
+        &self,
+        credential: &AppCredential,
+        target: Target<'_>,
+        request: Request,
+    ) -> Result<T, GraphError> {
         let operation = request.operation;
-        match self.execute(request, false).await? {
+        match self.execute(credential, target, request, false).await? {
             Reply::Body(body) => {
                 serde_json::from_slice(&body).map_err(|e| GraphError::MalformedResponse {
                     operation: operation.name(),
@@ -224,29 +277,26 @@ impl MailboxClient {
         }
     }
 
-    /// Sends a request whose reply body is not needed (204, or a message echo).
-    pub(crate) async fn send(&self, request: Request) -> Result<(), GraphError> {
-        self.execute(request, false).await.map(drop)
-    }
-
     /// Runs one request with Mailroom's etiquette: a mailbox slot per attempt, `Prefer:
     /// IdType="ImmutableId"`, a fresh `client-request-id`, and retries on throttling, server errors
     /// and connection failures, waiting `Retry-After` when Graph gives one.
     pub(crate) async fn execute(
         &self,
+        credential: &AppCredential,
+        target: Target<'_>,
         request: Request,
         stream: bool,
     ) -> Result<Reply, GraphError> {
-        let inner = &self.client.inner;
+        let inner = &self.inner;
         let policy = inner.config.retry;
         let operation = request.operation;
-        let client_id = self.credential.client_id.as_str();
-        let mailbox = self.mailbox.as_str();
+        let client_id = credential.client_id.as_str();
+        let mailbox = target.limiter_key();
         let mut attempt: u32 = 0;
         let mut token_refreshed = false;
         loop {
             attempt += 1;
-            let token = inner.tokens.token(&self.credential).await?;
+            let token = inner.tokens.token(credential).await?;
             let permit = inner.limiter.acquire(client_id, mailbox).await;
             let client_request_id = uuid::Uuid::new_v4().to_string();
             let mut prefer = String::from("IdType=\"ImmutableId\"");
@@ -310,7 +360,7 @@ impl MailboxClient {
                     );
                     if status == StatusCode::UNAUTHORIZED && !token_refreshed {
                         // The cached token was revoked or expired early: fetch a new one, once.
-                        inner.tokens.invalidate(&self.credential).await;
+                        inner.tokens.invalidate(credential).await;
                         token_refreshed = true;
                         attempt -= 1;
                         continue;
@@ -318,7 +368,8 @@ impl MailboxClient {
                     if !is_retryable_status(status.as_u16()) {
                         return Err(classify_api_error(
                             operation,
-                            &self.mailbox,
+                            target,
+                            client_id,
                             status.as_u16(),
                             parsed,
                             &client_request_id,
@@ -340,10 +391,17 @@ impl MailboxClient {
 
             if attempt > policy.max_retries {
                 return Err(match failure {
-                    Failure::Throttled(_) => GraphError::Throttled {
-                        mailbox: self.mailbox.clone(),
-                        operation: operation.name(),
-                        attempts: attempt,
+                    Failure::Throttled(_) => match target {
+                        Target::Mailbox(mailbox) => GraphError::Throttled {
+                            mailbox: mailbox.clone(),
+                            operation: operation.name(),
+                            attempts: attempt,
+                        },
+                        Target::Application => GraphError::Transport {
+                            operation: operation.name(),
+                            attempts: attempt,
+                            detail: "Graph kept answering 429 Too Many Requests".into(),
+                        },
                     },
                     Failure::Server {
                         status,
@@ -352,7 +410,8 @@ impl MailboxClient {
                         ..
                     } => classify_api_error(
                         operation,
-                        &self.mailbox,
+                        target,
+                        client_id,
                         status,
                         body,
                         &client_request_id,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::client::Target;
 use crate::domain::MailboxAddress;
 
 /// What the client was doing when something failed; also decides which permission a 403 lacks.
@@ -20,6 +21,14 @@ pub enum Operation {
     CreateSubscription,
     RenewSubscription,
     DeleteSubscription,
+    /// `GET /applications(appId='…')`: the app's own registration and its credentials.
+    ReadApplication,
+    /// `POST /applications(appId='…')/addPassword`.
+    AddPassword,
+    /// `POST /applications(appId='…')/removePassword`.
+    RemovePassword,
+    /// `POST /users/{mailbox}/sendMail` (alert mail).
+    SendMail,
 }
 
 impl Operation {
@@ -36,6 +45,10 @@ impl Operation {
             Self::CreateSubscription => "create subscription",
             Self::RenewSubscription => "renew subscription",
             Self::DeleteSubscription => "delete subscription",
+            Self::ReadApplication => "read its app registration",
+            Self::AddPassword => "add a client secret to its app registration",
+            Self::RemovePassword => "remove a client secret from its app registration",
+            Self::SendMail => "send mail",
         }
     }
 
@@ -43,6 +56,11 @@ impl Operation {
     pub fn permission(self) -> &'static str {
         match self {
             Self::MoveMessage | Self::MarkRead => "Mail.ReadWrite",
+            Self::SendMail => "Mail.Send",
+            // Application.ReadWrite.OwnedBy reads owned apps too; Read.All is the least for
+            // reading alone (graph-notes §9).
+            Self::ReadApplication => "Application.Read.All",
+            Self::AddPassword | Self::RemovePassword => "Application.ReadWrite.OwnedBy",
             _ => "Mail.Read",
         }
     }
@@ -102,6 +120,24 @@ pub enum GraphError {
         mailbox: MailboxAddress,
         operation: &'static str,
         needed: &'static str,
+        code: String,
+    },
+
+    #[error(
+        "app {client_id} may not {operation} (403 {code}): grant the app the application permission {needed}{} and have an administrator grant admin consent",
+        application_permission_note(.needed)
+    )]
+    ApplicationPermissionDenied {
+        client_id: String,
+        operation: &'static str,
+        needed: &'static str,
+        code: String,
+    },
+
+    #[error("{operation} of app {client_id}: not found ({code})")]
+    ApplicationNotFound {
+        client_id: String,
+        operation: &'static str,
         code: String,
     },
 
@@ -182,6 +218,17 @@ pub enum GraphError {
     Config(String),
 }
 
+/// What else works for an `/applications` permission (graph-notes §9).
+fn application_permission_note(needed: &str) -> &'static str {
+    match needed {
+        "Application.Read.All" => " (or Application.ReadWrite.OwnedBy)",
+        "Application.ReadWrite.OwnedBy" => {
+            ", and add the app's service principal as an owner of its own app registration"
+        }
+        _ => "",
+    }
+}
+
 fn folder_not_found_message(
     mailbox: &MailboxAddress,
     path: &str,
@@ -241,7 +288,10 @@ impl GraphError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound { .. })
+        matches!(
+            self,
+            Self::NotFound { .. } | Self::ApplicationNotFound { .. }
+        )
     }
 
     pub fn is_throttled(&self) -> bool {
@@ -320,14 +370,39 @@ impl TokenErrorBody {
 /// case-insensitively: Outlook answers with Exchange-style codes.
 pub(crate) fn classify_api_error(
     operation: Operation,
-    mailbox: &MailboxAddress,
+    target: Target<'_>,
+    client_id: &str,
     status: u16,
     body: ApiErrorBody,
     client_request_id: &str,
 ) -> GraphError {
     let ApiErrorDetail { code, message } = body.error;
+    let mailbox = match target {
+        Target::Mailbox(mailbox) => mailbox.clone(),
+        Target::Application => {
+            return match status {
+                403 => GraphError::ApplicationPermissionDenied {
+                    client_id: client_id.to_owned(),
+                    operation: operation.name(),
+                    needed: operation.permission(),
+                    code,
+                },
+                404 => GraphError::ApplicationNotFound {
+                    client_id: client_id.to_owned(),
+                    operation: operation.name(),
+                    code,
+                },
+                _ => GraphError::Api {
+                    operation: operation.name(),
+                    status,
+                    code,
+                    message,
+                    client_request_id: client_request_id.to_owned(),
+                },
+            };
+        }
+    };
     let code_is = |c: &str| code.eq_ignore_ascii_case(c);
-    let mailbox = mailbox.clone();
     match status {
         _ if code_is("syncStateNotFound") || code_is("resyncRequired") => {
             GraphError::DeltaExpired { mailbox, code }
@@ -469,7 +544,8 @@ mod tests {
         };
         let scope = classify_api_error(
             Operation::ListMessages,
-            &mailbox(),
+            Target::Mailbox(&mailbox()),
+            "c",
             403,
             body("Access to OData is disabled."),
             "r",
@@ -477,7 +553,8 @@ mod tests {
         assert!(matches!(scope, GraphError::MailboxOutOfScope { .. }));
         let permission = classify_api_error(
             Operation::MoveMessage,
-            &mailbox(),
+            Target::Mailbox(&mailbox()),
+            "c",
             403,
             body("Access is denied. Check credentials and try again."),
             "r",
@@ -486,6 +563,51 @@ mod tests {
             permission.to_string().contains("Mail.ReadWrite"),
             "{permission}"
         );
+    }
+
+    #[test]
+    fn application_errors_name_the_app_and_the_permission() {
+        let body = || ApiErrorBody {
+            error: ApiErrorDetail {
+                code: "Authorization_RequestDenied".into(),
+                message: "Insufficient privileges to complete the operation.".into(),
+            },
+        };
+        let read = classify_api_error(
+            Operation::ReadApplication,
+            Target::Application,
+            "app-1",
+            403,
+            body(),
+            "r",
+        );
+        let text = read.to_string();
+        assert!(
+            matches!(read, GraphError::ApplicationPermissionDenied { .. }),
+            "{read:?}"
+        );
+        assert!(text.contains("app-1"), "{text}");
+        assert!(text.contains("Application.Read.All (or Application.ReadWrite.OwnedBy)"));
+        let write = classify_api_error(
+            Operation::AddPassword,
+            Target::Application,
+            "app-1",
+            403,
+            body(),
+            "r",
+        )
+        .to_string();
+        assert!(write.contains("Application.ReadWrite.OwnedBy"), "{write}");
+        assert!(write.contains("owner"), "{write}");
+        let missing = classify_api_error(
+            Operation::RemovePassword,
+            Target::Application,
+            "app-1",
+            404,
+            body(),
+            "r",
+        );
+        assert!(missing.is_not_found());
     }
 
     #[test]
@@ -501,7 +623,14 @@ mod tests {
             (400, "resyncRequired"),
             (404, "syncStateNotFound"),
         ] {
-            let e = classify_api_error(Operation::Delta, &mailbox(), status, body(code), "r");
+            let e = classify_api_error(
+                Operation::Delta,
+                Target::Mailbox(&mailbox()),
+                "c",
+                status,
+                body(code),
+                "r",
+            );
             assert!(e.is_delta_expired(), "{status} {code}: {e}");
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! Concrete, not a trait: tests point it at the Graph sandbox through its base URLs.
 
+mod applications;
 mod assertion;
 mod auth;
 mod client;
@@ -12,8 +13,10 @@ mod messages;
 mod model;
 mod probe;
 mod retry;
+mod send;
 mod subscriptions;
 
+pub use applications::{AppClient, Application, KeyCredential, NewPassword, PasswordCredential};
 pub use client::{GraphClient, GraphConfig, MailboxClient};
 pub use error::{GraphError, Operation};
 pub use folders::{WELL_KNOWN_FOLDERS, path_segments};

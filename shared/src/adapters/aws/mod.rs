@@ -1,14 +1,16 @@
 //! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], [`SqsJobQueue`],
-//! and the SDK clients they are built from.
+//! [`SnsAlerter`], and the SDK clients they are built from.
 
 mod dynamodb;
 mod s3;
 mod secrets;
+mod sns;
 mod sqs;
 
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
 pub use secrets::SecretsManagerSource;
+pub use sns::SnsAlerter;
 pub use sqs::SqsJobQueue;
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -21,6 +23,7 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl AwsClients {
@@ -42,6 +45,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
         }
     }
 }
