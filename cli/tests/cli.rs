@@ -192,12 +192,14 @@ async fn credentials_check_prints_one_line_each_and_alerts_once_per_threshold() 
         .expect_code(0)
         .expect_text("✓ contoso: ")
         .expect_text("expires 2099-01-01T00:00:00Z (source: stored)")
-        .expect_text("grant Application.Read.All or Application.ReadWrite.OwnedBy");
+        .expect_text("grant Application.Read.All or Application.ReadWrite.OwnedBy")
+        .expect_text("rotation is not possible: app")
+        .expect_text("; rotation: not possible");
 
     // Five days left, read from Graph: within the first threshold, one alert printed.
     setup.sandbox.set_app_permissions(
         DEFAULT_CLIENT_ID,
-        &["Mail.ReadWrite", "Application.Read.All"],
+        &["Mail.ReadWrite", "Application.ReadWrite.OwnedBy"],
     );
     let expires_at = time::OffsetDateTime::now_utc() + time::Duration::days(5);
     setup
@@ -216,7 +218,7 @@ async fn credentials_check_prints_one_line_each_and_alerts_once_per_threshold() 
     first
         .expect_code(1)
         .expect_text("! contoso: 5 days left")
-        .expect_text("(source: graph); findings: none")
+        .expect_text("(source: graph); findings: none; rotation: possible")
         .expect_text("ALERT Mailroom: client secret 'contoso' expires in 5 days");
     assert_eq!(first.stdout.matches("ALERT").count(), 1, "{}", first.all());
     let again = setup.mailroom(&["credentials", "check"]).await;

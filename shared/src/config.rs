@@ -351,6 +351,9 @@ pub struct ExpirySettings {
     pub thresholds: Thresholds,
     /// `MAILROOM_SECRET_CACHE_SECONDS`: how long a credential read is reused.
     pub secret_cache_ttl: Duration,
+    /// `MAILROOM_ROTATION_SECRET_DAYS`: the lifetime of a client secret added by rotation
+    /// (default 180; Entra's portal allows at most 730, tenant policies may allow less).
+    pub rotation_secret_days: u64,
     pub graph: GraphConfig,
 }
 
@@ -372,6 +375,7 @@ impl ExpirySettings {
         EnvVar::optional("MAILROOM_ALERT_MAIL_TO"),
         EnvVar::optional("MAILROOM_ALERT_MAIL_CREDENTIAL"),
         EnvVar::optional("MAILROOM_EXPIRY_THRESHOLDS"),
+        EnvVar::optional("MAILROOM_ROTATION_SECRET_DAYS"),
         EnvVar::optional("MAILROOM_SECRET_CACHE_SECONDS"),
         EnvVar::optional("MAILROOM_GRAPH_URL"),
         EnvVar::optional("MAILROOM_LOGIN_URL"),
@@ -439,6 +443,7 @@ impl ExpirySettings {
                 Thresholds::default()
             }),
         };
+        let rotation_secret_days = env.number("MAILROOM_ROTATION_SECRET_DAYS", 180, 1, 730);
         let secret_cache_ttl =
             Duration::from_secs(env.number("MAILROOM_SECRET_CACHE_SECONDS", 300, 0, 3600));
         let graph = env.graph();
@@ -448,6 +453,7 @@ impl ExpirySettings {
             alert_mail,
             thresholds,
             secret_cache_ttl,
+            rotation_secret_days,
             graph,
         })
     }

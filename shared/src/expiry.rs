@@ -304,6 +304,10 @@ pub struct CredentialReport {
     pub findings: Vec<String>,
     /// The thresholds alerted by this run (`30`, `expired`, `unknown`…).
     pub alerted: Vec<String>,
+    /// Whether the app may rotate this client secret (Application.ReadWrite.OwnedBy), when
+    /// probed ([`ExpiryChecker::probe_rotation`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_permitted: Option<bool>,
 }
 
 impl CredentialReport {
@@ -317,6 +321,7 @@ impl CredentialReport {
             source: ExpirySource::Unknown,
             findings: Vec::new(),
             alerted: Vec::new(),
+            rotation_permitted: None,
         }
     }
 
@@ -377,6 +382,9 @@ pub struct ExpiryChecker {
     pub alerter: Option<Arc<dyn Alerter>>,
     pub clock: Arc<dyn Clock>,
     pub thresholds: Thresholds,
+    /// Also find out whether each client secret's app may rotate it (a `removePassword` probe
+    /// that changes nothing); a finding says what to grant when it may not.
+    pub probe_rotation: bool,
 }
 
 impl ExpiryChecker {
@@ -460,6 +468,21 @@ impl ExpiryChecker {
         }
         if let Some(at) = report.expires_at {
             report.days_left = Some(days_left(at, self.clock.now()));
+        }
+        if self.probe_rotation && credential.client_secret().is_some() {
+            match app.can_manage_passwords().await {
+                Ok(true) => report.rotation_permitted = Some(true),
+                Ok(false) => {
+                    report.rotation_permitted = Some(false);
+                    report.findings.push(format!(
+                        "rotation is not possible: app {} may not manage its own client secrets; grant Application.ReadWrite.OwnedBy (admin consent) and add the app's service principal as an owner of its own app registration",
+                        credential.client_id
+                    ));
+                }
+                Err(e) => report
+                    .findings
+                    .push(format!("whether rotation is possible is unknown: {e}")),
+            }
         }
         self.alert(&mut report, Some(&credential)).await;
         scrub(&mut report, &credential);

@@ -16,3 +16,4 @@ pub mod expiry;
 pub mod graph;
 pub mod ports;
 pub mod push;
+pub mod rotation;

@@ -71,6 +71,7 @@ fn checker(stack: &Stack, alerter: Option<Arc<dyn Alerter>>) -> ExpiryChecker {
         alerter,
         clock: stack.clock.clone(),
         thresholds: Thresholds::default(),
+        probe_rotation: false,
     }
 }
 
@@ -399,4 +400,457 @@ async fn secrets_sharing_a_hint_cannot_be_matched_without_a_key_id() {
     );
     assert!(!finding.contains(&DEFAULT_SECRET[..3]), "{finding}");
     assert_eq!(report.days_left, Some(days_left(stored, stack.clock.now())));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rotation by the Secrets Manager protocol: moto's Secrets Manager plus the sandbox's
+// applications API (addPassword/removePassword, propagation delay).
+
+mod rotation {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use graph_sandbox::{FaultKind, FaultRule};
+    use mailroom::adapters::aws::SecretsManagerVersions;
+    use mailroom::credentials::AppCredential;
+    use mailroom::ports::{SecretError, SecretSource};
+    use mailroom::rotation::{
+        ROTATION_PREFIX, RotationError, RotationEvent, RotationOptions, RotationReport,
+        RotationStep, Rotator, SecretVersions,
+    };
+    use secrecy::{ExposeSecret, SecretString};
+
+    use super::*;
+
+    const STEPS: [RotationStep; 4] = [
+        RotationStep::CreateSecret,
+        RotationStep::SetSecret,
+        RotationStep::TestSecret,
+        RotationStep::FinishSecret,
+    ];
+
+    /// Secrets Manager that fails one named operation once: a crash at that point.
+    struct Flaky {
+        inner: SecretsManagerVersions,
+        fail: Mutex<Option<&'static str>>,
+    }
+
+    impl Flaky {
+        fn trip(&self, operation: &'static str) -> Result<(), SecretError> {
+            let mut fail = self.fail.lock().unwrap();
+            if *fail == Some(operation) {
+                *fail = None;
+                return Err(SecretError::Unavailable {
+                    name: "injected".into(),
+                    detail: format!("crash injected at {operation}"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SecretVersions for Flaky {
+        async fn stages(
+            &self,
+            secret_id: &str,
+        ) -> Result<BTreeMap<String, Vec<String>>, SecretError> {
+            self.inner.stages(secret_id).await
+        }
+        async fn value(
+            &self,
+            secret_id: &str,
+            version_id: Option<&str>,
+            stage: Option<&str>,
+        ) -> Result<Option<SecretString>, SecretError> {
+            self.inner.value(secret_id, version_id, stage).await
+        }
+        async fn put_pending(
+            &self,
+            secret_id: &str,
+            token: &str,
+            value: &SecretString,
+        ) -> Result<(), SecretError> {
+            self.trip("put_pending")?;
+            self.inner.put_pending(secret_id, token, value).await
+        }
+        async fn move_stage(
+            &self,
+            secret_id: &str,
+            stage: &str,
+            to: Option<&str>,
+            from: Option<&str>,
+        ) -> Result<(), SecretError> {
+            if stage == "AWSCURRENT" {
+                self.trip("promote")?;
+            }
+            self.inner.move_stage(secret_id, stage, to, from).await
+        }
+    }
+
+    struct Rotation {
+        stack: Stack,
+        flaky: Arc<Flaky>,
+        rotator: Rotator,
+    }
+
+    impl Rotation {
+        async fn start() -> Rotation {
+            let stack = stack().await;
+            stack.sandbox.set_app_permissions(
+                DEFAULT_CLIENT_ID,
+                &["Mail.ReadWrite", "Application.ReadWrite.OwnedBy"],
+            );
+            // New passwords work at the token endpoint only after a while.
+            stack
+                .sandbox
+                .set_password_propagation_delay(Duration::from_millis(300));
+            stack
+                .store_secret(
+                    &stack.credential,
+                    &secret_json(Some(DEFAULT_SECRET_ID), None),
+                )
+                .await;
+            let flaky = Arc::new(Flaky {
+                inner: SecretsManagerVersions::new(stack.secrets.clone()),
+                fail: Mutex::new(None),
+            });
+            let rotator = Rotator {
+                versions: flaky.clone(),
+                graph: GraphClient::new(stack.graph_config()).unwrap(),
+                clock: stack.clock.clone(),
+                options: RotationOptions {
+                    lifetime: time::Duration::days(90),
+                    test_attempts: 30,
+                    test_backoff: Duration::from_millis(50),
+                    max_backoff: Duration::from_millis(200),
+                },
+            };
+            Rotation {
+                stack,
+                flaky,
+                rotator,
+            }
+        }
+
+        fn crash_at(&self, operation: &'static str) {
+            *self.flaky.fail.lock().unwrap() = Some(operation);
+        }
+
+        async fn step(
+            &self,
+            token: &str,
+            step: RotationStep,
+        ) -> Result<RotationReport, RotationError> {
+            let event: RotationEvent = serde_json::from_value(serde_json::json!({
+                "SecretId": self.stack.credential,
+                "ClientRequestToken": token,
+                "Step": step.name(),
+            }))
+            .unwrap();
+            self.rotator.run(&event).await
+        }
+
+        async fn steps(&self, token: &str, steps: &[RotationStep]) {
+            for step in steps {
+                self.step(token, *step)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", step.name()));
+            }
+        }
+
+        /// AWSCURRENT, as the import function reads it.
+        async fn current(&self) -> AppCredential {
+            SecretsManagerSource::new(self.stack.secrets.clone())
+                .fetch(&self.stack.credential)
+                .await
+                .unwrap()
+        }
+
+        /// The invariant: AWSCURRENT obtains a token (a fresh client, no cached token).
+        async fn assert_current_works(&self, when: &str) -> AppCredential {
+            let current = self.current().await;
+            GraphClient::new(self.stack.graph_config())
+                .unwrap()
+                .check_credential(&current)
+                .await
+                .unwrap_or_else(|e| panic!("{when}: AWSCURRENT does not work: {e}"));
+            current
+        }
+
+        /// The app's passwords, by key id.
+        fn passwords(&self) -> Vec<String> {
+            let mut keys: Vec<String> = self
+                .stack
+                .sandbox
+                .application_passwords(DEFAULT_CLIENT_ID)
+                .into_iter()
+                .map(|p| p.key_id)
+                .collect();
+            keys.sort();
+            keys
+        }
+
+        /// After a successful run: exactly the current password on the app, no orphan.
+        async fn assert_only_current_password(&self, when: &str) {
+            let current = self.assert_current_works(when).await;
+            let key = current.key_id.clone().expect("rotation stores key_id");
+            assert_eq!(self.passwords(), [key], "{when}: orphan passwords left");
+        }
+    }
+
+    fn token() -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_rotation_replaces_the_secret_and_removes_the_old_password() {
+        let r = Rotation::start().await;
+        let token = token();
+        let created = r.step(&token, RotationStep::CreateSecret).await.unwrap();
+        let new_key = created.key_id.clone().unwrap();
+        // createSecret again: nothing new.
+        let again = r.step(&token, RotationStep::CreateSecret).await.unwrap();
+        assert!(again.outcome.starts_with("nothing to do"), "{again:?}");
+        assert_eq!(r.passwords().len(), 2);
+        let added = r
+            .stack
+            .sandbox
+            .application_passwords(DEFAULT_CLIENT_ID)
+            .into_iter()
+            .find(|p| p.key_id == new_key)
+            .unwrap();
+        assert!(
+            added
+                .display_name
+                .as_deref()
+                .unwrap()
+                .starts_with(ROTATION_PREFIX)
+        );
+        r.steps(
+            &token,
+            &[
+                RotationStep::SetSecret,
+                RotationStep::TestSecret,
+                RotationStep::FinishSecret,
+            ],
+        )
+        .await;
+
+        let current = r.current().await;
+        assert_eq!(current.key_id.as_deref(), Some(new_key.as_str()));
+        assert_ne!(
+            current.client_secret().unwrap().expose_secret(),
+            DEFAULT_SECRET
+        );
+        assert_eq!(current.expires_at, Some(added.end));
+        r.assert_only_current_password("after a full rotation")
+            .await;
+        // The old secret is gone from the app.
+        let old = AppCredential::from_json("old", &secret_json(None, None)).unwrap();
+        let refused = GraphClient::new(r.stack.graph_config())
+            .unwrap()
+            .check_credential(&old)
+            .await
+            .unwrap_err();
+        assert!(refused.is_credential_rejected(), "{refused}");
+        // finishSecret again: nothing breaks.
+        let again = r.step(&token, RotationStep::FinishSecret).await.unwrap();
+        assert!(again.outcome.contains("already AWSCURRENT"), "{again:?}");
+
+        // The expiry check sees the new secret, from Graph, by its key id.
+        let report = only(&checker(&r.stack, None)).await;
+        assert_eq!(report.source, ExpirySource::Graph, "{report:#?}");
+        assert_eq!(report.days_left, Some(90));
+
+        // A second rotation replaces the first one's password too.
+        let second = super::rotation::token();
+        r.steps(&second, &STEPS).await;
+        r.assert_only_current_password("after a second rotation")
+            .await;
+        assert_ne!(r.current().await.key_id.as_deref(), Some(new_key.as_str()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_application_readwrite_ownedby_nothing_changes_and_the_error_says_why() {
+        let r = Rotation::start().await;
+        r.stack
+            .sandbox
+            .set_app_permissions(DEFAULT_CLIENT_ID, READ_APPLICATIONS);
+        let token = token();
+        let err = r
+            .step(&token, RotationStep::CreateSecret)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Application.ReadWrite.OwnedBy"), "{err}");
+        assert!(err.contains("AWSCURRENT is unchanged"), "{err}");
+        assert_no_secret(&err);
+        assert_eq!(r.passwords(), [DEFAULT_SECRET_ID]);
+        r.assert_current_works("after a refused addPassword").await;
+        // The check says so, without changing anything.
+        let mut probe = checker(&r.stack, None);
+        probe.probe_rotation = true;
+        let report = only(&probe).await;
+        assert_eq!(report.rotation_permitted, Some(false), "{report:#?}");
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.contains("grant Application.ReadWrite.OwnedBy")),
+            "{report:#?}"
+        );
+        assert_eq!(r.passwords(), [DEFAULT_SECRET_ID]);
+        // Granted, the same rotation goes through.
+        r.stack.sandbox.set_app_permissions(
+            DEFAULT_CLIENT_ID,
+            &["Mail.ReadWrite", "Application.ReadWrite.OwnedBy"],
+        );
+        assert_eq!(only(&probe).await.rotation_permitted, Some(true));
+        r.steps(&token, &STEPS).await;
+        r.assert_only_current_password("after the permission was granted")
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_between_add_password_and_storing_it_leaves_an_orphan_the_rerun_removes() {
+        let r = Rotation::start().await;
+        let token = token();
+        r.crash_at("put_pending");
+        let err = r
+            .step(&token, RotationStep::CreateSecret)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("crash injected at put_pending"), "{err}");
+        assert!(err.contains("removed by the next run"), "{err}");
+        assert_eq!(r.passwords().len(), 2, "the orphan is on the app");
+        r.assert_current_works("after the crash").await;
+        r.steps(&token, &STEPS).await;
+        r.assert_only_current_password("after the re-run").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_test_keeps_the_old_secret_and_the_next_rotation_cleans_up() {
+        let r = Rotation::start().await;
+        // The new password will not propagate within testSecret's patience.
+        r.stack
+            .sandbox
+            .set_password_propagation_delay(Duration::from_secs(3600));
+        let first = token();
+        r.steps(
+            &first,
+            &[RotationStep::CreateSecret, RotationStep::SetSecret],
+        )
+        .await;
+        let rotator = Rotator {
+            options: RotationOptions {
+                test_attempts: 3,
+                ..r.rotator.options.clone()
+            },
+            versions: r.rotator.versions.clone(),
+            graph: r.rotator.graph.clone(),
+            clock: r.rotator.clock.clone(),
+        };
+        let event: RotationEvent = serde_json::from_value(serde_json::json!({
+            "SecretId": r.stack.credential,
+            "ClientRequestToken": first,
+            "Step": "testSecret",
+        }))
+        .unwrap();
+        let err = rotator.run(&event).await.unwrap_err().to_string();
+        assert!(err.contains("obtains no token after 3 attempts"), "{err}");
+        assert!(err.contains("AWSCURRENT is unchanged"), "{err}");
+        r.assert_current_works("after the failed test").await;
+
+        // Secrets Manager tries again later, with a new token; propagation is quick again.
+        r.stack
+            .sandbox
+            .set_password_propagation_delay(Duration::from_millis(300));
+        let second = token();
+        r.steps(&second, &STEPS).await;
+        r.assert_only_current_password("after the next rotation")
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_before_promotion_keeps_the_old_secret_and_the_rerun_finishes() {
+        let r = Rotation::start().await;
+        let token = token();
+        r.steps(
+            &token,
+            &[
+                RotationStep::CreateSecret,
+                RotationStep::SetSecret,
+                RotationStep::TestSecret,
+            ],
+        )
+        .await;
+        r.crash_at("promote");
+        let err = r
+            .step(&token, RotationStep::FinishSecret)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("moving AWSCURRENT"), "{err}");
+        let current = r.assert_current_works("after the crash").await;
+        assert_eq!(current.key_id.as_deref(), Some(DEFAULT_SECRET_ID));
+        r.steps(&token, &[RotationStep::FinishSecret]).await;
+        r.assert_only_current_password("after the re-run").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_after_promotion_leaves_the_new_secret_current_and_a_rerun_removes_the_old() {
+        for rerun in ["finishSecret again", "the next rotation"] {
+            let r = Rotation::start().await;
+            let token = token();
+            r.steps(
+                &token,
+                &[
+                    RotationStep::CreateSecret,
+                    RotationStep::SetSecret,
+                    RotationStep::TestSecret,
+                ],
+            )
+            .await;
+            r.stack.sandbox.inject(
+                FaultRule::new(FaultKind::Status(400, None)).path_contains("removePassword"),
+            );
+            let err = r
+                .step(&token, RotationStep::FinishSecret)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("removing the old password"), "{err}");
+            assert!(err.contains("AWSCURRENT holds the new secret"), "{err}");
+            let current = r.assert_current_works("after the failure").await;
+            assert_ne!(current.key_id.as_deref(), Some(DEFAULT_SECRET_ID));
+            assert_eq!(r.passwords().len(), 2, "the old password is still there");
+            match rerun {
+                "finishSecret again" => r.steps(&token, &[RotationStep::FinishSecret]).await,
+                _ => r.steps(&super::rotation::token(), &STEPS).await,
+            }
+            r.assert_only_current_password(rerun).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_step_can_be_run_twice() {
+        let r = Rotation::start().await;
+        let token = token();
+        for step in STEPS {
+            r.steps(&token, &[step, step]).await;
+            r.assert_current_works(step.name()).await;
+            assert!(
+                r.passwords().len() <= 2,
+                "{}: {:?}",
+                step.name(),
+                r.passwords()
+            );
+        }
+        r.assert_only_current_password("after running each step twice")
+            .await;
+    }
 }

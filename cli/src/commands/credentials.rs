@@ -36,6 +36,7 @@ async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
         },
         clock: Arc::new(SystemClock),
         thresholds: thresholds.clone(),
+        probe_rotation: true,
     };
     let report = checker.run().await?;
     if report.credentials.is_empty() {
@@ -51,7 +52,8 @@ async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
     Ok(fine)
 }
 
-/// `✓ contoso: 212 days left, expires 2027-06-30T00:00:00Z (source: graph); findings: none`.
+/// `✓ contoso: 212 days left, expires 2027-06-30T00:00:00Z (source: graph); findings: none;
+/// rotation: possible (Application.ReadWrite.OwnedBy granted)`.
 fn line(credential: &CredentialReport, attention: bool) -> String {
     let mark = if credential.is_expired() || credential.days_left.is_none() {
         "✗"
@@ -75,8 +77,13 @@ fn line(credential: &CredentialReport, attention: bool) -> String {
     } else {
         credential.findings.join("; ")
     };
+    let rotation = match credential.rotation_permitted {
+        Some(true) => "; rotation: possible (Application.ReadWrite.OwnedBy granted)",
+        Some(false) => "; rotation: not possible",
+        None => "",
+    };
     format!(
-        "{mark} {}: {days}, expires {expiry} (source: {}); findings: {findings}",
+        "{mark} {}: {days}, expires {expiry} (source: {}); findings: {findings}{rotation}",
         credential.name,
         credential.source.as_str()
     )

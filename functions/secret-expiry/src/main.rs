@@ -1,8 +1,11 @@
-//! The secret-expiry Lambda function. On its daily EventBridge schedule it checks every
-//! credential the configured mailboxes use: when it expires (from the app registration in Graph,
-//! else the stored `expires_at`), days left as a CloudWatch metric (embedded metric format, one
-//! line per credential on standard output), and an alert through SNS and/or mail at each
-//! threshold, once. It answers with the report.
+//! The secret-expiry Lambda function, with two triggers:
+//! - its daily EventBridge schedule: check every credential the configured mailboxes use: when
+//!   it expires (from the app registration in Graph, else the stored `expires_at`), days left as
+//!   a CloudWatch metric (embedded metric format, one line per credential on standard output),
+//!   and an alert through SNS and/or mail at each threshold, once. It answers with the report;
+//! - Secrets Manager, as a secret's rotation function: `{"SecretId", "ClientRequestToken",
+//!   "Step"}` runs that step of the rotation protocol (`mailroom::rotation`). A failed step
+//!   fails the invocation with what happened; AWSCURRENT keeps a working secret.
 //!
 //! Glue only: configuration from the environment, clients built once per cold start, the
 //! `mailroom::expiry` module does the work.
@@ -12,13 +15,16 @@ use std::sync::Arc;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use mailroom::adapters::alerts::{FanOutAlerter, GraphMailAlerter};
-use mailroom::adapters::aws::{AwsClients, DynamoStateStore, SecretsManagerSource, SnsAlerter};
+use mailroom::adapters::aws::{
+    AwsClients, DynamoStateStore, SecretsManagerSource, SecretsManagerVersions, SnsAlerter,
+};
 use mailroom::clock::SystemClock;
 use mailroom::config::ExpirySettings;
 use mailroom::credentials::Credentials;
 use mailroom::expiry::{ExpiryChecker, ExpiryReport, metric_line};
 use mailroom::graph::GraphClient;
 use mailroom::ports::Alerter;
+use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
 use serde_json::Value;
 
 #[tokio::main]
@@ -67,11 +73,31 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .then(|| Arc::new(FanOutAlerter::new(channels)) as Arc<dyn Alerter>),
         clock: Arc::new(SystemClock),
         thresholds: settings.thresholds.clone(),
+        probe_rotation: false,
     };
-    let checker = &checker;
+    let rotator = Rotator {
+        versions: Arc::new(SecretsManagerVersions::new(clients.secrets.clone())),
+        graph: checker.graph.clone(),
+        clock: Arc::new(SystemClock),
+        options: RotationOptions {
+            lifetime: time::Duration::days(settings.rotation_secret_days as i64),
+            ..RotationOptions::default()
+        },
+    };
+    let (checker, rotator) = (&checker, &rotator);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         match Trigger::parse(event.payload)? {
             Trigger::Schedule => to_json(&scheduled_check(checker).await?),
+            Trigger::Rotation(event) => match rotator.run(&event).await {
+                Ok(report) => to_json(&report),
+                Err(e) => {
+                    tracing::error!(secret = %event.secret_id, step = e.step, error = %e, "rotation step failed");
+                    Err(Diagnostic {
+                        error_type: "RotationFailed".into(),
+                        error_message: e.to_string(),
+                    })
+                }
+            },
         }
     }))
     .await
@@ -81,18 +107,28 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 enum Trigger {
     /// The daily schedule's tick.
     Schedule,
+    /// Secrets Manager, for one step of a secret's rotation.
+    Rotation(RotationEvent),
 }
 
 impl Trigger {
+    /// A rotation event has `Step`; anything else must be the EventBridge schedule's event.
     fn parse(payload: Value) -> Result<Self, Diagnostic> {
-        serde_json::from_value::<EventBridgeEvent>(payload)
-            .map(|_| Self::Schedule)
-            .map_err(|e| Diagnostic {
-                error_type: "InvalidEvent".into(),
-                error_message: format!(
-                    "the event is not an EventBridge event ({e}); this function is invoked by its EventBridge schedule"
-                ),
-            })
+        let invalid = |kind: &str, e: serde_json::Error| Diagnostic {
+            error_type: "InvalidEvent".into(),
+            error_message: format!(
+                "the event looks like {kind} but does not parse ({e}); this function is invoked by its EventBridge schedule and by Secrets Manager as a rotation function"
+            ),
+        };
+        if payload.get("Step").is_some() {
+            serde_json::from_value(payload)
+                .map(Self::Rotation)
+                .map_err(|e| invalid("a Secrets Manager rotation event", e))
+        } else {
+            serde_json::from_value::<EventBridgeEvent>(payload)
+                .map(|_| Self::Schedule)
+                .map_err(|e| invalid("an EventBridge event", e))
+        }
     }
 }
 

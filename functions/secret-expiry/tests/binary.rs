@@ -146,3 +146,99 @@ async fn missing_configuration_stops_the_function_naming_every_variable() {
     assert!(logs.contains("MAILROOM_TABLE is not set"), "{logs}");
     assert!(logs.contains("MAILROOM_EXPIRY_THRESHOLDS"), "{logs}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_events_run_the_four_steps_of_the_secrets_manager_protocol() {
+    let world =
+        World::default_test().mailbox(DEFAULT_TENANT, Mailbox::new(MAILBOX).messages(FOLDER, 1));
+    let stack = Stack::start(world).await;
+    stack.sandbox.set_app_permissions(
+        DEFAULT_CLIENT_ID,
+        &["Mail.ReadWrite", "Application.ReadWrite.OwnedBy"],
+    );
+    let json = serde_json::json!({
+        "tenant_id": DEFAULT_TENANT,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_SECRET,
+        "key_id": DEFAULT_SECRET_ID,
+    })
+    .to_string();
+    stack.store_secret(&stack.credential, &json).await;
+
+    let env = vec![
+        ("MAILROOM_TABLE", stack.state.table().to_owned()),
+        ("MAILROOM_ROTATION_SECRET_DAYS", "90".to_owned()),
+        ("MAILROOM_GRAPH_URL", stack.sandbox.url()),
+        ("MAILROOM_LOGIN_URL", stack.sandbox.url()),
+        ("AWS_ENDPOINT_URL", stack.moto.endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    let runtime = RuntimeApi::start().await;
+    let log = log_path("rotation");
+    let mut function = runtime.spawn(binary(), &env, &log);
+    let token = "4b5d2c1e-0000-4000-8000-000000000001";
+    let mut replies = Vec::new();
+    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+        let id = runtime.invoke(
+            serde_json::json!({
+                "SecretId": stack.credential,
+                "ClientRequestToken": token,
+                "Step": step,
+            }),
+            Duration::from_secs(120),
+        );
+        replies.push(runtime.outcome(&id, Duration::from_secs(120)).await);
+    }
+    let broken = runtime.invoke(
+        serde_json::json!({"SecretId": stack.credential, "ClientRequestToken": token, "Step": "dance"}),
+        Duration::from_secs(60),
+    );
+    let broken = runtime.outcome(&broken, Duration::from_secs(60)).await;
+    function.kill().ok();
+    function.wait().ok();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    for reply in &replies {
+        assert!(matches!(reply, Outcome::Response(_)), "{reply:?}\n{logs}");
+    }
+    let Outcome::Response(finish) = &replies[3] else {
+        unreachable!()
+    };
+    assert_eq!(finish["step"], "finishSecret");
+    assert_eq!(finish["removed"], serde_json::json!([DEFAULT_SECRET_ID]));
+    let Outcome::Error(error) = broken else {
+        panic!("an unknown step was accepted: {broken:?}");
+    };
+    assert_eq!(error["errorType"], "InvalidEvent", "{error}");
+
+    let passwords = stack.sandbox.application_passwords(DEFAULT_CLIENT_ID);
+    assert_eq!(passwords.len(), 1);
+    assert_eq!(
+        Some(passwords[0].key_id.as_str()),
+        finish["key_id"].as_str()
+    );
+    assert!(
+        !logs.contains(DEFAULT_SECRET),
+        "the old secret appears in the logs"
+    );
+    let current = stack
+        .secrets
+        .get_secret_value()
+        .secret_id(&stack.credential)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(current.secret_string().unwrap()).unwrap();
+    let new_secret = value["client_secret"].as_str().unwrap();
+    assert!(
+        !logs.contains(new_secret),
+        "the new secret appears in the logs"
+    );
+    assert!(
+        !format!("{replies:?}").contains(new_secret),
+        "the new secret appears in a reply"
+    );
+}

@@ -27,6 +27,7 @@ fn checker(clock: Arc<ManualClock>) -> (ExpiryChecker, Arc<MemoryAlerter>) {
         alerter: Some(alerter.clone()),
         clock,
         thresholds: Thresholds::default(),
+        probe_rotation: false,
     };
     (checker, alerter)
 }

@@ -261,6 +261,25 @@ impl AppClient {
     }
 }
 
+impl AppClient {
+    /// Whether the app may manage its own passwords (Application.ReadWrite.OwnedBy, and its
+    /// service principal an owner of its registration), which rotation needs. Proven without
+    /// changing anything: `removePassword` of a key id that does not exist answers 404 when the
+    /// write is allowed and 403 when it is not (the sandbox's behaviour; Graph checks the
+    /// permission before the key id [?]).
+    pub async fn can_manage_passwords(&self) -> Result<bool, GraphError> {
+        match self
+            .remove_password("00000000-0000-4000-8000-000000000000")
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(true),
+            Err(GraphError::ApplicationPermissionDenied { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

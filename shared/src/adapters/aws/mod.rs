@@ -2,12 +2,14 @@
 //! [`SnsAlerter`], and the SDK clients they are built from.
 
 mod dynamodb;
+mod rotation;
 mod s3;
 mod secrets;
 mod sns;
 mod sqs;
 
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
+pub use rotation::SecretsManagerVersions;
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
 pub use secrets::SecretsManagerSource;
 pub use sns::SnsAlerter;

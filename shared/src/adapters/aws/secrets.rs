@@ -34,7 +34,16 @@ impl SecretsManagerSource {
 #[async_trait]
 impl SecretSource for SecretsManagerSource {
     async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError> {
-        let output = match self.client.get_secret_value().secret_id(name).send().await {
+        // AWSCURRENT is Secrets Manager's default; asked for explicitly because moto's default
+        // does not follow a rotation's UpdateSecretVersionStage.
+        let output = match self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+        {
             Ok(output) => output,
             Err(e)
                 if e.as_service_error()
