@@ -30,7 +30,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::clock::Clock;
 use crate::credentials::{AppCredential, ClientAuth, Credentials};
 use crate::graph::{Application, GraphClient, GraphError};
-use crate::ports::{Alerter, SecretError, StateStore, StoreError};
+use crate::ports::{Alerter, AsStateStore, SecretError, StoreError};
 
 /// The days before expiry at which to alert, most distant first (e.g. 30, 14, 7, 3, 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,8 +354,10 @@ pub fn days_left(expires_at: OffsetDateTime, now: OffsetDateTime) -> i64 {
 }
 
 /// The CloudWatch embedded-metric-format line for one credential's days left: namespace
-/// `Mailroom`, dimension `Credential`, metric `SecretDaysLeft` (unit `Count`), at `at`. Printed
-/// to standard output in Lambda, CloudWatch Logs turns it into the metric.
+/// `Mailroom`, metric `SecretDaysLeft` (unit `Count`), at `at`, once per credential (dimension
+/// `Credential`) and once without dimensions (an empty dimension set, which the EMF
+/// specification allows): the template's alarm watches the minimum of that one across all
+/// credentials. Printed to standard output in Lambda, CloudWatch Logs turns it into the metrics.
 pub fn metric_line(credential: &str, days_left: i64, at: OffsetDateTime) -> String {
     let timestamp = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     serde_json::json!({
@@ -363,7 +365,7 @@ pub fn metric_line(credential: &str, days_left: i64, at: OffsetDateTime) -> Stri
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
                 "Namespace": "Mailroom",
-                "Dimensions": [["Credential"]],
+                "Dimensions": [["Credential"], []],
                 "Metrics": [{ "Name": "SecretDaysLeft", "Unit": "Count" }],
             }],
         },
@@ -373,9 +375,50 @@ pub fn metric_line(credential: &str, days_left: i64, at: OffsetDateTime) -> Stri
     .to_string()
 }
 
+/// All the expiry check may ask of the state store: the configured mailboxes (to know which
+/// credentials are in use) and the alert claims. Narrower than [`StateStore`] on purpose, so the
+/// type system proves what the secret-expiry function's role needs ([`ExpiryChecker::IAM_ACTIONS`]).
+#[async_trait::async_trait]
+pub trait AlertState: Send + Sync {
+    async fn list_mailboxes(&self) -> Result<Vec<crate::domain::MailboxConfig>, StoreError>;
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError>;
+    async fn claim_alert(
+        &self,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl<T: AsStateStore> AlertState for T {
+    async fn list_mailboxes(&self) -> Result<Vec<crate::domain::MailboxConfig>, StoreError> {
+        self.state_store().list_mailboxes().await
+    }
+    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
+        self.state_store().list_alerts(credential).await
+    }
+    async fn claim_alert(
+        &self,
+        credential: &str,
+        alert_key: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.state_store()
+            .claim_alert(credential, alert_key, now)
+            .await
+    }
+    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
+        self.state_store()
+            .release_alert(credential, alert_key)
+            .await
+    }
+}
+
 /// The expiry check over the configured mailboxes' credentials.
 pub struct ExpiryChecker {
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn AlertState>,
     pub credentials: Arc<Credentials>,
     pub graph: GraphClient,
     /// Where alerts go; `None` checks and reports only, claiming nothing.
@@ -388,6 +431,12 @@ pub struct ExpiryChecker {
 }
 
 impl ExpiryChecker {
+    /// The AWS actions the check's state store calls need ([`AlertState`] on DynamoDB: the
+    /// mailbox list and alert claims are queries, a claim a conditional put, a release a
+    /// delete). The template grants the secret-expiry role exactly these on the table, besides
+    /// its credentials and alert channels.
+    pub const IAM_ACTIONS: &[&str] = &["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"];
+
     /// The distinct credentials of the enabled mailboxes, sorted.
     pub async fn credential_names(&self) -> Result<Vec<String>, StoreError> {
         let mut names: Vec<String> = self

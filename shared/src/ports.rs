@@ -161,6 +161,24 @@ pub trait StateStore: Send + Sync {
     async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError>;
 }
 
+/// A state store, concrete or shared as `Arc<dyn StateStore>`: lets a narrow view of the store
+/// (what one function may do, e.g. `push::SubscriptionLookup`) be implemented once for both.
+pub trait AsStateStore: Send + Sync {
+    fn state_store(&self) -> &dyn StateStore;
+}
+
+impl<T: StateStore> AsStateStore for T {
+    fn state_store(&self) -> &dyn StateStore {
+        self
+    }
+}
+
+impl AsStateStore for std::sync::Arc<dyn StateStore> {
+    fn state_store(&self) -> &dyn StateStore {
+        self.as_ref()
+    }
+}
+
 /// Where raw MIME goes: S3 in AWS, a directory locally.
 #[async_trait]
 pub trait BlobStore: Send + Sync {

@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use mailroom::adapters::aws::{
     BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, S3BlobStore, SecretsManagerSource,
-    SqsJobQueue,
+    SecretsManagerVersions, SnsAlerter, SqsJobQueue,
 };
-use mailroom::config::{ImportSettings, WebhookSettings};
+use mailroom::config::{ExpirySettings, ImportSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
+use mailroom::expiry::ExpiryChecker;
 use mailroom::push::Webhook;
 use mailroom_tests::moto::Moto;
 use serde_json::{Map, Value, json};
@@ -388,7 +389,10 @@ fn the_import_function_runs_every_15_minutes() {
     assert!(resources_of_type(&template, "AWS::Scheduler::Schedule").is_empty());
     let mut functions = resources_of_type(&template, "AWS::Serverless::Function");
     functions.sort();
-    assert_eq!(functions, ["ImportFunction", "WebhookFunction"]);
+    assert_eq!(
+        functions,
+        ["ImportFunction", "SecretExpiryFunction", "WebhookFunction"]
+    );
 }
 
 #[test]
@@ -724,6 +728,7 @@ fn the_outputs_are_what_the_readme_tells_users_to_use() {
             "ImportLogGroupName",
             "JobDeadLetterQueueUrl",
             "JobQueueUrl",
+            "SecretExpiryFunctionArn",
             "TableName",
             "WebhookUrl",
         ])
@@ -750,4 +755,121 @@ fn the_outputs_are_what_the_readme_tells_users_to_use() {
             "the README's deploy section does not mention {name}"
         );
     }
+}
+
+#[test]
+fn the_secret_expiry_function_runs_daily_reads_its_environment_and_may_do_only_its_calls() {
+    let template = template();
+    let function = resource(&template, "SecretExpiryFunction");
+    assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda");
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"],
+        "mailroom-secret-expiry"
+    );
+    assert!(
+        include_str!("../../functions/secret-expiry/Cargo.toml")
+            .contains("[[bin]]\nname = \"mailroom-secret-expiry\"\n")
+    );
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"], "provided.al2023");
+    assert_eq!(properties["Architectures"], json!(["arm64"]));
+
+    // Daily, by an EventBridge rule (its event shape is what the function parses).
+    let events = properties["Events"].as_object().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = events.values().next().unwrap();
+    assert_eq!(event["Type"], "Schedule");
+    assert_eq!(event["Properties"]["Schedule"], "rate(1 day)");
+
+    // Environment: only variables it reads, every required one set.
+    let variables = properties["Environment"]["Variables"].as_object().unwrap();
+    let set: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    let read: BTreeSet<&str> = ExpirySettings::ENV_VARS.iter().map(|v| v.name).collect();
+    let required: BTreeSet<&str> = ExpirySettings::ENV_VARS
+        .iter()
+        .filter(|v| v.required)
+        .map(|v| v.name)
+        .collect();
+    assert!(set.is_subset(&read), "unread: {:?}", set.difference(&read));
+    assert!(
+        required.is_subset(&set),
+        "unset: {:?}",
+        required.difference(&set)
+    );
+    assert_eq!(
+        variables["MAILROOM_ALERT_TOPIC_ARN"],
+        json!({"Ref": "AlertTopic"})
+    );
+
+    // Its role: exactly the calls its code makes, each on its own resource.
+    let policies = function_policies(&template, "SecretExpiry");
+    assert_eq!(
+        policies.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["lambda-logs", "mailroom-secret-expiry"]
+    );
+    let needed: BTreeSet<&str> = ExpiryChecker::IAM_ACTIONS
+        .iter()
+        .copied()
+        .chain(
+            [
+                SecretsManagerSource::IAM_ACTIONS,
+                SecretsManagerVersions::IAM_ACTIONS,
+                SnsAlerter::IAM_ACTIONS,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|(_, action)| *action),
+        )
+        .collect();
+    let mut granted = BTreeSet::new();
+    for statement in policies["mailroom-secret-expiry"]["Statement"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(statement["Effect"], "Allow");
+        let resources = statement["Resource"].to_string();
+        for action in strings(&statement["Action"]) {
+            assert!(granted.insert(action), "{action} is granted twice");
+            let expected = match action.split_once(':').unwrap().0 {
+                "dynamodb" => "MailroomTable",
+                "secretsmanager" => "${CredentialSecretPrefix}",
+                "sns" => "AlertTopic",
+                other => panic!("the secret-expiry function calls no {other} API"),
+            };
+            assert!(resources.contains(expected), "{action} on {resources}");
+        }
+    }
+    assert_eq!(granted, needed);
+
+    // Secrets Manager may invoke it (rotation), for this account's secrets only.
+    let permission = &resource(&template, "SecretExpiryRotationPermission")["Properties"];
+    assert_eq!(permission["Principal"], "secretsmanager.amazonaws.com");
+    assert_eq!(
+        permission["SourceAccount"],
+        json!({"Ref": "AWS::AccountId"})
+    );
+
+    // The days-left alarm watches the dimensionless metric the function prints, against the
+    // first threshold.
+    let alarm = &resource(&template, "SecretDaysLeftAlarm")["Properties"];
+    assert_eq!(alarm["Namespace"], "Mailroom");
+    assert_eq!(alarm["MetricName"], "SecretDaysLeft");
+    assert!(alarm.get("Dimensions").is_none());
+    assert_eq!(alarm["ComparisonOperator"], "LessThanThreshold");
+    let line: Value = serde_json::from_str(&mailroom::expiry::metric_line(
+        "main",
+        12,
+        time::OffsetDateTime::now_utc(),
+    ))
+    .unwrap();
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], alarm["Namespace"]);
+    assert_eq!(directive["Metrics"][0]["Name"], alarm["MetricName"]);
+    assert!(
+        directive["Dimensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!([])),
+        "the metric must also be published without dimensions: {directive}"
+    );
 }

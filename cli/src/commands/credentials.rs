@@ -22,7 +22,7 @@ pub async fn run(context: &Context, command: CredentialsCommand) -> anyhow::Resu
 async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
     let thresholds = Thresholds::parse(thresholds).map_err(|e| anyhow!("--thresholds: {e}"))?;
     let checker = ExpiryChecker {
-        state: context.state.clone(),
+        state: Arc::new(context.state.clone()),
         credentials: Arc::new(Credentials::new(
             context.secrets.clone(),
             Credentials::DEFAULT_TTL,

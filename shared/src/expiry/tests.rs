@@ -106,7 +106,10 @@ fn the_metric_line_is_embedded_metric_format() {
     assert_eq!(value["_aws"]["Timestamp"], 1_795_428_000_000_i64);
     let directive = &value["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "Mailroom");
-    assert_eq!(directive["Dimensions"], serde_json::json!([["Credential"]]));
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["Credential"], []])
+    );
     assert_eq!(
         directive["Metrics"],
         serde_json::json!([{"Name": "SecretDaysLeft", "Unit": "Count"}])

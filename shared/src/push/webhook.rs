@@ -19,7 +19,7 @@ use async_trait::async_trait;
 
 use super::notification::{Event, LifecycleEvent, NotificationCollection};
 use crate::domain::SubscriptionRecord;
-use crate::ports::{JobKind, JobQueue, StateStore, StoreError, SyncJob};
+use crate::ports::{AsStateStore, JobKind, JobQueue, StoreError, SyncJob};
 
 /// All the webhook may ask of the state store: one subscription by id. Narrower than
 /// [`StateStore`] on purpose, so the type system proves what the webhook's role needs.
@@ -29,16 +29,9 @@ pub trait SubscriptionLookup: Send + Sync {
 }
 
 #[async_trait]
-impl<T: StateStore + ?Sized> SubscriptionLookup for T {
+impl<T: AsStateStore> SubscriptionLookup for T {
     async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        StateStore::get_subscription(self, id).await
-    }
-}
-
-#[async_trait]
-impl SubscriptionLookup for Arc<dyn StateStore> {
-    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        self.as_ref().get_subscription(id).await
+        self.state_store().get_subscription(id).await
     }
 }
 
@@ -320,6 +313,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryJobQueue, MemoryStateStore};
     use crate::domain::{ClientState, MailboxAddress, SubscriptionRecord};
+    use crate::ports::StateStore;
 
     struct Fixture {
         webhook: Webhook,

@@ -1016,29 +1016,64 @@ fn lease_from_item(
 #[cfg(test)]
 mod tests {
 
-    /// The webhook's role is granted only `dynamodb:GetItem` (`Webhook::IAM_ACTIONS`): the one
-    /// store call it can make, `get_subscription`, must stay a GetItem.
-    #[test]
-    fn get_subscription_is_a_get_item_and_nothing_else() {
+    /// The DynamoDB actions the bodies of the named `StateStore` methods in this file call for
+    /// (following `self.get_item`, the one helper that wraps an SDK call).
+    fn actions_of(methods: &[&str]) -> std::collections::BTreeSet<&'static str> {
         let source = include_str!("dynamodb.rs");
-        let start = source.find("async fn get_subscription(").unwrap();
-        let body = &source[start..];
-        let body = &body[..body.find("\n    }\n").unwrap()];
-        assert!(body.contains("self.get_item("), "{body}");
-        let helper = source.find("    async fn get_item(").unwrap();
-        let helper = &source[helper..];
-        let helper = &helper[..helper.find("\n    }\n").unwrap()];
-        assert!(helper.contains(".get_item()"), "{helper}");
-        for other in [
-            ".query()",
-            ".put_item()",
-            ".update_item()",
-            ".delete_item()",
-            ".scan()",
-        ] {
-            assert!(!body.contains(other) && !helper.contains(other), "{other}");
+        let calls = [
+            (".get_item()", "dynamodb:GetItem"),
+            ("self.get_item(", "dynamodb:GetItem"),
+            (".query()", "dynamodb:Query"),
+            (".put_item()", "dynamodb:PutItem"),
+            (".update_item()", "dynamodb:UpdateItem"),
+            (".delete_item()", "dynamodb:DeleteItem"),
+            (".scan()", "dynamodb:Scan"),
+        ];
+        let mut actions = std::collections::BTreeSet::new();
+        for method in methods {
+            let start = source
+                .find(&format!("    async fn {method}("))
+                .unwrap_or_else(|| panic!("no method {method}"));
+            let body = &source[start..];
+            let body = &body[..body.find("\n    }\n").unwrap()];
+            let found: Vec<_> = calls.iter().filter(|(c, _)| body.contains(c)).collect();
+            assert!(!found.is_empty(), "{method} makes no call this test knows");
+            actions.extend(found.iter().map(|(_, a)| *a));
         }
-        assert!(crate::push::Webhook::IAM_ACTIONS.contains(&"dynamodb:GetItem"));
+        actions
+    }
+
+    fn dynamodb_part(actions: &[&'static str]) -> std::collections::BTreeSet<&'static str> {
+        actions
+            .iter()
+            .copied()
+            .filter(|a| a.starts_with("dynamodb:"))
+            .collect()
+    }
+
+    /// The webhook's role gets exactly these: its store access is typed down to
+    /// `SubscriptionLookup::get_subscription`.
+    #[test]
+    fn the_webhooks_dynamodb_actions_are_those_of_get_subscription() {
+        assert_eq!(
+            actions_of(&["get_subscription"]),
+            dynamodb_part(crate::push::Webhook::IAM_ACTIONS)
+        );
+    }
+
+    /// The secret-expiry function's role gets exactly these: its store access is typed down to
+    /// `expiry::AlertState`.
+    #[test]
+    fn the_expiry_checks_dynamodb_actions_are_those_of_its_alert_state() {
+        assert_eq!(
+            actions_of(&[
+                "list_mailboxes",
+                "list_alerts",
+                "claim_alert",
+                "release_alert"
+            ]),
+            dynamodb_part(crate::expiry::ExpiryChecker::IAM_ACTIONS)
+        );
     }
     use super::*;
     use time::macros::datetime;
