@@ -144,7 +144,7 @@ pub enum CredentialsCommand {
     /// alert once; with --backend aws it only reports (the deployed function alerts)
     Check {
         /// Alert thresholds, in days before expiry
-        #[arg(long, value_name = "DAYS", default_value = "30,14,7,3,1")]
+        #[arg(long, value_name = "DAYS", default_value = crate::commands::credentials::DEFAULT_THRESHOLDS)]
         thresholds: String,
     },
 }

@@ -543,4 +543,12 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
             .len(),
         25
     );
+    // The credential check ran at start (it runs daily): one line for the credential in use.
+    let stdout = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("days") && l.contains("source:")),
+        "{stdout}"
+    );
 }

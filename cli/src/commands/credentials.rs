@@ -19,7 +19,11 @@ pub async fn run(context: &Context, command: CredentialsCommand) -> anyhow::Resu
     }
 }
 
-async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
+/// The thresholds `serve` checks with (the `--thresholds` default).
+pub const DEFAULT_THRESHOLDS: &str = "30,14,7,3,1";
+
+/// Checks every credential in use and prints one line each; returns whether all are fine.
+pub async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
     let thresholds = Thresholds::parse(thresholds).map_err(|e| anyhow!("--thresholds: {e}"))?;
     let checker = ExpiryChecker {
         state: Arc::new(context.state.clone()),

@@ -1,6 +1,6 @@
 //! One module per command. Each returns whether it succeeded; errors carry what to do.
 
-mod credentials;
+pub mod credentials;
 mod demo;
 mod doctor;
 mod folders;

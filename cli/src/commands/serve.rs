@@ -133,6 +133,8 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
     }
 }
 
+const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
 /// Runs now, then every `interval`, until `stop` is set (Ctrl-C or SIGTERM). A signal during a
 /// run stops new work; the messages in hand finish and cursors are saved before it exits.
 pub async fn serve(
@@ -146,7 +148,18 @@ pub async fn serve(
         interval.as_secs() / 60,
         context.location
     );
+    // The credential check runs at start and then daily, as the secret-expiry function does in
+    // AWS; locally its alerts are printed, once per threshold.
+    let mut last_check: Option<tokio::time::Instant> = None;
     loop {
+        if last_check.is_none_or(|at| at.elapsed() >= CREDENTIAL_CHECK_INTERVAL) {
+            last_check = Some(tokio::time::Instant::now());
+            match super::credentials::check(context, super::credentials::DEFAULT_THRESHOLDS).await {
+                Ok(true) => {}
+                Ok(false) => eprintln!("a credential needs attention (see above)"),
+                Err(e) => eprintln!("the credential check failed: {e:#}"),
+            }
+        }
         if let Some(push) = push {
             push.maintain().await?;
         }
