@@ -24,6 +24,7 @@ const PROCESSED_FOLDER: &str = "processed folder";
 const PERMISSION: &str = "permission";
 const ACCESS_SCOPE: &str = "access scope";
 const SECRET_EXPIRY: &str = "secret expiry";
+const ROTATION: &str = "rotation";
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +188,26 @@ pub async fn check_mailbox(
             }
         }
     }
-    checks.push(expiry_check(credential, options, secret_expired));
+    // What the app registration says wins over what was recorded with the credential.
+    let from_graph = match &token {
+        Ok(()) => Some(crate::expiry::expiry_from_graph(graph, credential).await),
+        Err(_) => None,
+    };
+    let (expires_at, source) = match &from_graph {
+        Some(Ok(at)) => (Some(*at), "from the app registration"),
+        _ => (credential.expires_at, "as recorded with the credential"),
+    };
+    let mut expiry = expiry_check(credential, expires_at, options, secret_expired);
+    if expires_at.is_some() {
+        expiry.detail.push_str(&format!(" ({source})"));
+    }
+    if let (Some(Err(why)), CheckStatus::Warn) = (&from_graph, expiry.status) {
+        expiry.fix = Some(format!("{}; {why}", expiry.fix.take().unwrap_or_default()));
+    }
+    checks.push(expiry);
+    if token.is_ok() && credential.client_secret().is_some() {
+        checks.push(rotation_check(graph, credential).await);
+    }
     redact_secret(&mut checks, credential);
     checks
 }
@@ -370,6 +390,7 @@ async fn access_scope_check(
 /// needs Application.Read.All, graph-notes §9), so the operator records it with the credential.
 fn expiry_check(
     credential: &AppCredential,
+    expires_at: Option<OffsetDateTime>,
     options: &DoctorOptions,
     rejected_as_expired: bool,
 ) -> Check {
@@ -383,7 +404,7 @@ fn expiry_check(
             "create a new certificate and key, upload the certificate in Entra ID > App registrations > Certificates & secrets > Certificates, store both in the credential (certificate_pem and private_key_pem), then delete the old certificate from the app",
         ),
     };
-    let Some(expires_at) = credential.expires_at else {
+    let Some(expires_at) = expires_at else {
         return if rejected_as_expired {
             Check::fail(
                 SECRET_EXPIRY,
@@ -439,6 +460,27 @@ fn expiry_check(
                 plural(days_left, "day")
             ),
         )
+    }
+}
+
+/// Whether the secret-expiry function could rotate this client secret: the app may manage its
+/// own passwords (Application.ReadWrite.OwnedBy and the app an owner of its registration).
+/// Rotation is opt-in, so "not possible" is information, not a warning.
+async fn rotation_check(graph: &GraphClient, credential: &AppCredential) -> Check {
+    match graph.app(credential.clone()).can_manage_passwords().await {
+        Ok(true) => Check::pass(
+            ROTATION,
+            "possible: the app may manage its own client secrets (Application.ReadWrite.OwnedBy)",
+        ),
+        Ok(false) => Check::pass(
+            ROTATION,
+            "not possible (opt-in): to let Mailroom rotate this secret, grant Application.ReadWrite.OwnedBy and add the app's service principal as an owner of its own registration",
+        ),
+        Err(e) => Check::warn(
+            ROTATION,
+            format!("not verified: {e}"),
+            "run the check again",
+        ),
     }
 }
 
@@ -615,7 +657,7 @@ mod tests {
     fn expiry_passes_warns_and_fails_by_days_left() {
         let options = DoctorOptions::new(NOW);
         let check = |at: Option<OffsetDateTime>, rejected: bool| {
-            expiry_check(&credential(at), &options, rejected)
+            expiry_check(&credential(at), at, &options, rejected)
         };
         let far = check(Some(NOW + time::Duration::days(200)), false);
         assert_eq!(far.status, CheckStatus::Pass, "{far}");
@@ -666,7 +708,12 @@ mod tests {
         )
         .unwrap();
         let credential = AppCredential::new("t", "c", certificate.into());
-        let check = expiry_check(&credential, &DoctorOptions::new(NOW), false);
+        let check = expiry_check(
+            &credential,
+            credential.expires_at,
+            &DoctorOptions::new(NOW),
+            false,
+        );
         assert_eq!(check.status, CheckStatus::Pass, "{check}");
         assert!(
             check
@@ -675,7 +722,7 @@ mod tests {
             "{check}"
         );
         let later = DoctorOptions::new(datetime!(2046-11-20 12:00 UTC));
-        let check = expiry_check(&credential, &later, false);
+        let check = expiry_check(&credential, credential.expires_at, &later, false);
         assert_eq!(check.status, CheckStatus::Fail, "{check}");
         assert!(
             check

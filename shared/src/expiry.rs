@@ -634,6 +634,19 @@ impl ExpiryChecker {
 }
 
 /// The expiry of the credential in use, from its app registration, or why it cannot be told.
+/// When `credential` expires according to its app registration in Graph (needs
+/// Application.Read.All or Application.ReadWrite.OwnedBy), or why Graph cannot tell: the
+/// doctor's view of what [`ExpiryChecker::check`] finds.
+pub async fn expiry_from_graph(
+    graph: &GraphClient,
+    credential: &AppCredential,
+) -> Result<OffsetDateTime, String> {
+    match graph.app(credential.clone()).application().await {
+        Ok(application) => find_expiry(credential, &application),
+        Err(e) => Err(graph_cannot_tell(credential, &e)),
+    }
+}
+
 fn find_expiry(
     credential: &AppCredential,
     application: &Application,

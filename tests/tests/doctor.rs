@@ -22,6 +22,7 @@ const FOLDER: &str = "Inbox/Backup Reports";
 const PROCESSED: &str = "Inbox/Processed";
 const MESSAGES: usize = 5;
 
+/// Every check when the token fails (the rest are skipped or need no token).
 const ALL_CHECKS: [&str; 7] = [
     "token",
     "mailbox",
@@ -30,6 +31,18 @@ const ALL_CHECKS: [&str; 7] = [
     "permission",
     "access scope",
     "secret expiry",
+];
+
+/// Every check when Entra issues a token for a client secret: also whether it could be rotated.
+const ALL_CHECKS_WITH_TOKEN: [&str; 8] = [
+    "token",
+    "mailbox",
+    "folder",
+    "processed folder",
+    "permission",
+    "access scope",
+    "secret expiry",
+    "rotation",
 ];
 
 fn move_to_processed() -> AfterImport {
@@ -204,7 +217,7 @@ async fn a_well_configured_move_mailbox_passes_every_check_and_stays_unchanged()
         .doctor_leaves_mailbox_unchanged(&credential(), &config, &options(Some(CEO)))
         .await;
 
-    assert_eq!(names(&checks), ALL_CHECKS);
+    assert_eq!(names(&checks), ALL_CHECKS_WITH_TOKEN);
     for c in &checks {
         assert_eq!(c.status, CheckStatus::Pass, "{c}");
         assert!(c.fix.is_none(), "{c}");
@@ -221,6 +234,17 @@ async fn a_well_configured_move_mailbox_passes_every_check_and_stays_unchanged()
     );
     assert!(check(&checks, "access scope").detail.contains(CEO));
     assert!(check(&checks, "secret expiry").detail.contains("days"));
+    // Without Application.Read.All the recorded expiry is used, and rotation is not possible.
+    assert!(
+        check(&checks, "secret expiry")
+            .detail
+            .ends_with("(as recorded with the credential)")
+    );
+    assert!(
+        check(&checks, "rotation")
+            .detail
+            .starts_with("not possible")
+    );
     // The permission was proven by a real write, which left the oldest (read) message read.
     assert_eq!(env.patches(), 1);
     let oldest = env
@@ -614,4 +638,44 @@ async fn a_secret_pasted_into_another_field_never_reaches_the_report() {
     let token = assert_status(&checks, "token", CheckStatus::Fail);
     assert!(token.contains("[REDACTED]"), "{token}");
     assert!(!is_valid(&checks));
+}
+
+#[tokio::test]
+async fn with_application_permissions_the_expiry_comes_from_the_app_registration_and_rotation_is_possible()
+ {
+    let env = Env::default(MESSAGES).await;
+    env.sandbox.set_app_permissions(
+        DEFAULT_CLIENT_ID,
+        &["Mail.ReadWrite", "Application.ReadWrite.OwnedBy"],
+    );
+    let registered = (OffsetDateTime::now_utc() + time::Duration::days(12))
+        .replace_nanosecond(0)
+        .unwrap();
+    env.sandbox
+        .set_password_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_ID, registered);
+    // The credential records a stale expiry (300 days) and its key id.
+    let credential = AppCredential {
+        key_id: Some(DEFAULT_SECRET_ID.to_owned()),
+        ..credential()
+    };
+
+    let checks = env
+        .doctor(
+            &credential,
+            &config(FOLDER, move_to_processed()),
+            &options(None),
+        )
+        .await;
+    print_report(&checks);
+    let expiry = check(&checks, "secret expiry");
+    assert_eq!(expiry.status, CheckStatus::Warn, "{expiry}");
+    assert!(expiry.detail.contains("in 12 days"), "{expiry}");
+    assert!(
+        expiry.detail.ends_with("(from the app registration)"),
+        "{expiry}"
+    );
+    let rotation = check(&checks, "rotation");
+    assert_eq!(rotation.status, CheckStatus::Pass);
+    assert!(rotation.detail.starts_with("possible"), "{rotation}");
+    assert_no_secret(&checks);
 }
