@@ -2,13 +2,14 @@
 //! against the Graph sandbox and moto: proves the binary itself, not just the check.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use graph_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Mailbox, World,
 };
-use mailroom::domain::AfterImport;
 use mailroom_tests::lambda::{Outcome, RuntimeApi, scheduled_event};
 use mailroom_tests::stack::Stack;
 
@@ -28,41 +29,12 @@ fn log_path(name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_event_checks_alerts_and_publishes_the_metric() {
-    let world =
-        World::default_test().mailbox(DEFAULT_TENANT, Mailbox::new(MAILBOX).messages(FOLDER, 1));
-    let stack = Stack::start(world).await;
-    stack.configure(MAILBOX, FOLDER, AfterImport::None).await;
-    stack.sandbox.set_app_permissions(
-        DEFAULT_CLIENT_ID,
-        &["Mail.ReadWrite", "Application.Read.All"],
-    );
-    let expires_at = (time::OffsetDateTime::now_utc() + time::Duration::days(10))
-        .replace_nanosecond(0)
-        .unwrap();
-    stack
-        .sandbox
-        .set_password_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_ID, expires_at);
-    let json = serde_json::json!({
-        "tenant_id": DEFAULT_TENANT,
-        "client_id": DEFAULT_CLIENT_ID,
-        "client_secret": DEFAULT_SECRET,
-        "key_id": DEFAULT_SECRET_ID,
-    })
-    .to_string();
-    stack.store_secret(&stack.credential, &json).await;
-    let (topic, queue) = stack.moto.fresh_topic().await;
-
-    let env = vec![
-        ("MAILROOM_TABLE", stack.state.table().to_owned()),
-        ("MAILROOM_ALERT_TOPIC_ARN", topic),
-        ("MAILROOM_GRAPH_URL", stack.sandbox.url()),
-        ("MAILROOM_LOGIN_URL", stack.sandbox.url()),
-        ("AWS_ENDPOINT_URL", stack.moto.endpoint()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", "testing".into()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("RUST_LOG", "info".into()),
-    ];
+    let common::Expiring {
+        stack,
+        expires_at,
+        alerts: queue,
+        env,
+    } = common::credential_expiring_in(10).await;
     let runtime = RuntimeApi::start().await;
     let log = log_path("scheduled");
     let mut function = runtime.spawn(binary(), &env, &log);
