@@ -484,12 +484,7 @@ impl ExpiryChecker {
         report.client_id = Some(credential.client_id.clone());
         report.kind = Some(CredentialKind::of(&credential));
 
-        let app = self.graph.app(credential.clone());
-        let graph = match app.application().await {
-            Ok(application) => find_expiry(&credential, &application),
-            Err(e) => Err(graph_cannot_tell(&credential, &e)),
-        };
-        match graph {
+        match expiry_from_graph(&self.graph, &credential).await {
             Ok(found) => {
                 if let Some(stored) = credential.expires_at
                     && (stored - found).abs() > time::Duration::DAY
@@ -519,7 +514,12 @@ impl ExpiryChecker {
             report.days_left = Some(days_left(at, self.clock.now()));
         }
         if self.probe_rotation && credential.client_secret().is_some() {
-            match app.can_manage_passwords().await {
+            match self
+                .graph
+                .app(credential.clone())
+                .can_manage_passwords()
+                .await
+            {
                 Ok(true) => report.rotation_permitted = Some(true),
                 Ok(false) => {
                     report.rotation_permitted = Some(false);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions};
 use mailroom::ports::SyncJob;
-use mailroom::push::local::{local_queue, run_local_jobs};
+use mailroom::push::local::{local_queue, run_local_jobs, stopped};
 use mailroom::push::{PushUrls, Webhook};
 use tokio::net::TcpListener;
 
@@ -77,11 +77,7 @@ impl Push {
         let webhook = Webhook::new(Arc::new(context.state.clone()), Arc::new(queue.clone()));
         let server_stop = stop.clone();
         tokio::spawn(async move {
-            let shutdown = async move {
-                while !server_stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            };
+            let shutdown = async move { stopped(&server_stop).await };
             if let Err(e) = axum::serve(listener, mailroom::push::server::router(webhook))
                 .with_graceful_shutdown(shutdown)
                 .await

@@ -178,13 +178,18 @@ impl Engine {
         }
 
         let now = self.clock.now();
-        let graph = self.connect(config).await?;
         let lifetime = time::Duration::try_from(push.lifetime).unwrap_or(time::Duration::DAY);
         let margin = time::Duration::try_from(push.renew_margin).unwrap_or(time::Duration::DAY);
+        if let Some(record) = &keep
+            && record.expires_at > now
+            && record.expires_at - now >= margin
+            && !force
+        {
+            // Nothing to do: no credential read, no Graph call.
+            return Ok(Kept::Unchanged);
+        }
+        let graph = self.connect(config).await?;
         if let Some(mut record) = keep {
-            if record.expires_at > now && record.expires_at - now >= margin && !force {
-                return Ok(Kept::Unchanged);
-            }
             if record.expires_at > now {
                 match graph.renew_subscription(&record.id, now + lifetime).await {
                     Ok(renewed) => {

@@ -75,7 +75,7 @@ pub async fn run_local_jobs(
     loop {
         let job = tokio::select! {
             job = jobs.receiver.recv() => job,
-            _ = wait_for(&stop) => None,
+            _ = stopped(&stop) => None,
         };
         let Some(job) = job else { return };
         lock(&jobs.waiting).remove(&job_key(&job));
@@ -95,7 +95,8 @@ pub async fn run_local_jobs(
     }
 }
 
-async fn wait_for(stop: &AtomicBool) {
+/// Returns once `stop` is set (checked every 100 ms).
+pub async fn stopped(stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
