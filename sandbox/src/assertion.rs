@@ -1,4 +1,4 @@
-//! Client assertions: certificate credentials at the token endpoint (graph-notes section 1).
+//! Client assertions: certificate credentials at the token endpoint (docs/graph.md section 1).
 //!
 //! The assertion format is Entra's ("Microsoft identity platform application authentication
 //! certificate credentials", entra-docs `docs/identity-platform/certificate-credentials.md`):
@@ -25,7 +25,7 @@
 //!   MockHelpers.cs `IdentifierMismatchError700021` [obs].
 //! - 700023 `invalid_client`, wrong `aud`: the same Azure SDK for Java page [doc].
 //! - 700024 `invalid_client`, outside `nbf`..`exp`: MockHelpers.cs `BadTimeRangeError700024`
-//!   (the message text) [obs]; the reports behind graph-notes section 1 [obs].
+//!   (the message text) [obs]; the reports behind docs/graph.md section 1 [obs].
 //! - 700027 `invalid_client`, unknown thumbprint ("The key was not found."), expired key
 //!   credential or certificate ("The key used is expired."), bad signature ("Client assertion
 //!   failed signature validation."): `reference-error-codes.md` and the Java troubleshooting

@@ -1,4 +1,4 @@
-//! The Entra ID token endpoint, client-credentials grant (graph-notes section 1):
+//! The Entra ID token endpoint, client-credentials grant (docs/graph.md section 1):
 //! `POST /{tenant}/oauth2/v2.0/token`, authenticated by a client secret (form field or HTTP
 //! Basic) or by a client assertion signed with a registered certificate (`assertion.rs`).
 
@@ -410,7 +410,7 @@ fn token_urls(base: &str, posted: &str, tenant: &crate::state::TenantState) -> V
 
 /// A client secret is accepted if it matches a password credential that has started, has not
 /// expired and has propagated (sandbox clock). One not yet propagated is refused exactly like
-/// an unknown value, as a secret fresh from addPassword is on Entra (graph-notes section 9).
+/// an unknown value, as a secret fresh from addPassword is on Entra (docs/graph.md section 9).
 fn check_secret(
     app: &crate::state::AppState,
     secret: &str,
@@ -436,7 +436,7 @@ fn check_secret(
         ));
     }
     // The key id ("Secret ID") is not a secret value: same error as any wrong value, as on
-    // Entra (graph-notes sections 1 and 11).
+    // Entra (docs/graph.md sections 1 and 11).
     Err(AadError::new(
         StatusCode::UNAUTHORIZED,
         "invalid_client",

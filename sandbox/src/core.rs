@@ -45,7 +45,7 @@ pub(crate) struct Core {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) log: Mutex<RequestLog>,
     latency: Mutex<Latency>,
-    /// Subscriptions and change-notification delivery (graph-notes section 6).
+    /// Subscriptions and change-notification delivery (docs/graph.md section 6).
     pub(crate) notify: Arc<Notifier>,
     /// Sandbox clock offset from real time, in nanoseconds (only ever moves forward).
     clock_offset_ns: Arc<AtomicU64>,

@@ -1,4 +1,4 @@
-//! Application credentials (graph-notes section 9): client secrets (`passwordCredentials`) and
+//! Application credentials (docs/graph.md section 9): client secrets (`passwordCredentials`) and
 //! certificates (`keyCredentials`), as the token endpoint checks them and Graph's
 //! `/applications` API shows them, plus the sandbox's own handles on them.
 
@@ -241,7 +241,7 @@ pub(crate) struct PasswordCredential {
     pub(crate) starts_at: OffsetDateTime,
     pub(crate) ends_at: OffsetDateTime,
     /// When the token endpoint starts accepting it: Entra replicates a new secret before every
-    /// sign-in server knows it (graph-notes section 9, "propagation").
+    /// sign-in server knows it (docs/graph.md section 9, "propagation").
     pub(crate) usable_from: OffsetDateTime,
 }
 

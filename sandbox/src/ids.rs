@@ -1,7 +1,7 @@
 //! Identifier formats: Exchange-style message and folder ids, mailbox GUIDs and access tokens.
 //!
 //! Real Exchange ids are standard base64 and contain `/`, `+` and `=`; clients that forget to
-//! percent-encode them in path segments get `400 ErrorInvalidIdMalformed` (graph-notes section 2).
+//! percent-encode them in path segments get `400 ErrorInvalidIdMalformed` (docs/graph.md section 2).
 //! Every id minted here contains all three characters so such clients break in tests too.
 
 use base64::Engine;
@@ -70,7 +70,7 @@ pub(crate) fn new_guid() -> String {
 }
 
 /// An opaque access token shaped like a JWT (header.payload.signature) whose payload is random:
-/// Microsoft says clients must not parse Graph tokens (graph-notes section 1), and a client that
+/// Microsoft says clients must not parse Graph tokens (docs/graph.md section 1), and a client that
 /// tries gets garbage.
 pub(crate) fn new_access_token() -> String {
     let mut payload = [0u8; 96];

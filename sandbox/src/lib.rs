@@ -2,12 +2,12 @@
 //! and the Microsoft Graph mail API, for Mailroom's end-to-end tests, benchmarks and demo.
 //!
 //! One base URL serves both `POST /{tenant}/oauth2/v2.0/token` and `/v1.0/...`, plus a JSON
-//! control API under `/_sandbox/`. Behaviour follows `graph-notes.md`: Exchange-style ids with
+//! control API under `/_sandbox/`. Behaviour follows `docs/graph.md`: Exchange-style ids with
 //! `/ + =`, immutable vs REST ids, `$skip` paging against the live folder, per-folder delta with
 //! expiring tokens, Outlook throttling (4 concurrent requests per app and mailbox), access
 //! policies, permissions, and injectable faults and latency.
 //!
-//! Applications (graph-notes section 9): every app has an application object (`/applications`,
+//! Applications (docs/graph.md section 9): every app has an application object (`/applications`,
 //! with `passwordCredentials` and `keyCredentials`) that apps holding `Application.*`
 //! permissions can read and, with `addPassword` / `removePassword`, rotate; the token endpoint
 //! accepts a client secret only once it has propagated ([`Sandbox::set_password_propagation_delay`])
@@ -15,7 +15,7 @@
 //! a test certificate and key are in [`fixtures`]). Mail sent with `sendMail` is recorded
 //! ([`Sandbox::sent_mail`]).
 //!
-//! Change notifications (graph-notes section 6): `POST /v1.0/subscriptions` runs the validation
+//! Change notifications (docs/graph.md section 6): `POST /v1.0/subscriptions` runs the validation
 //! handshake against the given URLs, then every message created in or moved into a watched
 //! folder is POSTed to the `notificationUrl` in the documented envelope, in background tasks,
 //! with retries and optional chaos (delay, duplication, reordering, loss); lifecycle events are
@@ -494,7 +494,7 @@ impl Sandbox {
     }
 
     /// Sends a lifecycle notification to the subscription's `lifecycleNotificationUrl`
-    /// (graph-notes section 6); `SubscriptionRemoved` also deletes the subscription. False if
+    /// (docs/graph.md section 6); `SubscriptionRemoved` also deletes the subscription. False if
     /// the subscription is unknown or has no lifecycle URL.
     pub fn lifecycle(&self, subscription_id: &str, event: LifecycleEvent) -> bool {
         self.core().lifecycle(subscription_id, event)

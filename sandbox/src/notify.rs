@@ -1,4 +1,4 @@
-//! Change-notification delivery (graph-notes section 6): the validation handshake, change and
+//! Change-notification delivery (docs/graph.md section 6): the validation handshake, change and
 //! lifecycle notifications POSTed to the subscriber's URLs in background tasks, retries with
 //! backoff, runtime-configurable chaos (delay, duplication, reordering, loss) and a log of every
 //! delivery attempt.
@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::core::{lock, sandbox_now};
 use crate::subscriptions::{Subscription, Subscriptions};
 
-/// Outlook's longest subscription: 4,230 minutes (graph-notes section 6).
+/// Outlook's longest subscription: 4,230 minutes (docs/graph.md section 6).
 pub const DEFAULT_MAX_SUBSCRIPTION_MINUTES: u32 = 4230;
 
 /// Delivery settings, read at each delivery; change them with
@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_SUBSCRIPTION_MINUTES: u32 = 4230;
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct DeliveryConfig {
-    /// A delivery counts only if answered 2xx within this time (Graph: 3 s, graph-notes
+    /// A delivery counts only if answered 2xx within this time (Graph: 3 s, docs/graph.md
     /// section 6).
     pub timeout: Duration,
     /// The validation handshake must be answered within this time (Graph: 10 s).
@@ -67,7 +67,7 @@ impl Default for DeliveryConfig {
     }
 }
 
-/// A lifecycle event (graph-notes section 6), sent to a subscription's
+/// A lifecycle event (docs/graph.md section 6), sent to a subscription's
 /// `lifecycleNotificationUrl` by [`crate::Sandbox::lifecycle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LifecycleEvent {
@@ -491,7 +491,7 @@ impl Notifier {
     }
 
     /// Retries after a failed first attempt, doubling the wait, until `retry_total` has passed
-    /// since `first` (graph-notes section 6: exponential backoff, then the notification is lost).
+    /// since `first` (docs/graph.md section 6: exponential backoff, then the notification is lost).
     async fn retry(self: Arc<Self>, unit: Unit, first: Instant) {
         let config = self.config();
         let mut wait = config.retry_base;
@@ -509,7 +509,7 @@ impl Notifier {
         }
     }
 
-    /// The validation handshake (graph-notes section 6): POST `{url}?validationToken=…` with
+    /// The validation handshake (docs/graph.md section 6): POST `{url}?validationToken=…` with
     /// `text/plain` and an empty body; valid only if answered 200, `text/plain`, body = the
     /// decoded token, within the validation timeout.
     pub(crate) async fn validate(&self, url: &str, subscription_id: &str) -> bool {
@@ -612,7 +612,7 @@ impl Notifier {
     }
 }
 
-/// The lifecycle notification of one subscription (graph-notes section 6): the change
+/// The lifecycle notification of one subscription (docs/graph.md section 6): the change
 /// notification envelope without `resource`/`resourceData`, plus `lifecycleEvent`.
 pub(crate) fn lifecycle_item(s: &Subscription, event: LifecycleEvent) -> Value {
     json!({

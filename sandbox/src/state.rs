@@ -71,7 +71,7 @@ pub struct SentMail {
 }
 
 /// Well-known folders every mailbox has under the root, with their English display names
-/// (graph-notes section 3).
+/// (docs/graph.md section 3).
 const DEFAULT_FOLDERS: &[(&str, &str)] = &[
     ("archive", "Archive"),
     ("conversationhistory", "Conversation History"),
@@ -83,7 +83,7 @@ const DEFAULT_FOLDERS: &[(&str, &str)] = &[
     ("sentitems", "Sent Items"),
 ];
 
-/// Display name of the hidden folder that `DELETE` moves messages to (graph-notes section 4).
+/// Display name of the hidden folder that `DELETE` moves messages to (docs/graph.md section 4).
 pub(crate) const RECOVERABLE_ITEMS: &str = "Recoverable Items";
 
 /// An issued access token.
@@ -130,7 +130,7 @@ impl AppState {
             .any(|p| p.eq_ignore_ascii_case(permission))
     }
 
-    /// Reads need `Mail.Read` or `Mail.ReadWrite` (graph-notes section 8).
+    /// Reads need `Mail.Read` or `Mail.ReadWrite` (docs/graph.md section 8).
     pub(crate) fn can_read(&self) -> bool {
         self.has("Mail.Read") || self.has("Mail.ReadWrite")
     }
@@ -143,7 +143,7 @@ impl AppState {
     /// Whether the app may read the application object of `target` (a client id): with
     /// `Application.Read.All` or `Application.ReadWrite.All` any app of its tenant, with
     /// `Application.ReadWrite.OwnedBy` only apps it owns; the sandbox counts every app as an
-    /// owner of its own registration and of nothing else (graph-notes section 9).
+    /// owner of its own registration and of nothing else (docs/graph.md section 9).
     pub(crate) fn can_read_application(&self, target: &str) -> bool {
         self.has("Application.Read.All")
             || self.has("Application.ReadWrite.All")
@@ -256,7 +256,7 @@ pub(crate) struct MailboxState {
     pub(crate) root: usize,
     pub(crate) recoverable: usize,
     /// Messages that arrived in a folder (created or moved in) since the last
-    /// [`MailboxState::take_arrivals`]: the source of change notifications (graph-notes
+    /// [`MailboxState::take_arrivals`]: the source of change notifications (docs/graph.md
     /// section 6).
     arrivals: Vec<MsgKey>,
 }
@@ -306,7 +306,7 @@ impl MailboxState {
         for (wk, name) in DEFAULT_FOLDERS {
             mb.push_folder(name, Some(mb.root), Some(wk), false);
         }
-        // Outside the IPM subtree, so never listed under msgfolderroot (graph-notes section 4).
+        // Outside the IPM subtree, so never listed under msgfolderroot (docs/graph.md section 4).
         mb.recoverable = mb.push_folder(
             RECOVERABLE_ITEMS,
             None,
@@ -581,7 +581,7 @@ impl MailboxState {
         Some(folder)
     }
 
-    /// Moves a message; its REST id changes, its immutable id does not (graph-notes section 2).
+    /// Moves a message; its REST id changes, its immutable id does not (docs/graph.md section 2).
     /// Moving to the folder it is in changes nothing.
     pub(crate) fn move_to(&mut self, key: MsgKey, dest: usize, now: OffsetDateTime) {
         let Some(m) = self.messages.get(&key) else {
@@ -656,7 +656,7 @@ impl MailboxState {
     }
 
     /// `DELETE`: a soft delete into the hidden Recoverable Items folder; deleting from there
-    /// purges the message (graph-notes section 4).
+    /// purges the message (docs/graph.md section 4).
     pub(crate) fn delete(&mut self, key: MsgKey, now: OffsetDateTime) {
         let Some(m) = self.messages.get(&key) else {
             return;
@@ -725,7 +725,7 @@ pub(crate) struct State {
     pub(crate) sent_mail: Vec<SentMail>,
 }
 
-/// Default `expires_in` of issued tokens, as Entra reports it (graph-notes section 1).
+/// Default `expires_in` of issued tokens, as Entra reports it (docs/graph.md section 1).
 pub(crate) const DEFAULT_TOKEN_LIFETIME: u64 = 3599;
 
 impl State {

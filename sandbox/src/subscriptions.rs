@@ -1,4 +1,4 @@
-//! Graph subscriptions to mail folders (graph-notes section 6): the table, what matches an
+//! Graph subscriptions to mail folders (docs/graph.md section 6): the table, what matches an
 //! arriving message, and the JSON shapes of a subscription and of a change notification.
 
 use serde::Serialize;
@@ -50,7 +50,7 @@ impl Subscription {
             && self.folder.map_or(a.visible, |f| f == a.folder)
     }
 
-    /// The subscription resource as Graph returns it (graph-notes section 6).
+    /// The subscription resource as Graph returns it (docs/graph.md section 6).
     pub(crate) fn to_json(&self) -> Value {
         json!({
             "id": self.id,
@@ -71,7 +71,7 @@ impl Subscription {
         })
     }
 
-    /// The change notification for an arrival (graph-notes section 6); the user appears by
+    /// The change notification for an arrival (docs/graph.md section 6); the user appears by
     /// id, the message by immutable or REST id as the subscription was created.
     fn notification(&self, a: &Arrival) -> Value {
         let id = if self.immutable_ids {
@@ -156,7 +156,7 @@ impl Subscriptions {
         self.list.push(s);
     }
 
-    /// A subscription past its expiry receives nothing and disappears (graph-notes section 6).
+    /// A subscription past its expiry receives nothing and disappears (docs/graph.md section 6).
     pub(crate) fn remove_expired(&mut self, now: OffsetDateTime) {
         self.list.retain(|s| s.expiration > now);
     }

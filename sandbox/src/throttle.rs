@@ -1,5 +1,5 @@
 //! Outlook-style throttling per (app, mailbox): at most 4 requests in flight and a request
-//! budget per window (graph-notes section 7), plus the per-mailbox counters tests assert on.
+//! budget per window (docs/graph.md section 7), plus the per-mailbox counters tests assert on.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -64,7 +64,7 @@ pub(crate) enum Rejection {
     Budget { retry_after: String },
 }
 
-/// `Retry-After` as Graph sends it: integer seconds, or a decimal (graph-notes section 7).
+/// `Retry-After` as Graph sends it: integer seconds, or a decimal (docs/graph.md section 7).
 pub(crate) fn format_seconds(seconds: f64) -> String {
     let s = if seconds.is_finite() {
         seconds.max(0.0)

@@ -16,7 +16,7 @@ pub const DEFAULT_SECRET: &str = "Xk48Q~Tr.3vH_pZq9nW2sLd-Ya6fGc8mBe1uJo7K";
 /// fails with AADSTS7000215 like Entra does.
 pub const DEFAULT_SECRET_ID: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 /// The default app's application object id ("Object ID" in the portal): a GUID distinct from its
-/// client id, as on Entra (graph-notes section 9).
+/// client id, as on Entra (docs/graph.md section 9).
 pub const DEFAULT_APP_OBJECT_ID: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
 /// The default app's display name.
 pub const DEFAULT_APP_DISPLAY_NAME: &str = "Mailroom";
@@ -181,14 +181,14 @@ impl App {
     /// Replaces the granted application permissions, e.g. `&["Mail.Read"]`. Besides the mail
     /// permissions, `Application.Read.All`, `Application.ReadWrite.All` and
     /// `Application.ReadWrite.OwnedBy` (on the app's own registration: the sandbox treats every
-    /// app as an owner of itself) open the `/applications` API (graph-notes sections 8 and 9).
+    /// app as an owner of itself) open the `/applications` API (docs/graph.md sections 8 and 9).
     pub fn permissions(mut self, p: &[&str]) -> Self {
         self.permissions = p.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 
     /// Restricts the app to these mailboxes (an application access policy / RBAC scope); other
-    /// mailboxes answer `403 ErrorAccessDenied` "Access to OData is disabled." (graph-notes
+    /// mailboxes answer `403 ErrorAccessDenied` "Access to OData is disabled." (docs/graph.md
     /// section 8).
     pub fn scope_only(mut self, mailboxes: &[&str]) -> Self {
         self.scope_only = Some(mailboxes.iter().map(|s| (*s).to_owned()).collect());

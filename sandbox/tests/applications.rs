@@ -88,7 +88,7 @@ async fn graph_as(sb: &Sandbox, client_id: &str, secret: &str) -> Graph {
     }
 }
 
-/// Graph's error shape with the directory denial (graph-notes section 10).
+/// Graph's error shape with the directory denial (docs/graph.md section 10).
 fn assert_denied(status: u16, body: &Value) {
     assert_eq!(status, 403, "{body}");
     assert_eq!(code(body), "Authorization_RequestDenied", "{body}");

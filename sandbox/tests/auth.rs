@@ -76,7 +76,7 @@ async fn token_endpoint_answers_each_documented_error() {
         "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID"
     ));
 
-    // The secret's key id pasted instead of its value (graph-notes section 11).
+    // The secret's key id pasted instead of its value (docs/graph.md section 11).
     let (s, b) = token_response(
         &sb,
         DEFAULT_TENANT,

@@ -1,4 +1,4 @@
-//! Subscriptions and change notifications (graph-notes section 6), against a tiny axum receiver
+//! Subscriptions and change notifications (docs/graph.md section 6), against a tiny axum receiver
 //! on 127.0.0.1. "Nothing arrived" is asserted without sleeping: each URL's notifications are
 //! sent in order, so once a later notification has arrived, an earlier one would have too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -282,7 +282,7 @@ impl ImportSettings {
 fn push_options<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<PushOptions> {
     let default_minutes = PushOptions::DEFAULT_LIFETIME.as_secs() / 60;
     let default_hours = PushOptions::DEFAULT_RENEW_MARGIN.as_secs() / 3600;
-    // Outlook: at least 45 minutes, at most 4,230 (graph-notes §6).
+    // Outlook: at least 45 minutes, at most 4,230 (docs/graph.md §6).
     let minutes = env.number("MAILROOM_SUBSCRIPTION_MINUTES", default_minutes, 45, 4230);
     let hours = env.number("MAILROOM_SUBSCRIPTION_RENEW_HOURS", default_hours, 1, 70);
     let base = env.optional("MAILROOM_WEBHOOK_URL")?;

@@ -14,7 +14,7 @@ mod certificate;
 
 pub use certificate::{CertificateCredential, CertificateError, KeyProblem, PemInput};
 
-/// How an app proves who it is to Entra ID (graph-notes §1). `Debug` never shows a secret or a
+/// How an app proves who it is to Entra ID (docs/graph.md §1). `Debug` never shows a secret or a
 /// private key.
 #[derive(Clone)]
 pub enum ClientAuth {
@@ -63,7 +63,7 @@ pub struct AppCredential {
     pub client_id: String,
     /// The client secret or the certificate.
     pub secret: ClientAuth,
-    /// The Graph `keyId` of the password or certificate in use, if recorded (graph-notes §9):
+    /// The Graph `keyId` of the password or certificate in use, if recorded (docs/graph.md §9):
     /// how the app's `passwordCredentials`/`keyCredentials` entry of this credential is found.
     pub key_id: Option<String>,
     /// When the credential expires: a certificate's notAfter, or what the operator recorded for a

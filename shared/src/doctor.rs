@@ -119,7 +119,7 @@ impl fmt::Display for Check {
 pub struct DoctorOptions {
     /// A mailbox the app must NOT be able to read: proves the app's access is scoped.
     pub scope_probe: Option<MailboxAddress>,
-    /// The time the secret's expiry is compared with (injected, style.md §16).
+    /// The time the secret's expiry is compared with (injected, docs/conventions.md, "Time").
     pub now: OffsetDateTime,
     /// Warn when the secret expires within this many days.
     pub expiry_warning_days: i64,
@@ -217,7 +217,7 @@ pub async fn check_mailbox(
 async fn mailbox_checks(mailbox: &MailboxClient, config: &MailboxConfig, checks: &mut Vec<Check>) {
     let address = &config.address;
     let action = &config.action;
-    // The least request that proves the app may read the mailbox at all (graph-notes §8).
+    // The least request that proves the app may read the mailbox at all (docs/graph.md §8).
     if let Err(e) = mailbox.get_folder("inbox").await {
         checks.push(Check::fail(MAILBOX, e.to_string(), mailbox_fix(&e, config)));
         let reason = "the mailbox cannot be read (see the mailbox check)";
@@ -330,7 +330,7 @@ async fn permission_check(
 }
 
 /// Reads the inbox of `options.scope_probe`, which must fail: Mail application permissions cover
-/// every mailbox of the tenant unless restricted (graph-notes §8).
+/// every mailbox of the tenant unless restricted (docs/graph.md §8).
 async fn access_scope_check(
     graph: &GraphClient,
     credential: &AppCredential,
@@ -362,7 +362,7 @@ async fn access_scope_check(
             advice,
         ),
         // An access policy answers "Access to OData is disabled." (MailboxOutOfScope); RBAC for
-        // Applications' wording is not documented (graph-notes §8), so any 403 counts as denied.
+        // Applications' wording is not documented (docs/graph.md §8), so any 403 counts as denied.
         Err(GraphError::MailboxOutOfScope { .. } | GraphError::PermissionDenied { .. }) => {
             Check::pass(
                 ACCESS_SCOPE,
@@ -387,7 +387,7 @@ async fn access_scope_check(
 
 /// Compares the expiry with `options.now`: a certificate's notAfter, or for a secret the recorded
 /// expiry. Entra does not tell a client when its secret expires (reading `passwordCredentials`
-/// needs Application.Read.All, graph-notes §9), so the operator records it with the credential.
+/// needs Application.Read.All, docs/graph.md §9), so the operator records it with the credential.
 fn expiry_check(
     credential: &AppCredential,
     expires_at: Option<OffsetDateTime>,
@@ -518,7 +518,7 @@ fn mailbox_fix(error: &GraphError, config: &MailboxConfig) -> String {
         "Mail.Read"
     };
     match error {
-        // graph-notes §8: scopes and policies take from 30 minutes to over an hour to apply.
+        // docs/graph.md §8: scopes and policies take from 30 minutes to over an hour to apply.
         GraphError::MailboxOutOfScope { .. } => format!(
             "add {address} to the app's access scope: with Exchange RBAC for Applications, a management scope whose -RecipientRestrictionFilter matches it (Set-ManagementScope) under the app's role assignment, checked with Test-ServicePrincipalAuthorization -Identity <service principal> -Resource {address}; with an application access policy, add it to the policy's mail-enabled security group, checked with Test-ApplicationAccessPolicy -Identity {address} -AppId <client id>; changes take up to 2 hours to reach Graph"
         ),
@@ -545,7 +545,7 @@ fn folder_fix(error: &GraphError, setting: &str, address: &MailboxAddress) -> St
     }
 }
 
-/// How to restrict the app to the mailboxes it imports (graph-notes §8, with the cmdlets).
+/// How to restrict the app to the mailboxes it imports (docs/graph.md §8, with the cmdlets).
 fn restrict_advice(credential: &AppCredential, action: &AfterImport) -> String {
     let client_id = &credential.client_id;
     let role = if action.writes() {
@@ -583,7 +583,7 @@ fn format_date(at: OffsetDateTime) -> String {
 
 /// Belt and braces: no message above contains the secret, but a secret pasted into the wrong
 /// field (a client id, a tenant) would be echoed back; the operator sees these lines on screen
-/// and in CI logs (style.md §15). Very short values are left alone: they would mangle the text
+/// and in CI logs (docs/conventions.md, "Secrets"). Very short values are left alone: they would mangle the text
 /// and are no real secret anyway.
 /// A certificate credential has nothing to redact: no message holds key material.
 fn redact_secret(checks: &mut [Check], credential: &AppCredential) {

@@ -71,7 +71,7 @@ impl fmt::Display for MailboxAddress {
     }
 }
 
-/// A message's immutable id (graph-notes §2): the key of a stored message. It survives moves
+/// A message's immutable id (docs/graph.md §2): the key of a stored message. It survives moves
 /// between folders of the same mailbox, which is what makes "store once, then move" safe.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -156,7 +156,7 @@ impl AfterImport {
     }
 
     /// Whether the folder is read with a delta query. In `move` and `delete` modes the folder
-    /// itself is the work queue: what is still there is still to do (design.md, "Cursors").
+    /// itself is the work queue: what is still there is still to do (docs/import.md, "Cursors").
     pub fn uses_delta(&self) -> bool {
         matches!(self, Self::MarkRead | Self::None)
     }
@@ -283,7 +283,7 @@ impl RunSummary {
     }
 }
 
-/// Progress through a delta round of one folder (graph-notes §5).
+/// Progress through a delta round of one folder (docs/graph.md §5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     /// The `@odata.deltaLink` of the last complete round: everything before it is stored.

@@ -3,7 +3,7 @@
 //!
 //! Where the expiry comes from, best first:
 //! 1. **Graph**: the app's own registration (`passwordCredentials` / `keyCredentials`,
-//!    graph-notes §9), matched to the credential in use: a secret by its stored `key_id`, else by
+//!    docs/graph.md §9), matched to the credential in use: a secret by its stored `key_id`, else by
 //!    its `hint` (the first three characters); a certificate by its stored `key_id`, else by its
 //!    thumbprint (`customKeyIdentifier`). Needs Application.Read.All or
 //!    Application.ReadWrite.OwnedBy.

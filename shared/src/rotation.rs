@@ -14,7 +14,7 @@
 //! current and untouched; after that, the new one is current and proven. A password left behind
 //! by a crash (`mailroom-rotation-*`, neither current nor pending, or the AWSPREVIOUS version's)
 //! is removed by the next createSecret or finishSecret. Needs Application.ReadWrite.OwnedBy and
-//! the app's service principal as an owner of its own registration (graph-notes §9).
+//! the app's service principal as an owner of its own registration (docs/graph.md §9).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! How busy the import keeps Graph's 4 request slots per mailbox.
 //!
-//! Graph allows 4 requests in flight per app and mailbox (graph-notes §7). With a fixed latency
+//! Graph allows 4 requests in flight per app and mailbox (docs/graph.md §7). With a fixed latency
 //! `L` per request, that is a ceiling of `4 / L` requests per second; a `move` import needs two
 //! requests per message (`$value`, `move`), so at most `2 / L` messages per second. This prints
 //! what the engine achieves against the sandbox (with the real AWS adapters on moto), as a

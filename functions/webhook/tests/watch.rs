@@ -86,7 +86,7 @@ impl Fixture {
 }
 
 /// A change notification for a message created in the subscribed folder, as Graph posts it
-/// (graph-notes §6), presenting `client_state`.
+/// (docs/graph.md §6), presenting `client_state`.
 fn created_notification(subscription: &SubscriptionRecord, client_state: &str) -> String {
     json!({
         "value": [{

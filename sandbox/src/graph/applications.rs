@@ -1,5 +1,5 @@
 //! `/v1.0/applications`: application objects with their credentials, and `addPassword` /
-//! `removePassword` (graph-notes section 9). Shapes follow MGD `api/application-get.md`,
+//! `removePassword` (docs/graph.md section 9). Shapes follow MGD `api/application-get.md`,
 //! `application-list.md`, `application-addpassword.md`, `application-removepassword.md`,
 //! `resources/passwordcredential.md` and `resources/keycredential.md`:
 //!
@@ -556,7 +556,7 @@ fn add_password(
 ///
 /// Microsoft documents no error for a key id the application does not have; the sandbox
 /// answers `404 Request_ResourceNotFound`, Graph's code for a missing directory object
-/// (graph-notes section 10) [?].
+/// (docs/graph.md section 10) [?].
 fn remove_password(
     core: &Core,
     tenant: usize,

@@ -1,4 +1,4 @@
-//! Delta query per folder: `GET …/mailFolders/{id}/messages/delta` (graph-notes section 5).
+//! Delta query per folder: `GET …/mailFolders/{id}/messages/delta` (docs/graph.md section 5).
 //!
 //! Every change in a mailbox takes the next number of a mailbox-wide sequence. A folder indexes
 //! its current messages by the sequence number of their last change (creation, move in, update)
@@ -61,7 +61,7 @@ fn sync_state_not_found(ctx: &Ctx, generation: u64) -> GraphError {
         "SyncStateNotFound",
         format!("The sync state generation is not found; generation={generation}"),
     )
-    // A reset points at the initial URL (graph-notes section 5).
+    // A reset points at the initial URL (docs/graph.md section 5).
     .with_header(header::LOCATION, format!("{}{}", ctx.base, ctx.raw_path))
 }
 

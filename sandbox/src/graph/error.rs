@@ -1,4 +1,4 @@
-//! Graph error responses (graph-notes section 10).
+//! Graph error responses (docs/graph.md section 10).
 
 use axum::http::{HeaderName, StatusCode, header};
 
@@ -32,7 +32,7 @@ impl GraphError {
     }
 
     /// `400 ErrorInvalidIdMalformed`: an id that does not decode, typically one with a raw `/`
-    /// that split the path (graph-notes sections 2 and 10).
+    /// that split the path (docs/graph.md sections 2 and 10).
     pub(crate) fn malformed_id() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -57,7 +57,7 @@ impl GraphError {
         )
     }
 
-    /// Mailbox outside the app's access policy / RBAC scope: exact doc text (graph-notes
+    /// Mailbox outside the app's access policy / RBAC scope: exact doc text (docs/graph.md
     /// section 8).
     pub(crate) fn out_of_scope() -> Self {
         Self::new(
@@ -77,7 +77,7 @@ impl GraphError {
     }
 
     /// `403 Authorization_RequestDenied`: a directory operation (users, applications) the app
-    /// has no permission for (graph-notes section 10).
+    /// has no permission for (docs/graph.md section 10).
     pub(crate) fn insufficient_privileges() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -140,7 +140,7 @@ impl GraphError {
         .with_header(header::ALLOW, allow)
     }
 
-    /// `429 ApplicationThrottled` (graph-notes section 7).
+    /// `429 ApplicationThrottled` (docs/graph.md section 7).
     pub(crate) fn throttled(retry_after: &str) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -155,7 +155,7 @@ impl GraphError {
     }
 
     /// `400 ValidationError`: the notification or lifecycle URL failed the validation handshake
-    /// (graph-notes section 6).
+    /// (docs/graph.md section 6).
     pub(crate) fn validation_failed() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

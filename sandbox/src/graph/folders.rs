@@ -1,4 +1,4 @@
-//! `mailFolders`, `mailFolders/{id}` and `childFolders` (graph-notes section 3).
+//! `mailFolders`, `mailFolders/{id}` and `childFolders` (docs/graph.md section 3).
 
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};

@@ -1,4 +1,4 @@
-//! Messages: list, get, `$value`, move, PATCH, DELETE and sendMail (graph-notes sections 2 and 4).
+//! Messages: list, get, `$value`, move, PATCH, DELETE and sendMail (docs/graph.md sections 2 and 4).
 
 use std::sync::Arc;
 
@@ -181,7 +181,7 @@ fn entity_reply(
 }
 
 /// `GET …/mailFolders/{id}/messages` and `GET …/messages`. `$skip` counts against the folder as
-/// it is now, so moving messages out while paging skips some, as on Graph (graph-notes
+/// it is now, so moving messages out while paging skips some, as on Graph (docs/graph.md
 /// section 2).
 pub(crate) fn list(
     mb: &MailboxState,
@@ -259,7 +259,7 @@ pub(crate) fn get(mb: &MailboxState, ctx: &Ctx, id: &str) -> Result<Reply, Graph
     entity_reply(mb, ctx, key, StatusCode::OK, select.as_deref())
 }
 
-/// `$value`: the MIME, streamed by the response layer (graph-notes section 2).
+/// `$value`: the MIME, streamed by the response layer (docs/graph.md section 2).
 pub(crate) fn value(mb: &MailboxState, id: &str) -> Result<Reply, GraphError> {
     let key = resolve(mb, id)?;
     let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
@@ -283,7 +283,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
 }
 
 /// `POST …/messages/{id}/move` → 201 with the moved message; its REST id changes
-/// (graph-notes section 4).
+/// (docs/graph.md section 4).
 pub(crate) fn move_message(
     mb: &mut MailboxState,
     ctx: &Ctx,
@@ -378,7 +378,7 @@ pub(crate) fn patch(
     entity_reply(mb, ctx, key, StatusCode::OK, None)
 }
 
-/// `DELETE …/messages/{id}` → 204; into Recoverable Items, not Deleted Items (graph-notes
+/// `DELETE …/messages/{id}` → 204; into Recoverable Items, not Deleted Items (docs/graph.md
 /// section 4).
 pub(crate) fn delete(
     mb: &mut MailboxState,
@@ -406,7 +406,7 @@ fn addresses(v: Option<&Value>) -> Vec<Address> {
 }
 
 /// `POST …/sendMail` → 202; the message is saved to Sent Items unless `saveToSentItems` is false
-/// (graph-notes section 4). Nothing is delivered; the returned record lets tests see what was
+/// (docs/graph.md section 4). Nothing is delivered; the returned record lets tests see what was
 /// sent ([`crate::Sandbox::sent_mail`]).
 pub(crate) fn send_mail(
     mb: &mut MailboxState,

@@ -259,7 +259,7 @@ async fn run(
     let (mailbox_idx, address) = authorize(core, tenant, &client_id, &route)?;
     draft.mailbox = Some(address.clone());
 
-    // Outlook limits per app and mailbox (graph-notes section 7).
+    // Outlook limits per app and mailbox (docs/graph.md section 7).
     *slot = Some(
         throttle::admit(&core.throttle, &client_id, &address).map_err(|r| match r {
             Rejection::Concurrency { retry_after } | Rejection::Budget { retry_after } => {
@@ -288,7 +288,7 @@ async fn run(
         let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now, &client_id);
         (reply, st.take_arrivals(mailbox_idx))
     };
-    // Moves and sendMail can bring messages into watched folders (graph-notes section 6).
+    // Moves and sendMail can bring messages into watched folders (docs/graph.md section 6).
     core.notify_arrivals(&arrivals);
     reply
 }
@@ -369,7 +369,7 @@ fn authenticate(core: &Core, ctx: &Ctx) -> Result<(usize, String), GraphError> {
     }
 }
 
-/// Resolves the mailbox and checks the app's scope and permissions (graph-notes section 8).
+/// Resolves the mailbox and checks the app's scope and permissions (docs/graph.md section 8).
 fn authorize(
     core: &Core,
     tenant: usize,

@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use super::error::GraphError;
 use crate::state::Message;
 
-/// Largest page Graph serves for mail (graph-notes section 2).
+/// Largest page Graph serves for mail (docs/graph.md section 2).
 pub(crate) const MAX_PAGE: usize = 1000;
 /// Graph's default page size for mail lists and delta.
 pub(crate) const DEFAULT_PAGE: usize = 10;
@@ -257,7 +257,7 @@ impl MessageFilter {
     }
 
     /// Graph's rule: properties in `$orderby` must come first in `$filter`, else
-    /// `InefficientFilter` (graph-notes section 2).
+    /// `InefficientFilter` (docs/graph.md section 2).
     pub(crate) fn check_order(&self, q: &Query) -> Result<(), GraphError> {
         if q.get("$orderby").is_none() || self.is_empty() {
             return Ok(());
@@ -319,7 +319,7 @@ pub(crate) fn folder_name_filter(q: &Query) -> Result<Option<String>, GraphError
 /// Preferences from `Prefer` headers (several may share one header, comma-separated).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Prefs {
-    /// `IdType="ImmutableId"` (graph-notes section 2).
+    /// `IdType="ImmutableId"` (docs/graph.md section 2).
     pub(crate) immutable_ids: bool,
     /// `odata.maxpagesize=N`.
     pub(crate) max_page_size: Option<usize>,

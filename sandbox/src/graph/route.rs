@@ -1,6 +1,6 @@
 //! Path routing for `/v1.0/...`, done by hand on the raw path so that an id with an unencoded
 //! `/` (which adds a segment) is recognised and answered `400 ErrorInvalidIdMalformed` like Graph
-//! does (graph-notes section 2), while `%2F` inside a segment is decoded into the id.
+//! does (docs/graph.md section 2), while `%2F` inside a segment is decoded into the id.
 
 use axum::http::Method;
 
@@ -24,7 +24,7 @@ pub(crate) enum Op {
     GetUser,
 }
 
-/// The permission an operation needs (graph-notes section 8).
+/// The permission an operation needs (docs/graph.md section 8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Need {
     Read,

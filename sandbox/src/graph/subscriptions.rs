@@ -1,5 +1,5 @@
 //! `/v1.0/subscriptions`: create (with the validation handshake), list, get, renew, delete and
-//! reauthorize change-notification subscriptions on mail folders (graph-notes section 6).
+//! reauthorize change-notification subscriptions on mail folders (docs/graph.md section 6).
 //!
 //! Only `changeType` "created" is ever delivered ("updated" and "deleted" are accepted and stay
 //! silent). `resource` is `users/{id or UPN}/mailFolders('{id or well-known name}')/messages`,
@@ -18,7 +18,7 @@ use crate::core::{Core, lock};
 use crate::ids::{fnv1a, new_guid};
 use crate::subscriptions::Subscription;
 
-/// Outlook raises an expiry less than 45 minutes ahead to 45 minutes (graph-notes section 6).
+/// Outlook raises an expiry less than 45 minutes ahead to 45 minutes (docs/graph.md section 6).
 const MIN_SUBSCRIPTION_MINUTES: i64 = 45;
 /// Longest `clientState` Graph accepts.
 const MAX_CLIENT_STATE: usize = 128;
@@ -57,7 +57,7 @@ pub(super) async fn handle(
     }
 }
 
-/// Subscribing to mail needs a mail read permission (graph-notes sections 6 and 8).
+/// Subscribing to mail needs a mail read permission (docs/graph.md sections 6 and 8).
 fn check_permission(core: &Core, tenant: usize, client_id: &str) -> Result<(), GraphError> {
     let st = lock(&core.state);
     let app = st
@@ -145,7 +145,7 @@ fn delete(
 }
 
 /// `POST /subscriptions/{id}/reauthorize` → 204; clears a pending reauthorization but does not
-/// extend the expiry (graph-notes section 6).
+/// extend the expiry (docs/graph.md section 6).
 fn reauthorize(
     core: &Core,
     id: &str,
@@ -164,7 +164,7 @@ fn reauthorize(
 }
 
 /// `PATCH /subscriptions/{id}` `{"expirationDateTime": …}` → 200: renews, and also counts as
-/// reauthorization (graph-notes section 6).
+/// reauthorization (docs/graph.md section 6).
 fn renew(
     core: &Core,
     ctx: &Ctx,
@@ -237,7 +237,7 @@ async fn create(
     let (user, folder) = parse_resource(&resource)?;
     let requested = required_time(&map)?;
 
-    // Mailbox, scope and folder, like any call on that mailbox (graph-notes section 8).
+    // Mailbox, scope and folder, like any call on that mailbox (docs/graph.md section 8).
     let target = {
         let st = lock(&core.state);
         let mb_idx = st
@@ -271,7 +271,7 @@ async fn create(
     let expiration = expiry(core, requested)?;
 
     let id = new_guid();
-    // Graph validates both URLs before creating anything (graph-notes section 6).
+    // Graph validates both URLs before creating anything (docs/graph.md section 6).
     if !core.notify.validate(&notification_url, &id).await {
         return Err(GraphError::validation_failed());
     }
@@ -315,7 +315,7 @@ struct Target {
 }
 
 /// The expiry to store: in the future, at most the configured maximum ahead (Outlook: 4,230
-/// minutes), raised to 45 minutes ahead if shorter (graph-notes section 6).
+/// minutes), raised to 45 minutes ahead if shorter (docs/graph.md section 6).
 fn expiry(core: &Core, requested: OffsetDateTime) -> Result<OffsetDateTime, GraphError> {
     let now = core.now();
     let max_minutes = core.notify.config().max_subscription_minutes;

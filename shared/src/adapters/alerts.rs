@@ -11,7 +11,7 @@ use crate::expiry::Alert;
 use crate::graph::GraphClient;
 use crate::ports::{AlertError, Alerter};
 
-/// Sends alerts as plain-text mail from a mailbox through Graph (`sendMail`, graph-notes §4),
+/// Sends alerts as plain-text mail from a mailbox through Graph (`sendMail`, docs/graph.md §4),
 /// which needs Mail.Send on the sending app.
 ///
 /// The sending app is the credential `credential` if set, else the credential the alert is about

@@ -1,6 +1,6 @@
 //! A certificate credential: an X.509 certificate registered on the app and its RSA private key,
 //! parsed once from PEM so a malformed one is refused when it is read, not at the first token
-//! request (graph-notes §1, "Certificate JWT").
+//! request (docs/graph.md §1, "Certificate JWT").
 //!
 //! Nothing here keeps or formats key material: the private key lives only inside ring's key pair,
 //! `Debug` shows the thumbprint and the expiry, and errors say what is wrong with which input.
@@ -103,7 +103,7 @@ impl CertificateCredential {
     }
 
     /// SHA-1 of the certificate's DER, in upper-case hex: the "Thumbprint" Entra ID shows under
-    /// Certificates & secrets, and a key credential's `customKeyIdentifier` (graph-notes §9).
+    /// Certificates & secrets, and a key credential's `customKeyIdentifier` (docs/graph.md §9).
     pub fn thumbprint_sha1_hex(&self) -> String {
         hex::encode_upper(ring::digest::digest(
             &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,

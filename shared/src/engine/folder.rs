@@ -1,4 +1,4 @@
-//! The per-folder algorithm (design.md, "The import algorithm"; graph-notes §2, §5).
+//! The per-folder algorithm (docs/import.md; docs/graph.md §2, §5).
 //!
 //! - `move` and `delete`: the folder is its own work queue. What is still there is still to do,
 //!   so the first page is listed again and again (never a `$skip` nextLink, which goes stale as
@@ -40,7 +40,7 @@ impl Engine {
                     .resolve_folder(processed_folder)
                     .await
                     .map(|f| Action::MoveTo(f.id)),
-                // Deleted Items rather than DELETE, which goes to Recoverable Items (graph-notes §4).
+                // Deleted Items rather than DELETE, which goes to Recoverable Items (docs/graph.md §4).
                 AfterImport::Delete => Ok(Action::MoveTo("deleteditems".to_owned())),
                 AfterImport::MarkRead => Ok(Action::MarkRead),
                 AfterImport::None => Ok(Action::None),
@@ -63,7 +63,7 @@ impl Engine {
         }
     }
 
-    /// Completes what an interrupted run left between "stored" and "done" (design.md: each step
+    /// Completes what an interrupted run left between "stored" and "done" (docs/import.md, "Invariants": each step
     /// idempotent). Needed because in `move`/`delete` modes the message may already be in its
     /// destination, where listing the source folder would never find it again.
     async fn finish_pending(
@@ -253,7 +253,7 @@ impl Engine {
     }
 
     /// The page a delta round starts from: the saved nextLink, else the saved deltaLink, else a
-    /// fresh round. An expired link falls back one level at a time (graph-notes §5).
+    /// fresh round. An expired link falls back one level at a time (docs/graph.md §5).
     async fn first_delta_page(
         &self,
         graph: &MailboxClient,

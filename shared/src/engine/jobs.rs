@@ -1,4 +1,4 @@
-//! Sync jobs from the queue (design.md, "Push path"): one mailbox folder at a time.
+//! Sync jobs from the queue (docs/push.md): one mailbox folder at a time.
 
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -3,7 +3,7 @@
 //!
 //! - [`Engine::run`] imports every enabled mailbox folder (mailboxes in parallel, bounded);
 //! - `mailbox.rs` holds one mailbox's lease and connects to Graph, re-reading a rejected secret once;
-//! - `folder.rs` is the per-folder algorithm (design.md, "The import algorithm");
+//! - `folder.rs` is the per-folder algorithm (docs/import.md);
 //! - `message.rs` stores one message: MIME → blob → record → action → done.
 
 mod folder;

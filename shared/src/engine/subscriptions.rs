@@ -1,4 +1,4 @@
-//! Keeping one Graph subscription per watched folder (design.md, "Push path"; graph-notes §6).
+//! Keeping one Graph subscription per watched folder (docs/push.md; docs/graph.md §6).
 //!
 //! The scheduled run calls [`Engine::maintain_subscriptions`]: it creates a subscription for
 //! every enabled folder that has none, renews those within `renew_margin` of expiry, recreates
@@ -27,7 +27,7 @@ pub struct PushOptions {
     /// Where Graph delivers.
     pub urls: PushUrls,
     /// The lifetime asked for when creating or renewing. Outlook allows at most 4,230 minutes
-    /// (graph-notes §6); the default stays under it.
+    /// (docs/graph.md §6); the default stays under it.
     pub lifetime: Duration,
     /// Renew a subscription once less than this is left. The scheduled run comes every 15
     /// minutes, so a day leaves many chances.

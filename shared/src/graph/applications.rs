@@ -1,4 +1,4 @@
-//! The app's own registration (graph-notes §9): its client secrets (`passwordCredentials`) and
+//! The app's own registration (docs/graph.md §9): its client secrets (`passwordCredentials`) and
 //! certificates (`keyCredentials`) with their expiry, and `addPassword` / `removePassword` for
 //! rotation. Not about a mailbox: an [`AppClient`] shares the [`GraphClient`]'s tokens, retries
 //! and error classification, with one in-flight gate for every `/applications` request.

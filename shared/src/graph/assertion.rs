@@ -1,4 +1,4 @@
-//! The client assertion of a certificate credential (graph-notes §1, "Certificate JWT"): a JWT
+//! The client assertion of a certificate credential (docs/graph.md §1, "Certificate JWT"): a JWT
 //! signed with the certificate's key, posted as `client_assertion` instead of `client_secret`.
 //!
 //! RS256 with `x5t#S256`: Microsoft's page now shows PS256 with `x5t#S256` and an older revision

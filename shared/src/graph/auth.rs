@@ -1,4 +1,4 @@
-//! Client-credentials tokens from Entra ID (graph-notes §1), with a client secret or a certificate's
+//! Client-credentials tokens from Entra ID (docs/graph.md §1), with a client secret or a certificate's
 //! client assertion, cached per credential until shortly before they expire, with at most one
 //! refresh in flight per credential.
 

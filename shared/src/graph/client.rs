@@ -1,6 +1,6 @@
 //! The Graph client: one per process, shared by every mailbox. It owns the HTTP connection pool,
 //! the token cache, the per-mailbox limiter and the retry policy; it is the only place that
-//! retries Graph requests (style.md §10).
+//! retries Graph requests (docs/conventions.md, "Retries").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub struct GraphConfig {
     pub graph_url: Url,
     /// Entra's base URL (`MAILROOM_LOGIN_URL`), e.g. `https://login.microsoftonline.com`.
     pub login_url: Url,
-    /// Requests in flight per app and mailbox; Outlook allows 4 (graph-notes §7).
+    /// Requests in flight per app and mailbox; Outlook allows 4 (docs/graph.md §7).
     pub per_mailbox_concurrency: usize,
     /// Requests in flight across all mailboxes of this process.
     pub global_concurrency: usize,
@@ -145,7 +145,7 @@ pub(crate) enum Reply {
 }
 
 /// What a request is about: one mailbox (Outlook's limits and errors are per app and mailbox), or
-/// the app's own registration (`/applications`, graph-notes §9).
+/// the app's own registration (`/applications`, docs/graph.md §9).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
     Mailbox(&'a MailboxAddress),
@@ -180,7 +180,7 @@ impl MailboxClient {
     }
 
     /// `{graph}/v1.0/users/{mailbox}/` followed by `segments`, each percent-encoded: ids contain
-    /// `/`, `+` and `=` and must not be sent raw (graph-notes, "Every Graph call").
+    /// `/`, `+` and `=` and must not be sent raw (docs/graph.md, "Every Graph call").
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.client.inner.config.graph_url.clone();
         let mut path = url.path().trim_end_matches('/').to_owned();

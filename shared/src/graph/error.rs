@@ -1,4 +1,4 @@
-//! Graph and Entra errors, classified into what an operator can act on (graph-notes §1, §10).
+//! Graph and Entra errors, classified into what an operator can act on (docs/graph.md §1, §10).
 
 use std::time::Duration;
 
@@ -52,13 +52,13 @@ impl Operation {
         }
     }
 
-    /// The least application permission the operation needs (graph-notes §8).
+    /// The least application permission the operation needs (docs/graph.md §8).
     pub fn permission(self) -> &'static str {
         match self {
             Self::MoveMessage | Self::MarkRead => "Mail.ReadWrite",
             Self::SendMail => "Mail.Send",
             // Application.ReadWrite.OwnedBy reads owned apps too; Read.All is the least for
-            // reading alone (graph-notes §9).
+            // reading alone (docs/graph.md §9).
             Self::ReadApplication => "Application.Read.All",
             Self::AddPassword | Self::RemovePassword => "Application.ReadWrite.OwnedBy",
             _ => "Mail.Read",
@@ -218,7 +218,7 @@ pub enum GraphError {
     Config(String),
 }
 
-/// What else works for an `/applications` permission (graph-notes §9).
+/// What else works for an `/applications` permission (docs/graph.md §9).
 fn application_permission_note(needed: &str) -> &'static str {
     match needed {
         "Application.Read.All" => " (or Application.ReadWrite.OwnedBy)",
@@ -314,7 +314,7 @@ pub(crate) struct ApiErrorDetail {
     pub message: String,
 }
 
-/// The JSON error body of the Entra token endpoint (graph-notes §1).
+/// The JSON error body of the Entra token endpoint (docs/graph.md §1).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct TokenErrorBody {
     #[serde(default)]
@@ -366,7 +366,7 @@ impl TokenErrorBody {
     }
 }
 
-/// Classifies a non-success Graph response (graph-notes §10). Codes are compared
+/// Classifies a non-success Graph response (docs/graph.md §10). Codes are compared
 /// case-insensitively: Outlook answers with Exchange-style codes.
 pub(crate) fn classify_api_error(
     operation: Operation,
@@ -408,7 +408,7 @@ pub(crate) fn classify_api_error(
             GraphError::DeltaExpired { mailbox, code }
         }
         // "Access to OData is disabled." is the documented text for a mailbox outside an
-        // application access policy (graph-notes §8); any other 403 is a missing permission.
+        // application access policy (docs/graph.md §8); any other 403 is a missing permission.
         403 if message.contains("OData is disabled") => GraphError::MailboxOutOfScope { mailbox },
         403 => GraphError::PermissionDenied {
             mailbox,
@@ -438,7 +438,7 @@ pub(crate) fn classify_api_error(
     }
 }
 
-/// Whether a status is worth retrying (graph-notes §7): throttling and server trouble.
+/// Whether a status is worth retrying (docs/graph.md §7): throttling and server trouble.
 pub(crate) fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }

@@ -1,10 +1,10 @@
-//! Folder paths such as `Inbox/Backup Reports` resolved to folder ids (graph-notes §3).
+//! Folder paths such as `Inbox/Backup Reports` resolved to folder ids (docs/graph.md §3).
 
 use super::client::{MailboxClient, Request};
 use super::error::{GraphError, Operation};
 use super::model::{MailFolder, Page};
 
-/// Names that address a default folder in any mailbox language (graph-notes §3).
+/// Names that address a default folder in any mailbox language (docs/graph.md §3).
 pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "archive",
     "clutter",

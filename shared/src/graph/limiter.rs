@@ -1,4 +1,4 @@
-//! Graph etiquette for Outlook (graph-notes §7): at most 4 requests in flight per app and mailbox,
+//! Graph etiquette for Outlook (docs/graph.md §7): at most 4 requests in flight per app and mailbox,
 //! a global cap across mailboxes, and a 429 pauses the whole mailbox, not just one request.
 
 use std::collections::HashMap;

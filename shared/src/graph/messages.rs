@@ -1,4 +1,4 @@
-//! Messages: listing, delta, raw MIME and the after-import actions (graph-notes §2, §4, §5).
+//! Messages: listing, delta, raw MIME and the after-import actions (docs/graph.md §2, §4, §5).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -28,7 +28,7 @@ impl MailboxClient {
     /// The first page of a folder's messages, oldest first, `page_size` at most (1–1000).
     ///
     /// Only the first page: in `move`/`delete` modes the folder shrinks as Mailroom works, so a
-    /// `$skip`-based nextLink would skip messages (graph-notes §2). Callers list again instead.
+    /// `$skip`-based nextLink would skip messages (docs/graph.md §2). Callers list again instead.
     pub async fn first_messages(
         &self,
         folder_id: &str,

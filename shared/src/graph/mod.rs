@@ -1,4 +1,4 @@
-//! The Microsoft Graph client: tokens, etiquette, folders, messages (graph-notes.md).
+//! The Microsoft Graph client: tokens, etiquette, folders, messages (docs/graph.md).
 //!
 //! Concrete, not a trait: tests point it at the Graph sandbox through its base URLs.
 

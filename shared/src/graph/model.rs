@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use crate::domain::MessageId;
 
-/// One page of a collection (graph-notes §2, §5).
+/// One page of a collection (docs/graph.md §2, §5).
 #[derive(Debug, Deserialize)]
 pub struct Page<T> {
     #[serde(default = "Vec::new")]
@@ -45,7 +45,7 @@ pub struct Recipient {
     pub email_address: Option<EmailAddress>,
 }
 
-/// The fields Mailroom lists for a message (`$select`ed, graph-notes §2). In a delta page a
+/// The fields Mailroom lists for a message (`$select`ed, docs/graph.md §2). In a delta page a
 /// message that left the folder carries only `id` and `@removed`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -10,7 +10,7 @@ use crate::domain::MessageId;
 
 impl MailboxClient {
     /// Writes a message's `isRead` back with the value it already has: a write that Graph
-    /// authorizes like any other (it needs Mail.ReadWrite, graph-notes §8) but that leaves the
+    /// authorizes like any other (it needs Mail.ReadWrite, docs/graph.md §8) but that leaves the
     /// message as it was. Graph still bumps `lastModifiedDateTime`/`changeKey`, so the message
     /// may show up once more in a delta round as updated.
     pub async fn rewrite_read_flag(&self, id: &MessageId, is_read: bool) -> Result<(), GraphError> {

@@ -1,4 +1,4 @@
-//! When to try a Graph request again, and how long to wait (graph-notes §7, style.md §7).
+//! When to try a Graph request again, and how long to wait (docs/graph.md §7, docs/conventions.md, "Errors").
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! `sendMail` (graph-notes §4): a plain-text message from a mailbox, for alerts. Needs Mail.Send.
+//! `sendMail` (docs/graph.md §4): a plain-text message from a mailbox, for alerts. Needs Mail.Send.
 
 use reqwest::Method;
 use serde_json::json;

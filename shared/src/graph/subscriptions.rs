@@ -1,4 +1,4 @@
-//! Change-notification subscriptions on a mailbox folder (graph-notes §6): create, renew,
+//! Change-notification subscriptions on a mailbox folder (docs/graph.md §6): create, renew,
 //! delete. Subscriptions live under `/v1.0/subscriptions`, not under the mailbox, but the calls
 //! still go through the mailbox's in-flight slots and retries.
 

@@ -1,4 +1,4 @@
-//! The push path (design.md, "Push path"; graph-notes §6): Graph's change and lifecycle
+//! The push path (docs/push.md; docs/graph.md §6): Graph's change and lifecycle
 //! notifications turned into sync jobs.
 //!
 //! - [`webhook`]: the receiver's logic, independent of the HTTP server around it (a Lambda

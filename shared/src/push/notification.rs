@@ -1,4 +1,4 @@
-//! Change and lifecycle notification payloads (graph-notes §6). Graph posts a collection,
+//! Change and lifecycle notification payloads (docs/graph.md §6). Graph posts a collection,
 //! `{"value":[…]}`, possibly for several subscriptions at once. Only the fields Mailroom acts on
 //! are read; unknown fields are ignored, because Graph adds fields over time.
 
@@ -97,7 +97,7 @@ mod tests {
 
     #[test]
     fn the_documented_payloads_parse() {
-        // graph-notes §6 (MGD concepts/change-notifications-delivery-webhooks.md).
+        // docs/graph.md §6 (MGD concepts/change-notifications-delivery-webhooks.md).
         let change = r##"{"value":[{"subscriptionId":"7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
             "subscriptionExpirationDateTime":"2026-11-26T18:23:45.9356913Z","changeType":"created",
             "clientState":"secretClientValue","tenantId":"84bd8158-6d4d-4958-8b9f-9d6445542f95",

@@ -2,7 +2,7 @@
 //! server around it (lambda_http behind a Function URL, axum in `mailroom serve`) only copies
 //! fields across.
 //!
-//! What it answers (graph-notes §6):
+//! What it answers (docs/graph.md §6):
 //! - `?validationToken=…` (subscription creation): 200 `text/plain` with the decoded token, and
 //!   nothing else happens;
 //! - a batch of notifications: each is checked against its subscription record (`clientState`
@@ -189,7 +189,7 @@ impl Webhook {
                 WebhookResponse::text(202, "")
             }
             Err(detail) => {
-                // Not persisted: a 5xx makes Graph deliver the batch again (graph-notes §6).
+                // Not persisted: a 5xx makes Graph deliver the batch again (docs/graph.md §6).
                 tracing::error!(outcome = "failed", endpoint = endpoint.path(), error = %detail, "webhook batch not queued");
                 WebhookResponse::text(503, "try again later")
             }
@@ -268,7 +268,7 @@ fn validation_token(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// The validation handshake: echo the token as plain text (graph-notes §6).
+/// The validation handshake: echo the token as plain text (docs/graph.md §6).
 fn validate(request: WebhookRequest<'_>, endpoint: Endpoint, token: String) -> WebhookResponse {
     if token.is_empty() || token.len() > MAX_VALIDATION_TOKEN {
         return reject(request, 400, "bad validation token", "bad validation token");

@@ -1,4 +1,4 @@
-//! Local-mode adapters (design.md, "Local mode"): the ports on one machine, with no AWS account.
+//! Local-mode adapters (docs/architecture.md, "Local mode"): the ports on one machine, with no AWS account.
 //!
 //! | port            | adapter               | where the data lives                              |
 //! |-----------------|-----------------------|---------------------------------------------------|
