@@ -126,6 +126,7 @@ impl Stack {
             base: Duration::from_millis(20),
             max_backoff: Duration::from_millis(500),
             max_retry_after: Duration::from_secs(5),
+            ..RetryPolicy::default()
         };
         config
     }

@@ -98,6 +98,7 @@ impl Env {
             base: Duration::from_millis(20),
             max_backoff: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(2),
+            ..RetryPolicy::default()
         };
         let graph = GraphClient::new(config).expect("graph client");
         Self { sandbox, graph }

@@ -168,18 +168,15 @@ impl AppClient {
 
     /// `{graph}/v1.0/applications(appId='{client id}')[/{action}]`.
     fn url(&self, action: Option<&str>) -> Url {
-        let mut url = self.client.inner.config.graph_url.clone();
-        let mut path = url.path().trim_end_matches('/').to_owned();
-        path.push_str("/v1.0/applications(appId='");
-        path.push_str(&encode(&self.credential.client_id));
-        path.push_str("')");
+        let mut path = format!(
+            "applications(appId='{}')",
+            encode(&self.credential.client_id)
+        );
         if let Some(action) = action {
             path.push('/');
             path.push_str(action);
         }
-        url.set_path(&path);
-        url.set_query(None);
-        url
+        self.client.inner.config.v1_url(&path)
     }
 
     /// The app's registration with its secrets and certificates.

@@ -104,9 +104,18 @@ impl TokenCache {
         Ok(value)
     }
 
-    /// Forgets the cached token of `credential` (Graph said it is no longer valid).
-    pub(crate) async fn invalidate(&self, credential: &AppCredential) {
-        *self.slot(credential).lock().await = None;
+    /// Forgets the cached token of `credential` if it is still `failed` (Graph said it is no
+    /// longer valid). A newer token, fetched by a request that met the same 401 a moment
+    /// earlier, is kept: the waiters share one refresh instead of each forcing another.
+    pub(crate) async fn invalidate(&self, credential: &AppCredential, failed: &SecretString) {
+        let slot = self.slot(credential);
+        let mut cached = slot.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|token| token.value.expose_secret() == failed.expose_secret())
+        {
+            *cached = None;
+        }
     }
 
     fn token_url(&self, tenant: &str) -> Result<Url, GraphError> {

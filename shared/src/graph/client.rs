@@ -23,7 +23,8 @@ use crate::domain::MailboxAddress;
 /// Where Graph and Entra are, and how politely to talk to them.
 #[derive(Debug, Clone)]
 pub struct GraphConfig {
-    /// Graph's base URL (`MAILROOM_GRAPH_URL`), e.g. `https://graph.microsoft.com`.
+    /// Graph's base URL (`MAILROOM_GRAPH_URL`), e.g. `https://graph.microsoft.com`. The form
+    /// Microsoft's SDKs use, with the version (`https://graph.microsoft.com/v1.0`), means the same.
     pub graph_url: Url,
     /// Entra's base URL (`MAILROOM_LOGIN_URL`), e.g. `https://login.microsoftonline.com`.
     pub login_url: Url,
@@ -53,6 +54,19 @@ impl GraphConfig {
             request_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl GraphConfig {
+    /// `{graph}/v1.0/` followed by `path` (already encoded), with no query. The configured base
+    /// may or may not end in `/v1.0`: both name the same API.
+    pub(crate) fn v1_url(&self, path: &str) -> Url {
+        let mut url = self.graph_url.clone();
+        let base = url.path().trim_end_matches('/');
+        let base = base.strip_suffix("/v1.0").unwrap_or(base);
+        url.set_path(&format!("{base}/v1.0/{}", path.trim_start_matches('/')));
+        url.set_query(None);
+        url
     }
 }
 
@@ -182,18 +196,13 @@ impl MailboxClient {
     /// `{graph}/v1.0/users/{mailbox}/` followed by `segments`, each percent-encoded: ids contain
     /// `/`, `+` and `=` and must not be sent raw (docs/graph.md, "Every Graph call").
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut url = self.client.inner.config.graph_url.clone();
-        let mut path = url.path().trim_end_matches('/').to_owned();
-        path.push_str("/v1.0/users/");
-        path.push_str(&encode(self.mailbox.as_str()));
+        let mut path = format!("users/{}", encode(self.mailbox.as_str()));
         for segment in segments {
             path.push('/');
             path.push_str(&encode(segment));
         }
-        url.set_path(&path);
-        if query.is_empty() {
-            url.set_query(None);
-        } else {
+        let mut url = self.client.inner.config.v1_url(&path);
+        if !query.is_empty() {
             let query: Vec<String> = query
                 .iter()
                 .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -294,6 +303,7 @@ impl GraphClient {
         let mailbox = target.limiter_key();
         let mut attempt: u32 = 0;
         let mut token_refreshed = false;
+        let started = std::time::Instant::now();
         loop {
             attempt += 1;
             let token = inner.tokens.token(credential).await?;
@@ -359,8 +369,10 @@ impl GraphClient {
                         "graph request failed"
                     );
                     if status == StatusCode::UNAUTHORIZED && !token_refreshed {
-                        // The cached token was revoked or expired early: fetch a new one, once.
-                        inner.tokens.invalidate(credential).await;
+                        // The token was revoked or expired early: fetch a new one, once. Only
+                        // this token is dropped: when many requests meet 401 together, the first
+                        // refresh serves them all.
+                        inner.tokens.invalidate(credential, &token).await;
                         token_refreshed = true;
                         attempt -= 1;
                         continue;
@@ -386,10 +398,25 @@ impl GraphClient {
                         }
                     }
                 }
+                // No connection: the request provably never reached Graph.
+                Err(e) if e.is_connect() => Failure::NotSent(describe(&e)),
                 Err(e) => Failure::Transport(describe(&e)),
             };
 
-            if attempt > policy.max_retries {
+            let wait = match &failure {
+                Failure::Throttled(retry_after) => policy.wait(attempt, *retry_after),
+                Failure::Server { retry_after, .. } => policy.wait(attempt, *retry_after),
+                Failure::Transport(_) | Failure::NotSent(_) => policy.backoff(attempt),
+            };
+            // A request that does something again when repeated is retried only when Graph
+            // did not act on it: no connection, or a 429 (a throttled request fails without
+            // being carried out: learn.microsoft.com/graph/throttling).
+            let repeatable = operation.is_idempotent()
+                || matches!(failure, Failure::NotSent(_) | Failure::Throttled(_));
+            if attempt > policy.max_retries
+                || !repeatable
+                || !policy.within_budget(started.elapsed(), wait)
+            {
                 return Err(match failure {
                     Failure::Throttled(_) => match target {
                         Target::Mailbox(mailbox) => GraphError::Throttled {
@@ -416,23 +443,19 @@ impl GraphClient {
                         body,
                         &client_request_id,
                     ),
-                    Failure::Transport(detail) => GraphError::Transport {
-                        operation: operation.name(),
-                        attempts: attempt,
-                        detail,
-                    },
+                    Failure::Transport(detail) | Failure::NotSent(detail) => {
+                        GraphError::Transport {
+                            operation: operation.name(),
+                            attempts: attempt,
+                            detail,
+                        }
+                    }
                 });
             }
-            let wait = match &failure {
-                Failure::Throttled(retry_after) => {
-                    let wait = policy.wait(attempt, *retry_after);
-                    // A 429 is about the mailbox, not this request: hold every request back.
-                    inner.limiter.pause(client_id, mailbox, wait);
-                    wait
-                }
-                Failure::Server { retry_after, .. } => policy.wait(attempt, *retry_after),
-                Failure::Transport(_) => policy.backoff(attempt),
-            };
+            if let Failure::Throttled(_) = failure {
+                // A 429 is about the mailbox, not this request: hold every request back.
+                inner.limiter.pause(client_id, mailbox, wait);
+            }
             tracing::debug!(
                 operation = operation.name(),
                 mailbox,
@@ -453,7 +476,10 @@ enum Failure {
         body: ApiErrorBody,
         client_request_id: String,
     },
+    /// The request may have reached Graph (a timeout, a connection cut mid-way).
     Transport(String),
+    /// No connection was made: Graph never saw the request.
+    NotSent(String),
 }
 
 enum BodyError {
@@ -520,6 +546,27 @@ mod tests {
     #[test]
     fn a_base_url_with_a_path_prefix_is_kept() {
         let url = client("http://127.0.0.1:9000/graph/").url(&["mailFolders"], &[]);
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9000/graph/v1.0/users/a@contoso.com/mailFolders"
+        );
+    }
+
+    #[test]
+    fn a_base_url_with_the_version_is_the_same_api() {
+        for base in [
+            "https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/v1.0/",
+            "https://graph.microsoft.com/",
+        ] {
+            let url = client(base).url(&["mailFolders"], &[]);
+            assert_eq!(
+                url.as_str(),
+                "https://graph.microsoft.com/v1.0/users/a@contoso.com/mailFolders",
+                "{base}"
+            );
+        }
+        let url = client("http://127.0.0.1:9000/graph/v1.0").url(&["mailFolders"], &[]);
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:9000/graph/v1.0/users/a@contoso.com/mailFolders"

@@ -52,6 +52,21 @@ impl Operation {
         }
     }
 
+    /// Whether sending the request twice has the effect of sending it once, so a retry after an
+    /// answer that may have come after Graph acted (a 5xx, a timeout, a cut connection) is safe.
+    /// Adding a password, creating a subscription and sending mail each do it again: those are
+    /// retried only when Graph provably did not act (docs/graph.md §7).
+    pub fn is_idempotent(self) -> bool {
+        match self {
+            Self::AddPassword | Self::CreateSubscription | Self::SendMail => false,
+            // A move of an immutable id names one message and one destination: repeating it
+            // after it succeeded leaves the message where it is (the engine's record of the
+            // message makes the rest safe, docs/import.md). Removing a password twice fails the
+            // second time instead of removing something else.
+            _ => true,
+        }
+    }
+
     /// The least application permission the operation needs (docs/graph.md §8).
     pub fn permission(self) -> &'static str {
         match self {

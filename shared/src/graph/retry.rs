@@ -13,6 +13,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Ceiling of one `Retry-After` wait: a server asking for longer is treated as this.
     pub max_retry_after: Duration,
+    /// Time from the first attempt after which no retry starts: a retry whose wait would end
+    /// later gives up instead, so a caller's own deadline is not overrun by many long waits.
+    pub max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -22,6 +25,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            max_elapsed: Duration::from_secs(300),
         }
     }
 }
@@ -36,6 +40,11 @@ impl RetryPolicy {
             .saturating_mul(1u32 << exponent)
             .min(self.max_backoff);
         ceiling.mul_f64(fastrand::f64())
+    }
+
+    /// Whether a retry that waits `wait` may still start, `elapsed` after the first attempt.
+    pub fn within_budget(&self, elapsed: Duration, wait: Duration) -> bool {
+        elapsed.saturating_add(wait) <= self.max_elapsed
     }
 
     /// The wait before the next attempt: the server's `Retry-After` when it gave one (capped),
@@ -67,6 +76,17 @@ mod tests {
         // Full jitter: over many draws the waits are spread, not constant.
         let draws: Vec<_> = (0..50).map(|_| policy.backoff(4)).collect();
         assert!(draws.iter().any(|d| *d != draws[0]));
+    }
+
+    #[test]
+    fn no_retry_starts_past_the_time_budget() {
+        let policy = RetryPolicy {
+            max_elapsed: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        assert!(policy.within_budget(Duration::from_secs(30), Duration::from_secs(30)));
+        assert!(!policy.within_budget(Duration::from_secs(30), Duration::from_secs(31)));
+        assert!(!policy.within_budget(Duration::from_secs(61), Duration::ZERO));
     }
 
     #[test]

@@ -39,16 +39,12 @@ pub struct SubscriptionRequest<'a> {
 impl MailboxClient {
     /// `{graph}/v1.0/subscriptions[/{id}[/{action}]]`.
     fn subscriptions_url(&self, segments: &[&str]) -> Url {
-        let mut url = self.client.inner.config.graph_url.clone();
-        let mut path = url.path().trim_end_matches('/').to_owned();
-        path.push_str("/v1.0/subscriptions");
+        let mut path = "subscriptions".to_owned();
         for segment in segments {
             path.push('/');
             path.push_str(&encode(segment));
         }
-        url.set_path(&path);
-        url.set_query(None);
-        url
+        self.client.inner.config.v1_url(&path)
     }
 
     /// Subscribes to messages created in a folder of this mailbox. Graph validates the
