@@ -89,6 +89,9 @@ pub enum ExpirySource {
     Graph,
     /// The `expires_at` stored with the secret (a certificate's notAfter).
     Stored,
+    /// Entra's token endpoint, which refused the client secret as expired (AADSTS7000222):
+    /// it has expired, on a date nobody recorded.
+    TokenEndpoint,
     /// Nowhere.
     Unknown,
 }
@@ -98,6 +101,7 @@ impl ExpirySource {
         match self {
             Self::Graph => "graph",
             Self::Stored => "stored",
+            Self::TokenEndpoint => "token_endpoint",
             Self::Unknown => "unknown",
         }
     }
@@ -160,7 +164,9 @@ impl AlertLevel {
     /// The claim key: `{expires_at RFC 3339}#{label}`, or `unknown`.
     pub fn key(self, expires_at: Option<OffsetDateTime>) -> String {
         match (self, expires_at) {
-            (Self::Unknown, _) | (_, None) => "unknown".to_owned(),
+            (Self::Unknown, _) => "unknown".to_owned(),
+            // Known to have expired, on an unknown date (Entra refused the secret).
+            (_, None) => self.label(),
             (_, Some(at)) => format!("{}#{}", rfc3339(at), self.label()),
         }
     }
@@ -198,6 +204,7 @@ impl Alert {
     pub fn subject(&self) -> String {
         let date = self.expires_at.map(date).unwrap_or_default();
         let tail = match (self.level, self.days_left) {
+            (AlertLevel::Expired, _) if date.is_empty() => " has expired".to_owned(),
             (AlertLevel::Expired, _) => format!(" has expired ({date})"),
             (AlertLevel::Unknown, _) => ": expiry unknown".to_owned(),
             (AlertLevel::Threshold(_), Some(days)) => {
@@ -498,8 +505,15 @@ impl ExpiryChecker {
                 report.expires_at = Some(found);
                 report.source = ExpirySource::Graph;
             }
+            Err(why) if why.secret_expired => {
+                // Whatever was recorded, Entra says the secret no longer works.
+                report.findings.push(why.reason);
+                report.expires_at = credential.expires_at.filter(|at| *at <= self.clock.now());
+                report.source = ExpirySource::TokenEndpoint;
+                report.days_left = Some(0);
+            }
             Err(why) => {
-                report.findings.push(why);
+                report.findings.push(why.reason);
                 if let Some(stored) = credential.expires_at {
                     report.expires_at = Some(stored);
                     report.source = ExpirySource::Stored;
@@ -510,7 +524,9 @@ impl ExpiryChecker {
                 }
             }
         }
-        if let Some(at) = report.expires_at {
+        if let Some(at) = report.expires_at
+            && report.source != ExpirySource::TokenEndpoint
+        {
             report.days_left = Some(days_left(at, self.clock.now()));
         }
         if self.probe_rotation && credential.client_secret().is_some() {
@@ -551,8 +567,8 @@ impl ExpiryChecker {
         let Some(alerter) = &self.alerter else {
             return;
         };
-        let levels: Vec<AlertLevel> = match (report.expires_at, report.days_left) {
-            (Some(_), Some(days)) => {
+        let levels: Vec<AlertLevel> = match report.days_left {
+            Some(days) => {
                 let mut levels: Vec<AlertLevel> = self
                     .thresholds
                     .days()
@@ -640,11 +656,28 @@ impl ExpiryChecker {
 pub async fn expiry_from_graph(
     graph: &GraphClient,
     credential: &AppCredential,
-) -> Result<OffsetDateTime, String> {
+) -> Result<OffsetDateTime, ExpiryUnknown> {
     match graph.app(credential.clone()).application().await {
-        Ok(application) => find_expiry(credential, &application),
-        Err(e) => Err(graph_cannot_tell(credential, &e)),
+        Ok(application) => find_expiry(credential, &application).map_err(|reason| ExpiryUnknown {
+            reason,
+            secret_expired: false,
+        }),
+        Err(e) => Err(ExpiryUnknown {
+            reason: graph_cannot_tell(credential, &e),
+            secret_expired: matches!(e, GraphError::ExpiredSecret { .. }),
+        }),
     }
+}
+
+/// Why the app registration could not tell when a credential expires.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ExpiryUnknown {
+    /// What went wrong and what to do.
+    pub reason: String,
+    /// Entra refused the client secret because it has expired (AADSTS7000222): the date is
+    /// unknown, the fact is not.
+    pub secret_expired: bool,
 }
 
 fn find_expiry(
@@ -718,6 +751,7 @@ fn find_expiry(
 /// Why Graph could not tell the expiry, with what to do.
 fn graph_cannot_tell(credential: &AppCredential, error: &GraphError) -> String {
     match error {
+        GraphError::ExpiredSecret { .. } => error.to_string(),
         GraphError::ApplicationPermissionDenied { code, .. } => format!(
             "Graph cannot tell when it expires: app {} may not read its own registration (403 {code}); grant Application.Read.All or Application.ReadWrite.OwnedBy (application permission, admin consent)",
             credential.client_id

@@ -234,6 +234,45 @@ async fn no_stored_expiry_and_no_permission_is_expiry_unknown_alerted_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_entra_refuses_as_expired_is_reported_expired_and_alerted_once() {
+    let stack = stack().await;
+    // Expired yesterday by Entra's clock; nothing recorded with the credential says when.
+    let yesterday = (stack.sandbox.now() - time::Duration::DAY)
+        .replace_nanosecond(0)
+        .unwrap();
+    assert!(
+        stack
+            .sandbox
+            .set_password_expiry(DEFAULT_CLIENT_ID, DEFAULT_SECRET_ID, yesterday)
+    );
+    let alerter = Arc::new(MemoryAlerter::default());
+    let checker = checker(&stack, Some(alerter.clone()));
+    for _ in 0..2 {
+        let report = only(&checker).await;
+        assert_eq!(report.source, ExpirySource::TokenEndpoint, "{report:#?}");
+        assert_eq!(report.days_left, Some(0), "{report:#?}");
+        assert!(report.is_expired());
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.contains("has expired (AADSTS7000222)")
+                    && f.contains("create a new client secret")),
+            "{report:#?}"
+        );
+    }
+    let sent = alerter.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].level, AlertLevel::Expired);
+    assert!(
+        sent[0].subject().ends_with("has expired"),
+        "{}",
+        sent[0].subject()
+    );
+    assert_no_secret(&sent[0].text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_secret_is_a_finding_naming_it_and_the_others_are_still_checked() {
     let stack = stack().await;
     stack

@@ -72,10 +72,15 @@ fn line(credential: &CredentialReport, attention: bool) -> String {
         Some(days) => format!("{} left", plural(days, "day")),
         None => "days left unknown".to_owned(),
     };
-    let expiry = credential
+    let expiry = match credential
         .expires_at
         .and_then(|at| at.format(&Rfc3339).ok())
-        .unwrap_or_else(|| "unknown".to_owned());
+    {
+        Some(at) => format!("expires {at}"),
+        // Entra refused the secret as expired; nobody recorded when.
+        None if credential.is_expired() => "expiry date not recorded".to_owned(),
+        None => "expires unknown".to_owned(),
+    };
     let findings = if credential.findings.is_empty() {
         "none".to_owned()
     } else {
@@ -87,7 +92,7 @@ fn line(credential: &CredentialReport, attention: bool) -> String {
         None => "",
     };
     format!(
-        "{mark} {}: {days}, expires {expiry} (source: {}); findings: {findings}{rotation}",
+        "{mark} {}: {days}, {expiry} (source: {}); findings: {findings}{rotation}",
         credential.name,
         credential.source.as_str()
     )
