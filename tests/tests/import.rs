@@ -52,6 +52,36 @@ fn folder_error(report: &RunReport) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_and_its_processed_folder_resolve_their_shared_parent_once() {
+    let stack = Stack::start(world(25)).await;
+    let held = held(&stack);
+    stack.configure(MAILBOX, FOLDER, move_to_processed()).await;
+
+    let report = stack.run().await;
+    assert_eq!(report.mailboxes[0].folders[0].imported, 25, "{report:#?}");
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+
+    let requests = stack.sandbox.requests();
+    let folder_lookups: Vec<String> = requests
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.contains("/mailFolders") && !r.path.contains("/messages")
+        })
+        .map(|r| r.path.clone())
+        .collect();
+    // Inbox by its well-known name, then one listing of its children answers both
+    // "Backup Reports" and "Processed".
+    assert_eq!(folder_lookups.len(), 2, "{folder_lookups:#?}");
+    let graph = requests.iter().filter(|r| r.mailbox.is_some()).count();
+    // Per message: its MIME and its move; then the folder lookups and the listings.
+    println!(
+        "{graph} Graph requests for 25 messages ({:.2} per message)",
+        graph as f64 / 25.0
+    );
+    assert!(graph <= 2 * 25 + 2 + 3, "{graph} requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_hundred_messages_are_stored_once_and_moved() {
     let stack = Stack::start(world(600)).await;
     let held = held(&stack);

@@ -124,6 +124,7 @@ impl GraphClient {
             client: self.clone(),
             credential,
             mailbox,
+            folders: Arc::default(),
         }
     }
 }
@@ -182,6 +183,9 @@ pub struct MailboxClient {
     pub(crate) client: GraphClient,
     pub(crate) credential: AppCredential,
     pub(crate) mailbox: MailboxAddress,
+    /// Folders looked up through this handle (and its clones), each once: a handle lives for
+    /// one run of one mailbox.
+    pub(crate) folders: Arc<super::folders::FolderCache>,
 }
 
 impl MailboxClient {

@@ -1,5 +1,10 @@
 //! Folder paths such as `Inbox/Backup Reports` resolved to folder ids (docs/graph.md §3).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
 use super::client::{MailboxClient, Request};
 use super::error::{GraphError, Operation};
 use super::model::{MailFolder, Page};
@@ -36,6 +41,26 @@ pub fn path_segments(path: &str) -> Vec<&str> {
         .collect()
 }
 
+/// The folder lookups of one [`MailboxClient`]: well-known folders by name and folder levels by
+/// parent id, each fetched once, even when two resolutions ask at the same moment.
+#[derive(Default)]
+pub(crate) struct FolderCache {
+    well_known: Mutex<HashMap<String, Arc<OnceCell<MailFolder>>>>,
+    levels: Mutex<HashMap<Option<String>, Arc<OnceCell<Vec<MailFolder>>>>>,
+}
+
+impl FolderCache {
+    fn well_known(&self, name: &str) -> Arc<OnceCell<MailFolder>> {
+        let mut map = self.well_known.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(name.to_owned()).or_default().clone()
+    }
+
+    fn children(&self, parent: Option<&str>) -> Arc<OnceCell<Vec<MailFolder>>> {
+        let mut map = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(parent.map(str::to_owned)).or_default().clone()
+    }
+}
+
 impl MailboxClient {
     /// Resolves a folder path: the first segment may be a well-known name (`inbox`), else a
     /// top-level display name; later segments are child display names. Display names compare
@@ -60,7 +85,11 @@ impl MailboxClient {
             )));
         };
         let mut folder = if WELL_KNOWN_FOLDERS.contains(&first.to_ascii_lowercase().as_str()) {
-            self.get_folder(&first.to_ascii_lowercase()).await?
+            let name = first.to_ascii_lowercase();
+            let cell = self.folders.well_known(&name);
+            cell.get_or_try_init(|| self.get_folder(&name))
+                .await?
+                .clone()
         } else {
             self.find_child(None, first, path, "the mailbox root")
                 .await?
@@ -110,8 +139,10 @@ impl MailboxClient {
         parent_label: &str,
     ) -> Result<MailFolder, GraphError> {
         // Listing the level (usually a handful of folders) answers both "which one" and, when
-        // it is missing, "what is there instead" in one call.
-        let children = self.child_folders(parent).await?;
+        // it is missing, "what is there instead" in one call; and, from the cache, the same
+        // question about a sibling (a folder and its processed folder often share a parent).
+        let cell = self.folders.children(parent);
+        let children = cell.get_or_try_init(|| self.child_folders(parent)).await?;
         let wanted = name.to_lowercase();
         let mut matches = children
             .iter()
@@ -129,7 +160,7 @@ impl MailboxClient {
                 path: path.to_owned(),
                 missing: name.to_owned(),
                 parent: parent_label.to_owned(),
-                existing: children.into_iter().map(|f| f.display_name).collect(),
+                existing: children.iter().map(|f| f.display_name.clone()).collect(),
             }),
         }
     }
