@@ -218,7 +218,7 @@ async fn credentials_check_prints_one_line_each_and_alerts_once_per_threshold() 
     first
         .expect_code(1)
         .expect_text("! contoso: 5 days left")
-        .expect_text("(source: graph); findings: none; rotation: possible")
+        .expect_text("(source: graph); findings: none; rotation: not refused")
         .expect_text("ALERT Mailroom: client secret 'contoso' expires in 5 days");
     assert_eq!(first.stdout.matches("ALERT").count(), 1, "{}", first.all());
     let again = setup.mailroom(&["credentials", "check"]).await;
@@ -284,7 +284,22 @@ async fn bad_configuration_gets_one_clear_message_and_exit_1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folders_shows_the_tree_with_full_paths_and_counts() {
     let setup = Setup::start(world(12), MOVE_MAILBOX).await;
+    // A search folder under Inbox, which the top-level listing also returns.
+    setup
+        .sandbox
+        .add_search_folder(MAILBOX, "Inbox", "Unread reports");
     let run = setup.mailroom(&["folders", MAILBOX]).await;
+    let search: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("Unread reports"))
+        .collect();
+    assert_eq!(search.len(), 1, "{}", run.stdout);
+    assert!(
+        search[0].starts_with("Inbox/Unread reports "),
+        "{}",
+        run.stdout
+    );
     run.expect_code(0)
         .expect_text("Inbox/Backup Reports/Archive 2025")
         .expect_text("Inbox/Processed");

@@ -185,6 +185,14 @@ impl Core {
         }
     }
 
+    pub(crate) fn add_search_folder(&self, mailbox: &str, parent_path: &str, name: &str) {
+        let mut st = lock(&self.state);
+        let idx = st.mailbox_or_create(mailbox);
+        if let Some(mb) = st.mailbox_mut(idx) {
+            mb.add_search_folder(parent_path, name);
+        }
+    }
+
     /// Messages of a mailbox (every folder, or one folder path), SHA-256 computed outside the lock.
     pub(crate) fn messages(&self, mailbox: &str, folder_path: Option<&str>) -> Vec<MessageInfo> {
         let infos: Vec<(MessageInfo, Arc<MimeTemplate>)> = {

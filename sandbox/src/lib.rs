@@ -201,6 +201,13 @@ impl Sandbox {
         self.core().add_folder(mailbox, path);
     }
 
+    /// Adds a search folder (`mailSearchFolder`) `name` under the folder at `parent_path`. It is
+    /// listed among its parent's child folders and, like every search folder, also in the
+    /// top-level `mailFolders` listing (see `graph::folders::list`).
+    pub fn add_search_folder(&self, mailbox: &str, parent_path: &str, name: &str) {
+        self.core().add_search_folder(mailbox, parent_path, name);
+    }
+
     /// Every message of the mailbox, Deleted Items and Recoverable Items included (empty if the
     /// mailbox is unknown).
     pub fn messages(&self, mailbox: &str) -> Vec<MessageInfo> {

@@ -188,6 +188,8 @@ pub(crate) struct Folder {
     pub(crate) parent: Option<usize>,
     pub(crate) well_known: Option<&'static str>,
     pub(crate) hidden: bool,
+    /// A mailSearchFolder: a virtual folder (it holds no messages of its own here).
+    pub(crate) search: bool,
     pub(crate) children: Vec<usize>,
     /// Current members ordered by `receivedDateTime` (ties by insertion order).
     pub(crate) by_received: BTreeSet<(OffsetDateTime, MsgKey)>,
@@ -332,6 +334,7 @@ impl MailboxState {
             parent,
             well_known,
             hidden,
+            search: false,
             children: Vec::new(),
             by_received: BTreeSet::new(),
             by_seq: BTreeMap::new(),
@@ -341,6 +344,23 @@ impl MailboxState {
             p.children.push(idx);
         }
         idx
+    }
+
+    /// Adds a search folder `name` under the folder at `parent_path` (created if missing).
+    pub(crate) fn add_search_folder(&mut self, parent_path: &str, name: &str) -> Option<usize> {
+        let parent = self.resolve_path(parent_path, true)?;
+        let idx = self.push_folder(name, Some(parent), None, false);
+        if let Some(folder) = self.folders.get_mut(idx) {
+            folder.search = true;
+        }
+        Some(idx)
+    }
+
+    /// Every search folder of the mailbox, wherever it is.
+    pub(crate) fn search_folders(&self) -> Vec<usize> {
+        (0..self.folders.len())
+            .filter(|i| self.folders.get(*i).is_some_and(|f| f.search))
+            .collect()
     }
 
     pub(crate) fn folder(&self, idx: usize) -> Option<&Folder> {

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::credentials::{AppCredential, ClientAuth};
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
-use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient};
+use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient, PasswordManagement};
 
 /// Check names, in the order the checks run.
 const TOKEN: &str = "token";
@@ -467,12 +467,18 @@ fn expiry_check(
 /// own passwords (Application.ReadWrite.OwnedBy and the app an owner of its registration).
 /// Rotation is opt-in, so "not possible" is information, not a warning.
 async fn rotation_check(graph: &GraphClient, credential: &AppCredential) -> Check {
-    match graph.app(credential.clone()).can_manage_passwords().await {
-        Ok(true) => Check::pass(
+    match graph
+        .app(credential.clone())
+        .probe_password_management()
+        .await
+    {
+        Ok(PasswordManagement::NotRefused { status }) => Check::pass(
             ROTATION,
-            "possible: the app may manage its own client secrets (Application.ReadWrite.OwnedBy)",
+            format!(
+                "not refused: Graph did not deny the app its own client secrets (a removePassword that changes nothing answered {status}, not 403); only a rotation proves it works: aws secretsmanager rotate-secret --secret-id <the credential's secret>"
+            ),
         ),
-        Ok(false) => Check::pass(
+        Ok(PasswordManagement::Refused) => Check::pass(
             ROTATION,
             "not possible (opt-in): to let Mailroom rotate this secret, grant Application.ReadWrite.OwnedBy and add the app's service principal as an owner of its own registration",
         ),

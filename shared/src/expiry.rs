@@ -29,7 +29,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Clock;
 use crate::credentials::{AppCredential, ClientAuth, Credentials};
-use crate::graph::{Application, GraphClient, GraphError};
+use crate::graph::{Application, GraphClient, GraphError, PasswordManagement};
 use crate::ports::{Alerter, AsStateStore, SecretError, StoreError};
 
 /// The days before expiry at which to alert, most distant first (e.g. 30, 14, 7, 3, 1).
@@ -312,7 +312,8 @@ pub struct CredentialReport {
     /// The thresholds alerted by this run (`30`, `expired`, `unknown`…).
     pub alerted: Vec<String>,
     /// Whether the app may rotate this client secret (Application.ReadWrite.OwnedBy), when
-    /// probed ([`ExpiryChecker::probe_rotation`]).
+    /// probed ([`ExpiryChecker::probe_rotation`]): `false` when Graph refused the permission,
+    /// `true` when it did not. Only a rotation proves it will work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_permitted: Option<bool>,
 }
@@ -533,11 +534,13 @@ impl ExpiryChecker {
             match self
                 .graph
                 .app(credential.clone())
-                .can_manage_passwords()
+                .probe_password_management()
                 .await
             {
-                Ok(true) => report.rotation_permitted = Some(true),
-                Ok(false) => {
+                Ok(PasswordManagement::NotRefused { .. }) => {
+                    report.rotation_permitted = Some(true);
+                }
+                Ok(PasswordManagement::Refused) => {
                     report.rotation_permitted = Some(false);
                     report.findings.push(format!(
                         "rotation is not possible: app {} may not manage its own client secrets; grant Application.ReadWrite.OwnedBy (admin consent) and add the app's service principal as an owner of its own app registration",

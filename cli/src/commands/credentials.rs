@@ -57,7 +57,7 @@ pub async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> 
 }
 
 /// `✓ contoso: 212 days left, expires 2027-06-30T00:00:00Z (source: graph); findings: none;
-/// rotation: possible (Application.ReadWrite.OwnedBy granted)`.
+/// rotation: not refused (…)`.
 fn line(credential: &CredentialReport, attention: bool) -> String {
     let mark = if credential.is_expired() || credential.days_left.is_none() {
         "✗"
@@ -87,7 +87,9 @@ fn line(credential: &CredentialReport, attention: bool) -> String {
         credential.findings.join("; ")
     };
     let rotation = match credential.rotation_permitted {
-        Some(true) => "; rotation: possible (Application.ReadWrite.OwnedBy granted)",
+        Some(true) => {
+            "; rotation: not refused (Application.ReadWrite.OwnedBy not denied; a rotation proves it)"
+        }
         Some(false) => "; rotation: not possible",
         None => "",
     };

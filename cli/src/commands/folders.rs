@@ -1,7 +1,7 @@
 //! `mailroom folders <mailbox>`: the folder tree with full paths and message counts.
 
 use anyhow::bail;
-use mailroom::graph::{GraphClient, MailFolder};
+use mailroom::graph::GraphClient;
 
 use crate::context::{Context, parse_address};
 
@@ -18,34 +18,18 @@ pub async fn run(
     let credential = context.secrets.fetch(&name).await?;
     let graph = GraphClient::new(context.graph.clone())?.mailbox(credential, address.clone());
 
-    // Depth first, children in Graph's order, each printed with its full path.
-    let mut stack: Vec<(String, MailFolder)> = graph
-        .child_folders(None)
-        .await?
-        .into_iter()
-        .rev()
-        .map(|f| (f.display_name.clone(), f))
-        .collect();
+    let tree = graph.folder_tree().await?;
     println!(
         "{:<50} {:>8} {:>8}",
         format!("folders of {address}"),
         "messages",
         "unread"
     );
-    while let Some((path, folder)) = stack.pop() {
+    for (path, folder) in tree {
         println!(
             "{path:<50} {:>8} {:>8}",
             folder.total_item_count, folder.unread_item_count
         );
-        if folder.child_folder_count > 0 {
-            let children = graph.child_folders(Some(&folder.id)).await?;
-            stack.extend(
-                children
-                    .into_iter()
-                    .rev()
-                    .map(|child| (format!("{path}/{}", child.display_name), child)),
-            );
-        }
     }
     Ok(true)
 }

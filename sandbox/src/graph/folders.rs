@@ -97,7 +97,20 @@ pub(crate) fn list(mb: &MailboxState, ctx: &Ctx, parent: usize) -> Result<Reply,
     let mut children: Vec<usize> = mb
         .folder(parent)
         .map(|f| f.children.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if parent == mb.root {
+        // "The returned collection includes any mail search folders directly under the root"
+        // (learn.microsoft.com/graph/api/user-list-mailfolders). An emulator built from that
+        // sentence lists every search folder here, each with its real parentFolderId; the
+        // sandbox does too, so clients are tested against the wider reading: a folder's place
+        // is its parentFolderId, not the listing it came in.
+        for search in mb.search_folders() {
+            if !children.contains(&search) {
+                children.push(search);
+            }
+        }
+    }
+    let mut children: Vec<usize> = children
         .into_iter()
         .filter(|c| {
             mb.folder(*c).is_some_and(|f| {

@@ -259,22 +259,36 @@ impl AppClient {
 }
 
 impl AppClient {
-    /// Whether the app may manage its own passwords (Application.ReadWrite.OwnedBy, and its
-    /// service principal an owner of its registration), which rotation needs. Proven without
-    /// changing anything: `removePassword` of a key id that does not exist answers 404 when the
-    /// write is allowed and 403 when it is not (the sandbox's behaviour; Graph checks the
-    /// permission before the key id [?]).
-    pub async fn can_manage_passwords(&self) -> Result<bool, GraphError> {
+    /// Whether Graph refuses the app the right to manage its own passwords
+    /// (Application.ReadWrite.OwnedBy, and its service principal an owner of its registration),
+    /// which rotation needs, found without changing anything: `removePassword` of a key id that
+    /// does not exist. A 403 is Graph's documented answer to a missing permission. Graph
+    /// documents no answer for a key id the app does not have (its reference page lists only
+    /// 204), so anything else proves only that the permission was not refused: a real rotation
+    /// is the proof (docs/graph.md §9).
+    pub async fn probe_password_management(&self) -> Result<PasswordManagement, GraphError> {
         match self
             .remove_password("00000000-0000-4000-8000-000000000000")
             .await
         {
-            Ok(()) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(true),
-            Err(GraphError::ApplicationPermissionDenied { .. }) => Ok(false),
+            Ok(()) => Ok(PasswordManagement::NotRefused { status: 204 }),
+            Err(GraphError::ApplicationPermissionDenied { .. }) => Ok(PasswordManagement::Refused),
+            Err(GraphError::Api { status, .. }) if (400..500).contains(&status) => {
+                Ok(PasswordManagement::NotRefused { status })
+            }
+            Err(e) if e.is_not_found() => Ok(PasswordManagement::NotRefused { status: 404 }),
             Err(e) => Err(e),
         }
     }
+}
+
+/// What [`AppClient::probe_password_management`] could tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordManagement {
+    /// Graph refused the permission (403): rotation cannot work until it is granted.
+    Refused,
+    /// Graph answered `status` without refusing the permission; only a rotation proves it.
+    NotRefused { status: u16 },
 }
 
 #[cfg(test)]

@@ -131,6 +131,55 @@ impl MailboxClient {
         Ok(folders)
     }
 
+    /// Every folder of the mailbox with its full path (`Inbox/Backup Reports`), depth first,
+    /// children in Graph's order. Each folder is placed by its `parentFolderId`: the top-level
+    /// listing also includes search folders (docs/graph.md §3), which may live under another
+    /// folder, and such a folder is shown there, once.
+    pub async fn folder_tree(&self) -> Result<Vec<(String, MailFolder)>, GraphError> {
+        let root = self.get_folder("msgfolderroot").await?;
+        let mut top = Vec::new();
+        // Folders the top-level listing gave whose parent is another folder, by parent id.
+        let mut elsewhere: HashMap<String, Vec<MailFolder>> = HashMap::new();
+        for folder in self.child_folders(None).await? {
+            match &folder.parent_folder_id {
+                Some(parent) if *parent != root.id => {
+                    elsewhere.entry(parent.clone()).or_default().push(folder);
+                }
+                _ => top.push(folder),
+            }
+        }
+        let mut tree = Vec::new();
+        let mut stack: Vec<(String, MailFolder)> = top
+            .into_iter()
+            .rev()
+            .map(|f| (f.display_name.clone(), f))
+            .collect();
+        while let Some((path, folder)) = stack.pop() {
+            let mut children = if folder.child_folder_count > 0 {
+                self.child_folders(Some(&folder.id)).await?
+            } else {
+                Vec::new()
+            };
+            for stray in elsewhere.remove(&folder.id).unwrap_or_default() {
+                if !children.iter().any(|c| c.id == stray.id) {
+                    children.push(stray);
+                }
+            }
+            stack.extend(
+                children
+                    .into_iter()
+                    .rev()
+                    .map(|child| (format!("{path}/{}", child.display_name), child)),
+            );
+            tree.push((path, folder));
+        }
+        // A parent outside the tree (hidden, say): still show the folder rather than lose it.
+        let mut orphans: Vec<MailFolder> = elsewhere.into_values().flatten().collect();
+        orphans.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        tree.extend(orphans.into_iter().map(|f| (f.display_name.clone(), f)));
+        Ok(tree)
+    }
+
     async fn find_child(
         &self,
         parent: Option<&str>,

@@ -16,7 +16,9 @@ mod retry;
 mod send;
 mod subscriptions;
 
-pub use applications::{AppClient, Application, KeyCredential, NewPassword, PasswordCredential};
+pub use applications::{
+    AppClient, Application, KeyCredential, NewPassword, PasswordCredential, PasswordManagement,
+};
 pub use client::{GraphClient, GraphConfig, MailboxClient};
 pub use error::{GraphError, Operation};
 pub use folders::{WELL_KNOWN_FOLDERS, path_segments};
