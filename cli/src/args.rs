@@ -143,9 +143,14 @@ pub enum CredentialsCommand {
     /// unknown expiry, or within the first threshold. Local mode also prints each threshold's
     /// alert once; with --backend aws it only reports (the deployed function alerts)
     Check {
-        /// Alert thresholds, in days before expiry
-        #[arg(long, value_name = "DAYS", default_value = crate::commands::credentials::DEFAULT_THRESHOLDS)]
-        thresholds: String,
+        /// Alert thresholds, in days before expiry, comma-separated (e.g. 30,14,7,3,1)
+        #[arg(
+            long,
+            value_name = "DAYS",
+            default_value = mailroom::expiry::Thresholds::DEFAULT,
+            value_parser = mailroom::expiry::Thresholds::parse
+        )]
+        thresholds: mailroom::expiry::Thresholds,
     },
 }
 

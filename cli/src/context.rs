@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{Context as _, anyhow, bail};
 use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource};
@@ -159,7 +159,7 @@ impl Context {
     pub fn engine(
         &self,
         observer: Arc<dyn ImportObserver>,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
     ) -> anyhow::Result<Engine> {
         Ok(Engine {
             state: self.state.clone(),

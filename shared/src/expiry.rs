@@ -19,18 +19,30 @@
 //! Time comes from an injected [`Clock`]. Nothing here formats a secret value: findings and
 //! alerts name the credential, the app and key ids, and are scrubbed of the secret all the same.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use secrecy::ExposeSecret;
 use serde::Serialize;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Clock;
 use crate::credentials::{AppCredential, ClientAuth, Credentials};
+use crate::domain::alert::date;
+pub use crate::domain::alert::{Alert, AlertLevel, CredentialKind, ExpirySource};
 use crate::graph::{Application, GraphClient, GraphError, PasswordManagement};
-use crate::ports::{Alerter, AsStateStore, SecretError, StoreError};
+use crate::ports::{AlertClaims, Alerter, MailboxConfigs, SecretError, StoreError};
+
+/// Why a list of alert thresholds was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidThresholds {
+    #[error(
+        "'{part}' is not a number of days from 1 to 3650 (write e.g. {})",
+        Thresholds::DEFAULT
+    )]
+    NotADay { part: String },
+    #[error("no thresholds given (write e.g. {})", Thresholds::DEFAULT)]
+    Empty,
+}
 
 /// The days before expiry at which to alert, most distant first (e.g. 30, 14, 7, 3, 1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,26 +52,22 @@ impl Thresholds {
     pub const DEFAULT: &'static str = "30,14,7,3,1";
 
     /// Whole days, comma-separated, e.g. `30,14,7,3,1`, in any order.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, InvalidThresholds> {
         let mut days = Vec::new();
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.parse::<u32>() {
                 Ok(n) if (1..=3650).contains(&n) => days.push(n),
                 _ => {
-                    return Err(format!(
-                        "'{part}' is not a number of days from 1 to 3650 (write e.g. {})",
-                        Self::DEFAULT
-                    ));
+                    return Err(InvalidThresholds::NotADay {
+                        part: part.to_owned(),
+                    });
                 }
             }
         }
         days.sort_unstable_by_key(|d| std::cmp::Reverse(*d));
         days.dedup();
         if days.is_empty() {
-            return Err(format!(
-                "no thresholds given (write e.g. {})",
-                Self::DEFAULT
-            ));
+            return Err(InvalidThresholds::Empty);
         }
         Ok(Self(days))
     }
@@ -78,221 +86,6 @@ impl Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self(vec![30, 14, 7, 3, 1])
-    }
-}
-
-/// Where a credential's expiry was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExpirySource {
-    /// The app's registration, read from Graph.
-    Graph,
-    /// The `expires_at` stored with the secret (a certificate's notAfter).
-    Stored,
-    /// Entra's token endpoint, which refused the client secret as expired (AADSTS7000222):
-    /// it has expired, on a date nobody recorded.
-    TokenEndpoint,
-    /// Nowhere.
-    Unknown,
-}
-
-impl ExpirySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Graph => "graph",
-            Self::Stored => "stored",
-            Self::TokenEndpoint => "token_endpoint",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-/// What kind of credential it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialKind {
-    ClientSecret,
-    Certificate,
-}
-
-impl CredentialKind {
-    fn of(credential: &AppCredential) -> Self {
-        match credential.secret {
-            ClientAuth::Secret(_) => Self::ClientSecret,
-            ClientAuth::Certificate(_) => Self::Certificate,
-        }
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Self::ClientSecret => "client secret",
-            Self::Certificate => "certificate",
-        }
-    }
-}
-
-/// Why an alert is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertLevel {
-    /// Days left are at most this threshold.
-    Threshold(u32),
-    /// The credential has expired.
-    Expired,
-    /// Nobody can tell when it expires (or it cannot be read at all).
-    Unknown,
-}
-
-impl AlertLevel {
-    /// `30`, `expired`, `unknown`: the alert key's suffix and the report's word for it.
-    pub fn label(self) -> String {
-        match self {
-            Self::Threshold(days) => days.to_string(),
-            Self::Expired => "expired".to_owned(),
-            Self::Unknown => "unknown".to_owned(),
-        }
-    }
-
-    /// Higher is more urgent.
-    fn urgency(self) -> i64 {
-        match self {
-            Self::Expired => i64::MAX,
-            Self::Unknown => i64::MAX - 1,
-            Self::Threshold(days) => -i64::from(days),
-        }
-    }
-
-    /// The claim key: `{expires_at RFC 3339}#{label}`, or `unknown`.
-    pub fn key(self, expires_at: Option<OffsetDateTime>) -> String {
-        match (self, expires_at) {
-            (Self::Unknown, _) => "unknown".to_owned(),
-            // Known to have expired, on an unknown date (Entra refused the secret).
-            (_, None) => self.label(),
-            (_, Some(at)) => format!("{}#{}", rfc3339(at), self.label()),
-        }
-    }
-}
-
-/// One alert about one credential. Holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// The credential's name (secret id, or local credential name).
-    pub credential: String,
-    pub client_id: Option<String>,
-    pub tenant_id: Option<String>,
-    pub kind: Option<CredentialKind>,
-    pub level: AlertLevel,
-    pub expires_at: Option<OffsetDateTime>,
-    pub days_left: Option<i64>,
-    pub source: ExpirySource,
-    pub findings: Vec<String>,
-}
-
-impl Alert {
-    fn noun(&self) -> &'static str {
-        self.kind.map_or("credential", CredentialKind::noun)
-    }
-
-    fn app(&self) -> String {
-        self.client_id
-            .as_deref()
-            .map(|id| format!(" of app {id}"))
-            .unwrap_or_default()
-    }
-
-    /// One line, ASCII, at most 100 characters (an SNS subject's limit): a long credential name
-    /// is shortened, never the days or the date.
-    pub fn subject(&self) -> String {
-        let date = self.expires_at.map(date).unwrap_or_default();
-        let tail = match (self.level, self.days_left) {
-            (AlertLevel::Expired, _) if date.is_empty() => " has expired".to_owned(),
-            (AlertLevel::Expired, _) => format!(" has expired ({date})"),
-            (AlertLevel::Unknown, _) => ": expiry unknown".to_owned(),
-            (AlertLevel::Threshold(_), Some(days)) => {
-                format!(" expires in {} ({date})", plural(days, "day"))
-            }
-            (AlertLevel::Threshold(days), None) => {
-                format!(" expires within {}", plural(i64::from(days), "day"))
-            }
-        };
-        let head = format!("Mailroom: {} '", self.noun());
-        let ascii = |text: &str| -> String {
-            text.chars()
-                .map(|c| {
-                    if c.is_ascii() && !c.is_ascii_control() {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect()
-        };
-        let mut name = ascii(&self.credential);
-        let room = 100usize.saturating_sub(head.len() + tail.len() + 1);
-        if name.len() > room {
-            name.truncate(room.saturating_sub(3));
-            name.push_str("...");
-        }
-        let subject = format!("{head}{name}'{tail}");
-        subject.chars().take(100).collect()
-    }
-
-    /// What to do about it.
-    pub fn action(&self) -> String {
-        let name = &self.credential;
-        match (self.level, self.kind) {
-            (AlertLevel::Unknown, _) => format!(
-                "make the expiry known: store expires_at and key_id with the credential '{name}' (Entra ID > App registrations > Certificates & secrets shows both), or grant the app Application.Read.All or Application.ReadWrite.OwnedBy so Mailroom reads it from Graph; fix any finding above first"
-            ),
-            (_, Some(CredentialKind::Certificate)) => format!(
-                "create a new certificate and key, upload the certificate in Entra ID > App registrations{} > Certificates & secrets > Certificates, store both in the credential '{name}' (certificate_pem and private_key_pem), then delete the old certificate from the app",
-                self.app()
-            ),
-            _ => format!(
-                "rotate it: create a new client secret in Entra ID > App registrations{} > Certificates & secrets, store its Value, key_id and expires_at in the credential '{name}', then delete the old secret; or turn on rotation (Application.ReadWrite.OwnedBy) so Mailroom does it",
-                self.app()
-            ),
-        }
-    }
-
-    /// The message body: plain text, one fact per line.
-    pub fn text(&self) -> String {
-        let mut text = String::new();
-        let _ = writeln!(text, "{}", self.subject());
-        let _ = writeln!(text);
-        let _ = writeln!(text, "Credential: {} ({})", self.credential, self.noun());
-        if let Some(client_id) = &self.client_id {
-            let _ = writeln!(text, "App (client id): {client_id}");
-        }
-        if let Some(tenant_id) = &self.tenant_id {
-            let _ = writeln!(text, "Tenant: {tenant_id}");
-        }
-        match self.expires_at {
-            Some(at) => {
-                let _ = writeln!(
-                    text,
-                    "Expires: {} (from {})",
-                    rfc3339(at),
-                    match self.source {
-                        ExpirySource::Graph => "the app registration in Graph",
-                        _ => "the expires_at stored with the credential",
-                    }
-                );
-            }
-            None => {
-                let _ = writeln!(text, "Expires: unknown");
-            }
-        }
-        if let Some(days) = self.days_left {
-            let _ = writeln!(text, "Days left: {days}");
-        }
-        if !self.findings.is_empty() {
-            let _ = writeln!(text, "Findings:");
-            for finding in &self.findings {
-                let _ = writeln!(text, "- {finding}");
-            }
-        }
-        let _ = writeln!(text, "What to do: {}", self.action());
-        text
     }
 }
 
@@ -383,50 +176,14 @@ pub fn metric_line(credential: &str, days_left: i64, at: OffsetDateTime) -> Stri
     .to_string()
 }
 
-/// All the expiry check may ask of the state store: the configured mailboxes (to know which
-/// credentials are in use) and the alert claims. Narrower than [`StateStore`] on purpose, so the
-/// type system proves what the secret-expiry function's role needs ([`ExpiryChecker::IAM_ACTIONS`]).
-#[async_trait::async_trait]
-pub trait AlertState: Send + Sync {
-    async fn list_mailboxes(&self) -> Result<Vec<crate::domain::MailboxConfig>, StoreError>;
-    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError>;
-    async fn claim_alert(
-        &self,
-        credential: &str,
-        alert_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
-    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError>;
-}
-
-#[async_trait::async_trait]
-impl<T: AsStateStore> AlertState for T {
-    async fn list_mailboxes(&self) -> Result<Vec<crate::domain::MailboxConfig>, StoreError> {
-        self.state_store().list_mailboxes().await
-    }
-    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
-        self.state_store().list_alerts(credential).await
-    }
-    async fn claim_alert(
-        &self,
-        credential: &str,
-        alert_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        self.state_store()
-            .claim_alert(credential, alert_key, now)
-            .await
-    }
-    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
-        self.state_store()
-            .release_alert(credential, alert_key)
-            .await
-    }
-}
-
 /// The expiry check over the configured mailboxes' credentials.
+///
+/// Its store access is typed down to what it uses: the configured mailboxes (which credentials
+/// are in use) and the alert claims, so the type system proves what the secret-expiry function's
+/// role needs ([`ExpiryChecker::IAM_ACTIONS`]). One store usually serves both.
 pub struct ExpiryChecker {
-    pub state: Arc<dyn AlertState>,
+    pub mailboxes: Arc<dyn MailboxConfigs>,
+    pub alerts: Arc<dyn AlertClaims>,
     pub credentials: Arc<Credentials>,
     pub graph: GraphClient,
     /// Where alerts go; `None` checks and reports only, claiming nothing.
@@ -439,7 +196,7 @@ pub struct ExpiryChecker {
 }
 
 impl ExpiryChecker {
-    /// The AWS actions the check's state store calls need ([`AlertState`] on DynamoDB: the
+    /// The AWS actions the check's state store calls need (`list_mailboxes` and [`AlertClaims`] on DynamoDB: the
     /// mailbox list and alert claims are queries, a claim a conditional put, a release a
     /// delete). The template grants the secret-expiry role exactly these on the table, besides
     /// its credentials and alert channels.
@@ -448,7 +205,7 @@ impl ExpiryChecker {
     /// The distinct credentials of the enabled mailboxes, sorted.
     pub async fn credential_names(&self) -> Result<Vec<String>, StoreError> {
         let mut names: Vec<String> = self
-            .state
+            .mailboxes
             .list_mailboxes()
             .await?
             .into_iter()
@@ -590,7 +347,7 @@ impl ExpiryChecker {
             return;
         }
         let name = report.name.clone();
-        let claimed = match self.state.list_alerts(&name).await {
+        let claimed = match self.alerts.list_alerts(&name).await {
             Ok(claimed) => claimed,
             Err(e) => {
                 report.findings.push(format!(
@@ -606,7 +363,7 @@ impl ExpiryChecker {
             if claimed.contains(&key) {
                 continue;
             }
-            match self.state.claim_alert(&name, &key, now).await {
+            match self.alerts.claim_alert(&name, &key, now).await {
                 Ok(true) => won.push((level, key)),
                 Ok(false) => {}
                 Err(e) => {
@@ -640,7 +397,7 @@ impl ExpiryChecker {
             }
             Err(e) => {
                 for (_, key) in &won {
-                    if let Err(release) = self.state.release_alert(&name, key).await {
+                    if let Err(release) = self.alerts.release_alert(&name, key).await {
                         tracing::warn!(credential = %name, key, error = %release, "alert claim not released");
                     }
                 }
@@ -661,10 +418,7 @@ pub async fn expiry_from_graph(
     credential: &AppCredential,
 ) -> Result<OffsetDateTime, ExpiryUnknown> {
     match graph.app(credential.clone()).application().await {
-        Ok(application) => find_expiry(credential, &application).map_err(|reason| ExpiryUnknown {
-            reason,
-            secret_expired: false,
-        }),
+        Ok(application) => find_expiry(credential, &application),
         Err(e) => Err(ExpiryUnknown {
             reason: graph_cannot_tell(credential, &e),
             secret_expired: matches!(e, GraphError::ExpiredSecret { .. }),
@@ -683,10 +437,19 @@ pub struct ExpiryUnknown {
     pub secret_expired: bool,
 }
 
+impl From<String> for ExpiryUnknown {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            secret_expired: false,
+        }
+    }
+}
+
 fn find_expiry(
     credential: &AppCredential,
     application: &Application,
-) -> Result<OffsetDateTime, String> {
+) -> Result<OffsetDateTime, ExpiryUnknown> {
     let app = &credential.client_id;
     let stored_key = credential.key_id.as_deref();
     match &credential.secret {
@@ -698,9 +461,9 @@ fn find_expiry(
                     .filter(|p| p.key_id.eq_ignore_ascii_case(key_id))
                     .collect();
                 if found.is_empty() {
-                    return Err(format!(
+                    return Err(ExpiryUnknown::from(format!(
                         "app {app} has no client secret with the stored key_id {key_id}: the secret was deleted from the app, or key_id is wrong (Entra ID > App registrations > Certificates & secrets shows the Secret ID)"
-                    ));
+                    )));
                 }
                 found
             } else {
@@ -711,24 +474,25 @@ fn find_expiry(
                     .collect();
                 match found.len() {
                     0 => {
-                        return Err(format!(
+                        return Err(ExpiryUnknown::from(format!(
                             "no client secret of app {app} matches the one stored (by its hint): it was deleted from the app, or the stored value is not one of the app's secrets; store key_id with the secret"
-                        ));
+                        )));
                     }
                     1 => found,
                     n => {
                         let ids: Vec<&str> = found.iter().map(|p| p.key_id.as_str()).collect();
-                        return Err(format!(
+                        return Err(ExpiryUnknown::from(format!(
                             "the client secret cannot be matched: {n} client secrets of app {app} begin alike (key ids {}); store key_id with the secret",
                             ids.join(", ")
-                        ));
+                        )));
                     }
                 }
             };
-            found
-                .first()
-                .and_then(|p| p.end_date_time)
-                .ok_or_else(|| format!("app {app}'s client secret has no endDateTime in Graph"))
+            found.first().and_then(|p| p.end_date_time).ok_or_else(|| {
+                ExpiryUnknown::from(format!(
+                    "app {app}'s client secret has no endDateTime in Graph"
+                ))
+            })
         }
         ClientAuth::Certificate(certificate) => {
             let thumbprint = certificate.thumbprint_sha1_hex();
@@ -737,15 +501,17 @@ fn find_expiry(
                 stored_key.and_then(|k| keys.iter().find(|c| c.key_id.eq_ignore_ascii_case(k)));
             let found = by_key_id.or_else(|| keys.iter().find(|c| c.has_thumbprint(&thumbprint)));
             match found {
-                Some(key) => key
-                    .end_date_time
-                    .ok_or_else(|| format!("app {app}'s certificate has no endDateTime in Graph")),
-                None => Err(format!(
+                Some(key) => key.end_date_time.ok_or_else(|| {
+                    ExpiryUnknown::from(format!(
+                        "app {app}'s certificate has no endDateTime in Graph"
+                    ))
+                }),
+                None => Err(ExpiryUnknown::from(format!(
                     "no certificate of app {app} has thumbprint {thumbprint}{}: upload the certificate in Entra ID > App registrations > Certificates & secrets > Certificates",
                     stored_key
                         .map(|k| format!(" or key_id {k}"))
                         .unwrap_or_default()
-                )),
+                ))),
             }
         }
     }
@@ -789,35 +555,6 @@ fn scrub_alert(mut alert: Alert, credential: &AppCredential) -> Alert {
         }
     }
     alert
-}
-
-/// RFC 3339 in UTC, whole seconds (stable across Graph's and the stored forms of one time).
-fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
-/// `2026-12-01`.
-fn date(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day()
-    )
-}
-
-fn plural(n: i64, unit: &str) -> String {
-    if n == 1 {
-        format!("1 {unit}")
-    } else {
-        format!("{n} {unit}s")
-    }
 }
 
 #[cfg(test)]

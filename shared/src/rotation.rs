@@ -319,7 +319,7 @@ impl Rotator {
                 self.fail(
                     id,
                     step,
-                    e,
+                    e.to_string(),
                     format!("{UNCHANGED}; the password just added (key id {}) is removed by the next run", new.key_id),
                 )
             })?;
@@ -582,10 +582,9 @@ fn new_secret_json(
     secret: &SecretString,
     key_id: &str,
     expires_at: OffsetDateTime,
-) -> Result<SecretString, String> {
+) -> Result<SecretString, NewSecretError> {
     let mut object: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(current.expose_secret())
-            .map_err(|_| "the current secret is not a JSON object".to_owned())?;
+        serde_json::from_str(current.expose_secret()).map_err(|_| NewSecretError::NotAnObject)?;
     object.insert(
         "client_secret".into(),
         serde_json::Value::String(secret.expose_secret().to_owned()),
@@ -600,7 +599,16 @@ fn new_secret_json(
     );
     serde_json::to_string(&object)
         .map(SecretString::from)
-        .map_err(|_| "the new secret cannot be written as JSON".to_owned())
+        .map_err(|_| NewSecretError::NotWritable)
+}
+
+/// Why the rotated secret's JSON could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum NewSecretError {
+    #[error("the current secret is not a JSON object")]
+    NotAnObject,
+    #[error("the new secret cannot be written as JSON")]
+    NotWritable,
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {

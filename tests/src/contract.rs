@@ -7,13 +7,13 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use mailroom::clock::ManualClock;
+use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{
     AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
     MessageRecord, RecordState, SubscriptionRecord,
 };
 use mailroom::ports::{
-    BlobError, BlobStore, ByteStream, CreateOutcome, JobKind, JobQueue, LeaseOutcome, StateStore,
-    SyncJob,
+    BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome, StateStore,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;

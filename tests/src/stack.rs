@@ -19,7 +19,7 @@ use mailroom::credentials::Credentials;
 use mailroom::domain::{AfterImport, MailboxAddress, MailboxConfig, MessageRecord, RecordState};
 use mailroom::engine::{Engine, EngineOptions, ImportObserver, NoObserver, RunReport};
 use mailroom::graph::{GraphClient, GraphConfig, RetryPolicy};
-use mailroom::ports::{BlobStore, StateStore};
+use mailroom::ports::{BlobStore, MailboxConfigs, MessageRecords};
 use sha2::{Digest, Sha256};
 
 use crate::moto::Moto;

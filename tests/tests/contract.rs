@@ -17,8 +17,9 @@ use mailroom::adapters::memory::{MemoryBlobStore, MemoryJobQueue, MemoryStateSto
 use mailroom::clock::ManualClock;
 use mailroom::domain::{MessageId, MessageRecord};
 use mailroom::ports::{
-    BlobStore, JobQueue, LeaseOutcome, QueueError, SecretError, SecretSource, StateStore,
-    StoreError,
+    AlertClaims, BlobStore, Cursors, JobQueue, LeaseOutcome, Leases, MailboxConfigs,
+    MessageRecords, QueueError, SecretError, SecretSource, StoreError, SubscriptionLookup,
+    Subscriptions,
 };
 use mailroom_tests::contract::{
     self, Delivered, alert_contract, blob_store_contract, job_queue_contract, state_store_contract,
@@ -111,7 +112,7 @@ async fn sqs_retry_after_brings_a_failed_job_back_when_asked_not_before() {
     let job = contract::job(
         &contract::mailbox("queue-retry"),
         "Inbox",
-        mailroom::ports::JobKind::Sync,
+        mailroom::domain::job::JobKind::Sync,
     );
     queue.enqueue(&job).await.unwrap();
     let receive = || async {
@@ -205,7 +206,7 @@ async fn sqs_enqueue_to_a_missing_queue_names_the_operation_and_the_queue() {
     let job = contract::job(
         &contract::mailbox("queue-missing"),
         "Inbox",
-        mailroom::ports::JobKind::Sync,
+        mailroom::domain::job::JobKind::Sync,
     );
     let err = queue.enqueue(&job).await.unwrap_err();
     let QueueError::Unavailable { operation, detail } = &err else {

@@ -20,7 +20,7 @@ use mailroom::expiry::{
     AlertLevel, CredentialReport, ExpiryChecker, ExpirySource, Thresholds, days_left,
 };
 use mailroom::graph::GraphClient;
-use mailroom::ports::{Alerter, StateStore};
+use mailroom::ports::{AlertClaims, Alerter, MailboxConfigs};
 use mailroom_tests::stack::Stack;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -62,7 +62,8 @@ fn secret_json(key_id: Option<&str>, expires_at: Option<OffsetDateTime>) -> Stri
 fn checker(stack: &Stack, alerter: Option<Arc<dyn Alerter>>) -> ExpiryChecker {
     let secrets = SecretsManagerSource::new(stack.secrets.clone());
     ExpiryChecker {
-        state: stack.state.clone(),
+        mailboxes: stack.state.clone(),
+        alerts: stack.state.clone(),
         credentials: Arc::new(Credentials::new(
             Arc::new(secrets),
             Credentials::DEFAULT_TTL,

@@ -16,7 +16,7 @@ use mailroom::domain::{AfterImport, FolderKey, MessageId};
 use mailroom::engine::{
     EngineOptions, ImportObserver, Interrupted, MailboxStatus, NoObserver, RunReport, Step,
 };
-use mailroom::ports::StateStore;
+use mailroom::ports::Cursors;
 use mailroom_tests::stack::{RUN_BUDGET, Stack};
 
 const MAILBOX: &str = "reports@contoso.com";

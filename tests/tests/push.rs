@@ -8,7 +8,7 @@ use std::time::Duration;
 use graph_sandbox::{DEFAULT_TENANT, LifecycleEvent, Mailbox, MessageInfo, NewMessage, World};
 use mailroom::clock::Clock;
 use mailroom::domain::{AfterImport, MailboxAddress};
-use mailroom::ports::StateStore;
+use mailroom::ports::{Leases, MailboxConfigs, Subscriptions};
 use mailroom_tests::push::PushRig;
 use mailroom_tests::stack::Stack;
 

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use mailroom::adapters::alerts::PrintAlerter;
 use mailroom::clock::SystemClock;
 use mailroom::credentials::Credentials;
@@ -15,18 +14,15 @@ use crate::context::Context;
 
 pub async fn run(context: &Context, command: CredentialsCommand) -> anyhow::Result<bool> {
     match command {
-        CredentialsCommand::Check { thresholds } => check(context, &thresholds).await,
+        CredentialsCommand::Check { thresholds } => check(context, thresholds).await,
     }
 }
 
-/// The thresholds `serve` checks with (the `--thresholds` default).
-pub const DEFAULT_THRESHOLDS: &str = "30,14,7,3,1";
-
 /// Checks every credential in use and prints one line each; returns whether all are fine.
-pub async fn check(context: &Context, thresholds: &str) -> anyhow::Result<bool> {
-    let thresholds = Thresholds::parse(thresholds).map_err(|e| anyhow!("--thresholds: {e}"))?;
+pub async fn check(context: &Context, thresholds: Thresholds) -> anyhow::Result<bool> {
     let checker = ExpiryChecker {
-        state: Arc::new(context.state.clone()),
+        mailboxes: context.state.clone(),
+        alerts: context.state.clone(),
         credentials: Arc::new(Credentials::new(
             context.secrets.clone(),
             Credentials::DEFAULT_TTL,

@@ -135,7 +135,7 @@ pub async fn run(keep_running: bool, dir: Option<PathBuf>) -> anyhow::Result<boo
         });
         super::serve::serve(&context, Duration::from_secs(60), Some(&push), stop.clone()).await?;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stop.cancel();
     Ok(healthy && report.failed_mailboxes() == 0 && again.imported() == 0 && delay.is_some())
 }
 

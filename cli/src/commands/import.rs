@@ -1,8 +1,8 @@
 //! `mailroom import`: "Import now", with progress and a summary.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use mailroom::engine::{MailboxStatus, RunReport};
 use time::OffsetDateTime;
@@ -26,7 +26,7 @@ pub async fn run(context: &Context, mailbox: Option<&str>) -> anyhow::Result<boo
 pub async fn import_once(
     context: &Context,
     only: Option<&mailroom::domain::MailboxAddress>,
-    stop: Option<Arc<AtomicBool>>,
+    stop: Option<CancellationToken>,
 ) -> anyhow::Result<RunReport> {
     let progress = Arc::new(Progress::new());
     let stop = stop.unwrap_or_default();
@@ -38,7 +38,7 @@ pub async fn import_once(
         report = &mut run => report?,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("stopping: finishing the messages in hand (Ctrl-C again to abort)");
-            stop.store(true, Ordering::SeqCst);
+            stop.cancel();
             tokio::select! {
                 report = &mut run => report?,
                 _ = tokio::signal::ctrl_c() => anyhow::bail!("aborted; the next run resumes where this one stopped"),

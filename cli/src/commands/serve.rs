@@ -4,15 +4,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use mailroom::adapters::local::{LocalJobQueue, LocalJobs, local_queue};
+use mailroom::domain::job::SyncJob;
 use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions};
-use mailroom::ports::SyncJob;
-use mailroom::push::local::{local_queue, run_local_jobs, stopped};
+use mailroom::expiry::Thresholds;
+use mailroom::ports::JobQueue;
 use mailroom::push::{PushUrls, Webhook};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 
@@ -42,14 +44,14 @@ pub async fn run(
     serve(context, interval, push.as_ref(), stop).await
 }
 
-/// Sets the returned flag on Ctrl-C or SIGTERM.
-pub fn stop_on_signal() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
+/// A token cancelled on Ctrl-C or SIGTERM.
+pub fn stop_on_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
     let signal = stop.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         eprintln!("stopping: finishing the messages in hand");
-        signal.store(true, Ordering::SeqCst);
+        signal.cancel();
     });
     stop
 }
@@ -65,7 +67,7 @@ impl Push {
         context: &Context,
         listener: TcpListener,
         public_url: &str,
-        stop: Arc<AtomicBool>,
+        stop: CancellationToken,
     ) -> anyhow::Result<Push> {
         let urls = PushUrls::from_base(public_url).map_err(anyhow::Error::msg)?;
         let local_addr = listener.local_addr()?;
@@ -74,10 +76,10 @@ impl Push {
         let engine = Arc::new(engine);
 
         let (queue, jobs) = local_queue();
-        let webhook = Webhook::new(Arc::new(context.state.clone()), Arc::new(queue.clone()));
+        let webhook = Webhook::new(context.state.clone(), Arc::new(queue.clone()));
         let server_stop = stop.clone();
         tokio::spawn(async move {
-            let shutdown = async move { stopped(&server_stop).await };
+            let shutdown = async move { server_stop.cancelled().await };
             if let Err(e) = axum::serve(listener, mailroom::push::server::router(webhook))
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -131,13 +133,13 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
 
 const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-/// Runs now, then every `interval`, until `stop` is set (Ctrl-C or SIGTERM). A signal during a
+/// Runs now, then every `interval`, until `stop` is cancelled (Ctrl-C or SIGTERM). A signal during a
 /// run stops new work; the messages in hand finish and cursors are saved before it exits.
 pub async fn serve(
     context: &Context,
     interval: Duration,
     push: Option<&Push>,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
 ) -> anyhow::Result<bool> {
     eprintln!(
         "serving: importing every {} minutes from {}; Ctrl-C stops",
@@ -150,7 +152,7 @@ pub async fn serve(
     loop {
         if last_check.is_none_or(|at| at.elapsed() >= CREDENTIAL_CHECK_INTERVAL) {
             last_check = Some(tokio::time::Instant::now());
-            match super::credentials::check(context, super::credentials::DEFAULT_THRESHOLDS).await {
+            match super::credentials::check(context, Thresholds::default()).await {
                 Ok(true) => {}
                 Ok(false) => eprintln!("a credential needs attention (see above)"),
                 Err(e) => eprintln!("the credential check failed: {e:#}"),
@@ -163,18 +165,9 @@ pub async fn serve(
         if report.failed_mailboxes() > 0 {
             eprintln!("some mailboxes failed; they are retried on the next run (see above)");
         }
-        let deadline = tokio::time::Instant::now() + interval;
-        while tokio::time::Instant::now() < deadline {
-            if stop.load(Ordering::SeqCst) {
-                return Ok(true);
-            }
-            tokio::time::sleep(
-                Duration::from_millis(200).min(deadline - tokio::time::Instant::now()),
-            )
-            .await;
-        }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(true);
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(true),
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }
@@ -198,5 +191,37 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.ok();
+    }
+}
+
+/// Runs jobs as they arrive until `stop` is cancelled (or every sender is gone). A job to retry (the
+/// mailbox was busy, say) is queued again after `retry_after`. `report` sees every outcome.
+async fn run_local_jobs(
+    engine: Arc<Engine>,
+    mut jobs: LocalJobs,
+    queue: LocalJobQueue,
+    stop: CancellationToken,
+    retry_after: Duration,
+    report: impl Fn(&SyncJob, &JobOutcome),
+) {
+    loop {
+        let job = tokio::select! {
+            job = jobs.recv() => job,
+            _ = stop.cancelled() => None,
+        };
+        let Some(job) = job else { return };
+        // A job has as long as a Lambda invocation would.
+        let stop_at = time::OffsetDateTime::now_utc() + time::Duration::minutes(14);
+        let outcome = engine.run_job(&job, stop_at).await;
+        report(&job, &outcome);
+        if outcome.retry() && !stop.is_cancelled() {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(retry_after).await;
+                if let Err(e) = queue.enqueue(&job).await {
+                    tracing::warn!(error = %e, "could not queue a job again");
+                }
+            });
+        }
     }
 }

@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use graph_sandbox::{DEFAULT_SECRET, DEFAULT_TENANT, Mailbox, World};
+use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{AfterImport, MailboxAddress};
-use mailroom::ports::{JobKind, SyncJob};
 use mailroom_tests::lambda::{scheduled_event, sqs_event, sqs_record};
 use mailroom_tests::stack::Stack;
 use mailroom_tests::watch::WatchedFunction;

@@ -65,8 +65,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             "no alert channel: set MAILROOM_ALERT_TOPIC_ARN and/or MAILROOM_ALERT_MAIL_FROM with MAILROOM_ALERT_MAIL_TO; until then the check only reports and publishes the metric"
         );
     }
+    let store = Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.table));
     let checker = ExpiryChecker {
-        state: Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.table)),
+        mailboxes: store.clone(),
+        alerts: store,
         credentials,
         graph,
         alerter: (!channels.is_empty())

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use graph_sandbox::DEFAULT_TENANT;
 use mailroom::adapters::aws::{DynamoStateStore, SqsJobQueue};
+use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{ClientState, MailboxAddress, SubscriptionRecord};
-use mailroom::ports::{JobKind, StateStore, SyncJob};
+use mailroom::ports::Subscriptions;
 use mailroom_tests::moto::Moto;
 use mailroom_tests::watch::WatchedFunction;
 use serde_json::json;

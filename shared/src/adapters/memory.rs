@@ -9,13 +9,15 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 
 use crate::credentials::AppCredential;
+use crate::domain::job::SyncJob;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
     RunSummary, SubscriptionRecord,
 };
 use crate::ports::{
-    AlertError, Alerter, BlobError, BlobStore, ByteStream, CreateOutcome, JobQueue, LeaseOutcome,
-    QueueError, SecretError, SecretSource, StateStore, StoreError, SyncJob,
+    AlertClaims, AlertError, Alerter, BlobError, BlobStore, ByteStream, CreateOutcome, Cursors,
+    JobQueue, LeaseOutcome, Leases, MailboxConfigs, MessageRecords, QueueError, RunLog,
+    SecretError, SecretSource, StoreError, SubscriptionLookup, Subscriptions,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,7 +44,7 @@ pub struct MemoryStateStore {
 }
 
 #[async_trait]
-impl StateStore for MemoryStateStore {
+impl MailboxConfigs for MemoryStateStore {
     async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
         lock(&self.state).mailboxes.insert(
             (config.address.clone(), config.folder.clone()),
@@ -61,7 +63,10 @@ impl StateStore for MemoryStateStore {
             .remove(&(key.mailbox.clone(), key.folder.clone()))
             .is_some())
     }
+}
 
+#[async_trait]
+impl MessageRecords for MemoryStateStore {
     async fn create_record(&self, record: &MessageRecord) -> Result<CreateOutcome, StoreError> {
         let mut state = lock(&self.state);
         let key = (record.mailbox.clone(), record.message_id.clone());
@@ -116,7 +121,10 @@ impl StateStore for MemoryStateStore {
             .cloned()
             .collect())
     }
+}
 
+#[async_trait]
+impl RunLog for MemoryStateStore {
     async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
         lock(&self.state)
             .runs
@@ -127,7 +135,10 @@ impl StateStore for MemoryStateStore {
     async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {
         Ok(lock(&self.state).runs.get(mailbox).cloned())
     }
+}
 
+#[async_trait]
+impl Cursors for MemoryStateStore {
     async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {
         Ok(lock(&self.state).cursors.get(key).cloned())
     }
@@ -138,7 +149,10 @@ impl StateStore for MemoryStateStore {
             .insert(key.clone(), cursor.clone());
         Ok(())
     }
+}
 
+#[async_trait]
+impl Leases for MemoryStateStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -173,16 +187,22 @@ impl StateStore for MemoryStateStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl SubscriptionLookup for MemoryStateStore {
+    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        Ok(lock(&self.state).subscriptions.get(id).cloned())
+    }
+}
+
+#[async_trait]
+impl Subscriptions for MemoryStateStore {
     async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError> {
         lock(&self.state)
             .subscriptions
             .insert(sub.id.clone(), sub.clone());
         Ok(())
-    }
-
-    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        Ok(lock(&self.state).subscriptions.get(id).cloned())
     }
 
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
@@ -195,7 +215,10 @@ impl StateStore for MemoryStateStore {
     async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
         Ok(lock(&self.state).subscriptions.remove(id).is_some())
     }
+}
 
+#[async_trait]
+impl AlertClaims for MemoryStateStore {
     async fn claim_alert(
         &self,
         credential: &str,

@@ -95,7 +95,7 @@ impl Engine {
     }
 
     fn before_deadline(&self, stop_at: OffsetDateTime) -> bool {
-        self.clock.now() < stop_at && !self.stop.load(std::sync::atomic::Ordering::SeqCst)
+        self.clock.now() < stop_at && !self.stop.is_cancelled()
     }
 
     /// `move`/`delete` modes: list the first page, work the messages not seen yet in this run,

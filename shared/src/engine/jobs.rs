@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::Engine;
 use super::report::MailboxStatus;
-use crate::ports::{JobKind, SyncJob};
+use crate::domain::job::{JobKind, NotAJob, SyncJob};
 
 /// How a job went; decides whether the queue delivers it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -99,14 +99,14 @@ impl Engine {
 }
 
 /// One message of a queue batch, in delivery order.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct QueuedJob {
     /// The queue's id for the message (reported back when it failed).
     pub id: String,
     /// Its FIFO message group (the mailbox).
     pub group: String,
     /// The job, or why the body is not one.
-    pub job: Result<SyncJob, String>,
+    pub job: Result<SyncJob, NotAJob>,
 }
 
 /// Runs a batch from a FIFO queue and returns the ids of the messages to deliver again.
@@ -188,7 +188,7 @@ mod tests {
             QueuedJob {
                 id: "6".into(),
                 group: "c@x.com".into(),
-                job: Err("not a job".into()),
+                job: Err(NotAJob(serde_json::from_str::<SyncJob>("{}").unwrap_err())),
             },
             item("7", "c@x.com", "Inbox"),
             item("8", "d@x.com", "Busy"),

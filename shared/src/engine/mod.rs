@@ -14,11 +14,11 @@ mod report;
 mod subscriptions;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::StreamExt;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::credentials::Credentials;
@@ -164,7 +164,7 @@ pub struct Engine {
     pub options: EngineOptions,
     /// Set to stop starting new work (a shutdown): messages in flight finish, cursors are saved,
     /// leases are released, as at a deadline.
-    pub stop: Arc<AtomicBool>,
+    pub stop: CancellationToken,
 }
 
 impl Engine {

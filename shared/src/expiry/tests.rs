@@ -6,6 +6,7 @@ use super::*;
 use crate::adapters::memory::{MemoryAlerter, MemorySecretSource, MemoryStateStore};
 use crate::clock::ManualClock;
 use crate::credentials::CertificateCredential;
+use crate::domain::alert::rfc3339;
 use crate::graph::{GraphConfig, KeyCredential, PasswordCredential};
 
 const SECRET: &str = "Xk48Q~very-secret-value-not-for-logs";
@@ -13,12 +14,14 @@ const EXPIRY: OffsetDateTime = datetime!(2026-12-01 00:00 UTC);
 
 fn checker(clock: Arc<ManualClock>) -> (ExpiryChecker, Arc<MemoryAlerter>) {
     let alerter = Arc::new(MemoryAlerter::default());
+    let store = Arc::new(MemoryStateStore::default());
     let config = GraphConfig::new(
         url::Url::parse("http://127.0.0.1:9").unwrap(),
         url::Url::parse("http://127.0.0.1:9").unwrap(),
     );
     let checker = ExpiryChecker {
-        state: Arc::new(MemoryStateStore::default()),
+        mailboxes: store.clone(),
+        alerts: store,
         credentials: Arc::new(Credentials::new(
             Arc::new(MemorySecretSource::default()),
             Credentials::DEFAULT_TTL,
@@ -81,7 +84,12 @@ fn thresholds_parse_sort_and_refuse_nonsense() {
     );
     assert!(Thresholds::parse("0").is_err());
     assert!(Thresholds::parse("").is_err());
-    assert!(Thresholds::parse("30,two").unwrap_err().contains("'two'"));
+    assert!(
+        Thresholds::parse("30,two")
+            .unwrap_err()
+            .to_string()
+            .contains("'two'")
+    );
 }
 
 #[test]
@@ -133,7 +141,9 @@ fn a_secret_is_matched_by_key_id_then_by_hint() {
         find_expiry(&secret_credential(Some("K-OLD")), &app),
         Ok(other)
     );
-    let missing = find_expiry(&secret_credential(Some("k-gone")), &app).unwrap_err();
+    let missing = find_expiry(&secret_credential(Some("k-gone")), &app)
+        .unwrap_err()
+        .reason;
     assert!(missing.contains("stored key_id k-gone"), "{missing}");
 
     let ambiguous = application(
@@ -143,7 +153,9 @@ fn a_secret_is_matched_by_key_id_then_by_hint() {
         ],
         vec![],
     );
-    let why = find_expiry(&secret_credential(None), &ambiguous).unwrap_err();
+    let why = find_expiry(&secret_credential(None), &ambiguous)
+        .unwrap_err()
+        .reason;
     assert!(why.contains("cannot be matched"), "{why}");
     assert!(why.contains("store key_id with the secret"), "{why}");
     assert!(why.contains("k-1, k-2"), "{why}");
@@ -154,7 +166,9 @@ fn a_secret_is_matched_by_key_id_then_by_hint() {
     );
 
     let none = application(vec![password("k-1", "zzz", EXPIRY)], vec![]);
-    let why = find_expiry(&secret_credential(None), &none).unwrap_err();
+    let why = find_expiry(&secret_credential(None), &none)
+        .unwrap_err()
+        .reason;
     assert!(why.contains("no client secret of app app-1"), "{why}");
     assert!(!why.contains("Xk4"), "{why}");
 }
@@ -187,7 +201,7 @@ fn a_certificate_is_matched_by_key_id_or_thumbprint() {
     assert_eq!(find_expiry(&credential, &app), Ok(other));
     let none = application(vec![], vec![key("k-a", "00FF", other)]);
     credential.key_id = None;
-    let why = find_expiry(&credential, &none).unwrap_err();
+    let why = find_expiry(&credential, &none).unwrap_err().reason;
     assert!(why.contains(&thumbprint), "{why}");
 }
 
@@ -217,7 +231,7 @@ async fn each_threshold_alerts_once_across_the_days_and_a_rerun_sends_nothing() 
             AlertLevel::Expired
         ]
     );
-    let claims = checker.state.list_alerts("contoso").await.unwrap();
+    let claims = checker.alerts.list_alerts("contoso").await.unwrap();
     assert!(
         claims.contains(&"2026-12-01T00:00:00Z#14".to_owned()),
         "{claims:?}"
@@ -260,7 +274,7 @@ async fn a_failed_send_gives_the_claims_back_for_the_next_run() {
     );
     assert!(
         checker
-            .state
+            .alerts
             .list_alerts("contoso")
             .await
             .unwrap()
@@ -291,7 +305,7 @@ async fn unknown_expiry_alerts_once() {
     );
     assert!(sent[0].action().contains("Application.Read.All"));
     assert_eq!(
-        checker.state.list_alerts("contoso").await.unwrap(),
+        checker.alerts.list_alerts("contoso").await.unwrap(),
         ["unknown"]
     );
 }
@@ -306,7 +320,7 @@ async fn without_an_alerter_nothing_is_claimed() {
     assert!(report.alerted.is_empty());
     assert!(
         checker
-            .state
+            .alerts
             .list_alerts("contoso")
             .await
             .unwrap()

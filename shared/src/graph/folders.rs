@@ -46,8 +46,11 @@ pub fn path_segments(path: &str) -> Vec<&str> {
 #[derive(Default)]
 pub(crate) struct FolderCache {
     well_known: Mutex<HashMap<String, Arc<OnceCell<MailFolder>>>>,
-    levels: Mutex<HashMap<Option<String>, Arc<OnceCell<Vec<MailFolder>>>>>,
+    /// The folders under each parent id (`None`: the top level).
+    levels: Mutex<HashMap<Option<String>, Level>>,
 }
+
+type Level = Arc<OnceCell<Vec<MailFolder>>>;
 
 impl FolderCache {
     fn well_known(&self, name: &str) -> Arc<OnceCell<MailFolder>> {
@@ -55,7 +58,7 @@ impl FolderCache {
         map.entry(name.to_owned()).or_default().clone()
     }
 
-    fn children(&self, parent: Option<&str>) -> Arc<OnceCell<Vec<MailFolder>>> {
+    fn children(&self, parent: Option<&str>) -> Level {
         let mut map = self.levels.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(parent.map(str::to_owned)).or_default().clone()
     }

@@ -8,7 +8,6 @@
 //! - The subscriptions themselves are kept by the engine (`engine/subscriptions.rs`), because
 //!   creating and renewing them needs Graph credentials, which the webhook does not hold.
 
-pub mod local;
 pub mod notification;
 #[cfg(feature = "webhook-server")]
 pub mod server;
@@ -23,24 +22,33 @@ pub struct PushUrls {
     pub lifecycle_url: String,
 }
 
+/// A public webhook URL Graph could not be given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the public webhook URL '{url}' {problem}")]
+pub struct InvalidWebhookUrl {
+    pub url: String,
+    /// What is wrong with it and what to write instead.
+    pub problem: String,
+}
+
 impl PushUrls {
     /// The receiver's two URLs below `base` (e.g. a Lambda Function URL, or `mailroom serve
     /// --public-url`): `{base}/notifications` and `{base}/lifecycle`.
-    pub fn from_base(base: &str) -> Result<Self, String> {
+    pub fn from_base(base: &str) -> Result<Self, InvalidWebhookUrl> {
+        let invalid = |problem: String| InvalidWebhookUrl {
+            url: base.to_owned(),
+            problem,
+        };
         let parsed = url::Url::parse(base).map_err(|e| {
-            format!(
-                "the public webhook URL '{base}' is not a URL ({e}); give it as https://host[/path]"
-            )
+            invalid(format!(
+                "is not a URL ({e}); give it as https://host[/path]"
+            ))
         })?;
         if !matches!(parsed.scheme(), "https" | "http") || parsed.host().is_none() {
-            return Err(format!(
-                "the public webhook URL '{base}' must be an https:// URL Graph can reach"
-            ));
+            return Err(invalid("must be an https:// URL Graph can reach".into()));
         }
         if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(format!(
-                "the public webhook URL '{base}' must not have a query or fragment"
-            ));
+            return Err(invalid("must not have a query or fragment".into()));
         }
         let base = base.trim_end_matches('/');
         Ok(Self {
@@ -80,7 +88,7 @@ mod tests {
     #[test]
     fn a_bad_base_url_says_what_is_expected() {
         for bad in ["example.com", "ftp://example.com", "https://x.com/?a=1"] {
-            let err = PushUrls::from_base(bad).unwrap_err();
+            let err = PushUrls::from_base(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{err}");
         }
     }

@@ -15,24 +15,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 use super::notification::{Event, LifecycleEvent, NotificationCollection};
-use crate::domain::SubscriptionRecord;
-use crate::ports::{AsStateStore, JobKind, JobQueue, StoreError, SyncJob};
+use crate::domain::job::{JobKind, SyncJob};
+use crate::ports::{JobQueue, QueueError, StoreError, SubscriptionLookup};
 
-/// All the webhook may ask of the state store: one subscription by id. Narrower than
-/// [`StateStore`] on purpose, so the type system proves what the webhook's role needs.
-#[async_trait]
-pub trait SubscriptionLookup: Send + Sync {
-    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
-}
-
-#[async_trait]
-impl<T: AsStateStore> SubscriptionLookup for T {
-    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        self.state_store().get_subscription(id).await
-    }
+/// Why a batch could not be queued (the webhook then answers 503, and Graph delivers again).
+#[derive(Debug, thiserror::Error)]
+pub enum NotQueued {
+    #[error(transparent)]
+    Lookup(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 /// Largest request body read. Graph batches are far smaller (a notification is under 1 KiB);
@@ -202,7 +195,7 @@ impl Webhook {
         &self,
         endpoint: Endpoint,
         batch: NotificationCollection,
-    ) -> Result<BatchOutcome, String> {
+    ) -> Result<BatchOutcome, NotQueued> {
         let mut outcome = BatchOutcome {
             notifications: batch.value.len(),
             ..BatchOutcome::default()
@@ -213,8 +206,7 @@ impl Webhook {
             let record = self
                 .subscriptions
                 .get_subscription(&notification.subscription_id)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let Some(record) = record else {
                 outcome.unknown_subscription += 1;
                 tracing::warn!(subscription = %notification.subscription_id, "notification for an unknown subscription dropped");
@@ -254,7 +246,7 @@ impl Webhook {
             }
         }
         for job in &jobs {
-            self.queue.enqueue(job).await.map_err(|e| e.to_string())?;
+            self.queue.enqueue(job).await?;
         }
         outcome.jobs = jobs.len();
         Ok(outcome)
@@ -313,7 +305,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemoryJobQueue, MemoryStateStore};
     use crate::domain::{ClientState, MailboxAddress, SubscriptionRecord};
-    use crate::ports::StateStore;
+    use crate::ports::Subscriptions;
 
     struct Fixture {
         webhook: Webhook,

@@ -1,30 +1,48 @@
 //! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], [`SqsJobQueue`],
 //! [`SnsAlerter`], and the SDK clients they are built from.
 
+#[cfg(feature = "aws-dynamodb")]
 mod dynamodb;
+#[cfg(feature = "aws-secretsmanager")]
 mod rotation;
+#[cfg(feature = "aws-s3")]
 mod s3;
+#[cfg(feature = "aws-secretsmanager")]
 mod secrets;
+#[cfg(feature = "aws-sns")]
 mod sns;
+#[cfg(feature = "aws-sqs")]
 mod sqs;
 
+#[cfg(feature = "aws-dynamodb")]
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
+#[cfg(feature = "aws-secretsmanager")]
 pub use rotation::SecretsManagerVersions;
+#[cfg(feature = "aws-s3")]
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
+#[cfg(feature = "aws-secretsmanager")]
 pub use secrets::SecretsManagerSource;
+#[cfg(feature = "aws-sns")]
 pub use sns::SnsAlerter;
+#[cfg(feature = "aws-sqs")]
 pub use sqs::SqsJobQueue;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// The SDK clients the AWS adapters need, built once per process (cold start) and cloned into
-/// the adapters: clients share their connection pool when cloned.
+/// the adapters: clients share their connection pool when cloned. Only the clients of the enabled
+/// `aws-*` features exist, so a function builds (and links) only the SDKs it calls.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
+    #[cfg(feature = "aws-dynamodb")]
     pub dynamodb: aws_sdk_dynamodb::Client,
+    #[cfg(feature = "aws-s3")]
     pub s3: aws_sdk_s3::Client,
+    #[cfg(feature = "aws-secretsmanager")]
     pub secrets: aws_sdk_secretsmanager::Client,
+    #[cfg(feature = "aws-sqs")]
     pub sqs: aws_sdk_sqs::Client,
+    #[cfg(feature = "aws-sns")]
     pub sns: aws_sdk_sns::Client,
 }
 
@@ -38,15 +56,22 @@ impl AwsClients {
     }
 
     /// Clients from an already loaded SDK configuration.
+    #[cfg_attr(not(feature = "aws-s3"), allow(unused_variables))]
     pub fn from_sdk_config(config: &SdkConfig, s3_path_style: bool) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(s3_path_style)
-            .build();
         Self {
+            #[cfg(feature = "aws-dynamodb")]
             dynamodb: aws_sdk_dynamodb::Client::new(config),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            #[cfg(feature = "aws-s3")]
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(config)
+                    .force_path_style(s3_path_style)
+                    .build(),
+            ),
+            #[cfg(feature = "aws-secretsmanager")]
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            #[cfg(feature = "aws-sqs")]
             sqs: aws_sdk_sqs::Client::new(config),
+            #[cfg(feature = "aws-sns")]
             sns: aws_sdk_sns::Client::new(config),
         }
     }

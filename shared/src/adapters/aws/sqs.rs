@@ -8,7 +8,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 
 use crate::clock::{Clock, SystemClock};
-use crate::ports::{JobQueue, QueueError, SyncJob};
+use crate::domain::job::{NotAJob, SyncJob};
+use crate::ports::{JobQueue, QueueError};
 
 /// A [`JobQueue`] on one SQS FIFO queue (the queue needs `FifoQueue=true`; content-based
 /// deduplication is not needed, every message carries its own deduplication id).
@@ -88,8 +89,8 @@ impl SqsJobQueue {
     }
 
     /// A job from a message body this adapter sent (the consumer side).
-    pub fn parse_job(body: &str) -> Result<SyncJob, String> {
-        serde_json::from_str(body).map_err(|e| format!("the message body is not a sync job: {e}"))
+    pub fn parse_job(body: &str) -> Result<SyncJob, NotAJob> {
+        serde_json::from_str(body).map_err(NotAJob)
     }
 }
 
@@ -156,11 +157,13 @@ mod tests {
         let job = SyncJob {
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox/Reports".into(),
-            kind: crate::ports::JobKind::FullResync,
+            kind: crate::domain::job::JobKind::FullResync,
         };
         let body = serde_json::to_string(&job).unwrap();
         assert_eq!(SqsJobQueue::parse_job(&body).unwrap(), job);
-        let err = SqsJobQueue::parse_job(r#"{"mailbox":"not an address"}"#).unwrap_err();
+        let err = SqsJobQueue::parse_job(r#"{"mailbox":"not an address"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with("the message body is not a sync job"),
             "{err}"

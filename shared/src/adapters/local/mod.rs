@@ -5,6 +5,7 @@
 //! | [`StateStore`]  | [`SqliteStateStore`]  | one SQLite database file (WAL mode)               |
 //! | [`BlobStore`]   | [`DirBlobStore`]      | `.eml` files under a root directory               |
 //! | [`SecretSource`]| [`FileSecretSource`]  | credentials declared in `mailroom.toml`, secret values in an environment variable or a file |
+//! | [`JobQueue`]    | [`LocalJobQueue`]     | a channel in the process (`mailroom serve --listen`) |
 //!
 //! They behave like the memory and AWS adapters: the contract suite in `mailroom-tests` runs on
 //! all of them.
@@ -12,11 +13,14 @@
 //! [`StateStore`]: crate::ports::StateStore
 //! [`BlobStore`]: crate::ports::BlobStore
 //! [`SecretSource`]: crate::ports::SecretSource
+//! [`JobQueue`]: crate::ports::JobQueue
 
 mod files;
+mod queue;
 mod secrets;
 mod sqlite;
 
 pub use files::DirBlobStore;
+pub use queue::{LocalJobQueue, LocalJobs, local_queue};
 pub use secrets::{FileSecretSource, LocalCredential, SecretRef};
 pub use sqlite::{SCHEMA_VERSION, SqliteStateStore};

@@ -1,17 +1,16 @@
-//! Push in one process (`mailroom serve --listen`): a [`JobQueue`] on a channel, and the loop
-//! that runs its jobs with the engine. Jobs run one at a time, in arrival order; an identical job
+//! The job queue in one process (`mailroom serve --listen`): a [`JobQueue`] on a channel, the
+//! local stand-in for the SQS FIFO queue. Jobs come out in arrival order; an identical job
 //! already waiting absorbs a new one (a burst of notifications for one folder is one import).
+//! The CLI runs them with the engine.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use crate::engine::{Engine, JobOutcome};
-use crate::ports::{JobQueue, QueueError, SyncJob};
+use crate::domain::job::SyncJob;
+use crate::ports::{JobQueue, QueueError};
 
 /// The sending side: what the webhook enqueues on.
 #[derive(Clone)]
@@ -20,7 +19,7 @@ pub struct LocalJobQueue {
     waiting: Arc<Mutex<HashSet<String>>>,
 }
 
-/// The receiving side, for [`run_local_jobs`].
+/// The receiving side: the runner takes jobs from it.
 pub struct LocalJobs {
     receiver: mpsc::UnboundedReceiver<SyncJob>,
     waiting: Arc<Mutex<HashSet<String>>>,
@@ -37,6 +36,16 @@ pub fn local_queue() -> (LocalJobQueue, LocalJobs) {
         },
         LocalJobs { receiver, waiting },
     )
+}
+
+impl LocalJobs {
+    /// The next job, once one is queued; `None` when every sender is gone. A job taken is no
+    /// longer waiting, so the same job queued again is queued anew.
+    pub async fn recv(&mut self) -> Option<SyncJob> {
+        let job = self.receiver.recv().await?;
+        lock(&self.waiting).remove(&job_key(&job));
+        Some(job)
+    }
 }
 
 fn job_key(job: &SyncJob) -> String {
@@ -62,51 +71,11 @@ impl JobQueue for LocalJobQueue {
     }
 }
 
-/// Runs jobs as they arrive until `stop` is set (or every sender is gone). A job to retry (the
-/// mailbox was busy, say) is queued again after `retry_after`. `report` sees every outcome.
-pub async fn run_local_jobs(
-    engine: Arc<Engine>,
-    mut jobs: LocalJobs,
-    queue: LocalJobQueue,
-    stop: Arc<AtomicBool>,
-    retry_after: Duration,
-    report: impl Fn(&SyncJob, &JobOutcome),
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.receiver.recv() => job,
-            _ = stopped(&stop) => None,
-        };
-        let Some(job) = job else { return };
-        lock(&jobs.waiting).remove(&job_key(&job));
-        // A job has as long as a Lambda invocation would.
-        let stop_at = time::OffsetDateTime::now_utc() + time::Duration::minutes(14);
-        let outcome = engine.run_job(&job, stop_at).await;
-        report(&job, &outcome);
-        if outcome.retry() && !stop.load(Ordering::SeqCst) {
-            let queue = queue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(retry_after).await;
-                if let Err(e) = queue.enqueue(&job).await {
-                    tracing::warn!(error = %e, "could not queue a job again");
-                }
-            });
-        }
-    }
-}
-
-/// Returns once `stop` is set (checked every 100 ms).
-pub async fn stopped(stop: &AtomicBool) {
-    while !stop.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::MailboxAddress;
-    use crate::ports::JobKind;
+    use crate::domain::job::JobKind;
 
     #[tokio::test]
     async fn an_identical_waiting_job_absorbs_a_new_one() {

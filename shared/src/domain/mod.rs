@@ -2,6 +2,10 @@
 //!
 //! Nothing here knows about AWS, SQLite or HTTP; adapters map these types to their storage.
 
+pub mod alert;
+pub mod credential;
+pub mod job;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -278,8 +282,8 @@ impl RunSummary {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    pub fn from_json(json: &str) -> Result<Self, String> {
-        serde_json::from_str(json).map_err(|e| e.to_string())
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
     }
 }
 

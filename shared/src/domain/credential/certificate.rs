@@ -263,8 +263,8 @@ fn find_block(
 mod tests {
     use super::*;
 
-    const CERT: &str = include_str!("../../../sandbox/fixtures/app-cert.pem");
-    const KEY: &str = include_str!("../../../sandbox/fixtures/app-key.pem");
+    const CERT: &str = include_str!("../../../../sandbox/fixtures/app-cert.pem");
+    const KEY: &str = include_str!("../../../../sandbox/fixtures/app-key.pem");
 
     /// A line from the middle of the key's base64: if it shows anywhere, key material leaked.
     fn key_line() -> &'static str {

@@ -1,6 +1,6 @@
-//! [`StateStore`] on one SQLite database file, for local mode.
+//! [`crate::ports::StateStore`] on one SQLite database file, for local mode.
 //!
-//! The tables mirror the DynamoDB access patterns (see `adapters/aws/dynamodb.rs`):
+//! The tables mirror the DynamoDB access patterns (see `adapters/aws/dynamodb/mod.rs`):
 //!
 //! | table           | primary key              | other columns                                   | indexes |
 //! |-----------------|--------------------------|-------------------------------------------------|---------|
@@ -21,13 +21,13 @@
 //! an empty database, migrates an older one step by step (`MIGRATIONS`), and refuses a database
 //! newer than it knows.
 //!
-//! Wire mapping (domain <-> rows) lives in this file and nowhere else.
+//! Each capability of the store is implemented in its own file, as for DynamoDB; the wire mapping
+//! (domain <-> rows), the error mapping and the conditional write they share live in this file.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, named_params};
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -38,7 +38,16 @@ use crate::domain::{
     AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
     MessageRecord, RecordState, RunSummary, SubscriptionRecord,
 };
-use crate::ports::{CreateOutcome, LeaseOutcome, StateStore, StoreError};
+
+mod alerts;
+mod cursors;
+mod leases;
+mod mailboxes;
+mod records;
+mod runs;
+mod subscriptions;
+
+use crate::ports::{CreateOutcome, LeaseOutcome, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i32 = 2;
@@ -286,8 +295,32 @@ fn with_location(error: StoreError, location: &str) -> StoreError {
     }
 }
 
-/// A SQLite error as a [`StoreError`]: a value of the wrong type is a malformed row, anything
-/// else (locked, I/O, full disk) means the store is unavailable.
+/// Runs `write`, an insert or upsert that changes no row when its condition fails, and then,
+/// only if it changed none, `read` of what stood in the way, in one IMMEDIATE transaction: no
+/// other process slips in between. `None` when written. The one conditional write of this
+/// adapter.
+fn conditional_write<T>(
+    connection: &mut Connection,
+    operation: &'static str,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<usize>,
+    read: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error(operation))?;
+    let changed = write(&transaction).map_err(sql_error(operation))?;
+    let refused = if changed == 0 {
+        Some(read(&transaction)?)
+    } else {
+        None
+    };
+    transaction.commit().map_err(sql_error(operation))?;
+    Ok(refused)
+}
+
+/// A SQLite error as a [`StoreError`]: a value of the wrong type is a malformed row; a busy or
+/// locked database (another process is writing past the busy timeout) is throttling; anything
+/// else (I/O, full disk) means the store is unavailable.
 fn sql_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     move |e| match e {
         rusqlite::Error::InvalidColumnType(..)
@@ -296,489 +329,21 @@ fn sql_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError 
             operation,
             detail: e.to_string(),
         },
+        rusqlite::Error::SqliteFailure(failure, _)
+            if matches!(
+                failure.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Throttled {
+                operation,
+                detail: e.to_string(),
+            }
+        }
         e => StoreError::Unavailable {
             operation,
             detail: e.to_string(),
         },
-    }
-}
-
-#[async_trait]
-impl StateStore for SqliteStateStore {
-    async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
-        const OPERATION: &str = "put mailbox";
-        let config = config.clone();
-        self.run(OPERATION, move |c| {
-            c.execute(
-                "INSERT INTO mailboxes (address, folder, action, processed_folder, credential, enabled)
-                 VALUES (:address, :folder, :action, :processed_folder, :credential, :enabled)
-                 ON CONFLICT (address, folder) DO UPDATE SET
-                     action = excluded.action,
-                     processed_folder = excluded.processed_folder,
-                     credential = excluded.credential,
-                     enabled = excluded.enabled",
-                named_params! {
-                    ":address": config.address.as_str(),
-                    ":folder": config.folder,
-                    ":action": config.action.name(),
-                    ":processed_folder": config.action.processed_folder(),
-                    ":credential": config.credential,
-                    ":enabled": config.enabled,
-                },
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {
-        const OPERATION: &str = "list mailboxes";
-        self.run(OPERATION, move |c| {
-            // BINARY collation compares UTF-8 bytes, the same order as Rust's `String`.
-            let mut statement = c
-                .prepare(
-                    "SELECT address, folder, action, processed_folder, credential, enabled
-                     FROM mailboxes ORDER BY address, folder",
-                )
-                .map_err(sql_error(OPERATION))?;
-            let mut rows = statement.query([]).map_err(sql_error(OPERATION))?;
-            let mut configs = Vec::new();
-            while let Some(row) = rows.next().map_err(sql_error(OPERATION))? {
-                configs.push(config_from_row(row, OPERATION)?);
-            }
-            Ok(configs)
-        })
-        .await
-    }
-
-    async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
-        const OPERATION: &str = "remove mailbox";
-        let key = key.clone();
-        self.run(OPERATION, move |c| {
-            let removed = c
-                .execute(
-                    "DELETE FROM mailboxes WHERE address = ?1 AND folder = ?2",
-                    (key.mailbox.as_str(), &key.folder),
-                )
-                .map_err(sql_error(OPERATION))?;
-            Ok(removed > 0)
-        })
-        .await
-    }
-
-    async fn create_record(&self, record: &MessageRecord) -> Result<CreateOutcome, StoreError> {
-        const OPERATION: &str = "create record";
-        let record = record.clone();
-        self.run(OPERATION, move |c| {
-            let row = RecordRow::from_record(&record, OPERATION)?;
-            // One IMMEDIATE transaction for the insert and the read-back: another process cannot
-            // slip in between, so `AlreadyStored` returns what actually blocked the insert.
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_error(OPERATION))?;
-            let inserted = transaction
-                .execute(
-                    &format!(
-                        "INSERT INTO records ({RECORD_COLUMNS})
-                         VALUES (:mailbox, :message_id, :folder, :internet_message_id, :subject,
-                                 :sender, :received_at, :size, :sha256, :blob_key, :imported_at,
-                                 :state)
-                         ON CONFLICT (mailbox, message_id) DO NOTHING"
-                    ),
-                    named_params! {
-                        ":mailbox": record.mailbox.as_str(),
-                        ":message_id": record.message_id.as_str(),
-                        ":folder": record.folder,
-                        ":internet_message_id": record.internet_message_id,
-                        ":subject": record.subject,
-                        ":sender": record.from,
-                        ":received_at": row.received_at,
-                        ":size": row.size,
-                        ":sha256": record.sha256,
-                        ":blob_key": record.blob_key,
-                        ":imported_at": row.imported_at,
-                        ":state": record.state.as_str(),
-                    },
-                )
-                .map_err(sql_error(OPERATION))?;
-            let outcome = if inserted == 1 {
-                CreateOutcome::Created
-            } else {
-                let existing = select_record(
-                    &transaction,
-                    record.mailbox.as_str(),
-                    record.message_id.as_str(),
-                    OPERATION,
-                )?
-                .ok_or_else(|| StoreError::Unavailable {
-                    operation: OPERATION,
-                    detail: format!(
-                        "record {} of {} was neither inserted nor found",
-                        record.message_id, record.mailbox
-                    ),
-                })?;
-                CreateOutcome::AlreadyStored(Box::new(existing))
-            };
-            transaction.commit().map_err(sql_error(OPERATION))?;
-            Ok(outcome)
-        })
-        .await
-    }
-
-    async fn get_record(
-        &self,
-        mailbox: &MailboxAddress,
-        id: &MessageId,
-    ) -> Result<Option<MessageRecord>, StoreError> {
-        const OPERATION: &str = "get record";
-        let (mailbox, id) = (mailbox.clone(), id.clone());
-        self.run(OPERATION, move |c| {
-            select_record(c, mailbox.as_str(), id.as_str(), OPERATION)
-        })
-        .await
-    }
-
-    async fn mark_done(&self, mailbox: &MailboxAddress, id: &MessageId) -> Result<(), StoreError> {
-        const OPERATION: &str = "mark record done";
-        let (mailbox, id) = (mailbox.clone(), id.clone());
-        self.run(OPERATION, move |c| {
-            // An UPDATE of a missing row changes nothing: marking an unknown record does nothing,
-            // as in the other stores.
-            c.execute(
-                "UPDATE records SET state = ?1 WHERE mailbox = ?2 AND message_id = ?3",
-                (RecordState::Done.as_str(), mailbox.as_str(), id.as_str()),
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn pending_records(
-        &self,
-        mailbox: &MailboxAddress,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
-        const OPERATION: &str = "list pending records";
-        let mailbox = mailbox.clone();
-        self.run(OPERATION, move |c| {
-            select_records(
-                c,
-                &pending_sql(),
-                (mailbox.as_str(), RecordState::Stored.as_str()),
-                OPERATION,
-            )
-        })
-        .await
-    }
-
-    async fn list_records(
-        &self,
-        mailbox: &MailboxAddress,
-    ) -> Result<Vec<MessageRecord>, StoreError> {
-        const OPERATION: &str = "list records";
-        let mailbox = mailbox.clone();
-        self.run(OPERATION, move |c| {
-            select_records(
-                c,
-                &format!(
-                    "SELECT {RECORD_COLUMNS} FROM records WHERE mailbox = ?1 ORDER BY message_id"
-                ),
-                [mailbox.as_str()],
-                OPERATION,
-            )
-        })
-        .await
-    }
-
-    async fn put_run(&self, run: &RunSummary) -> Result<(), StoreError> {
-        const OPERATION: &str = "put run summary";
-        let (mailbox, summary) = (run.mailbox.to_string(), run.to_json());
-        self.run(OPERATION, move |c| {
-            c.execute(
-                "INSERT INTO runs (mailbox, summary) VALUES (?1, ?2)
-                 ON CONFLICT (mailbox) DO UPDATE SET summary = excluded.summary",
-                (&mailbox, &summary),
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {
-        const OPERATION: &str = "get run summary";
-        let mailbox = mailbox.to_string();
-        self.run(OPERATION, move |c| {
-            let summary: Option<String> = c
-                .query_row(
-                    "SELECT summary FROM runs WHERE mailbox = ?1",
-                    [&mailbox],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(sql_error(OPERATION))?;
-            summary
-                .map(|json| {
-                    RunSummary::from_json(&json).map_err(|detail| StoreError::Malformed {
-                        operation: OPERATION,
-                        detail: format!("run summary of {mailbox}: {detail}"),
-                    })
-                })
-                .transpose()
-        })
-        .await
-    }
-
-    async fn get_cursor(&self, key: &FolderKey) -> Result<Option<Cursor>, StoreError> {
-        const OPERATION: &str = "get cursor";
-        let key = key.clone();
-        self.run(OPERATION, move |c| {
-            c.query_row(
-                "SELECT delta_link, next_link FROM cursors WHERE mailbox = ?1 AND folder = ?2",
-                (key.mailbox.as_str(), &key.folder),
-                |row| {
-                    Ok(Cursor {
-                        delta_link: row.get(0)?,
-                        next_link: row.get(1)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql_error(OPERATION))
-        })
-        .await
-    }
-
-    async fn put_cursor(&self, key: &FolderKey, cursor: &Cursor) -> Result<(), StoreError> {
-        const OPERATION: &str = "put cursor";
-        let (key, cursor) = (key.clone(), cursor.clone());
-        self.run(OPERATION, move |c| {
-            // Both links are replaced: a finished round's next link must not survive.
-            c.execute(
-                "INSERT INTO cursors (mailbox, folder, delta_link, next_link)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (mailbox, folder) DO UPDATE SET
-                     delta_link = excluded.delta_link,
-                     next_link = excluded.next_link",
-                (
-                    key.mailbox.as_str(),
-                    &key.folder,
-                    &cursor.delta_link,
-                    &cursor.next_link,
-                ),
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        owner: &str,
-        now: OffsetDateTime,
-        until: OffsetDateTime,
-    ) -> Result<LeaseOutcome, StoreError> {
-        const OPERATION: &str = "acquire lease";
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        self.run(OPERATION, move |c| {
-            let transaction = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql_error(OPERATION))?;
-            // Free, expired (an expiry equal to `now` counts as expired, as in the other stores),
-            // or already ours. A refused upsert changes no row.
-            let taken = transaction
-                .execute(
-                    "INSERT INTO leases (name, owner, until_ms) VALUES (:name, :owner, :until)
-                     ON CONFLICT (name) DO UPDATE SET
-                         owner = excluded.owner,
-                         until_ms = excluded.until_ms
-                     WHERE leases.until_ms <= :now OR leases.owner = :owner",
-                    named_params! {
-                        ":name": name,
-                        ":owner": owner,
-                        ":until": epoch_millis(until),
-                        ":now": epoch_millis(now),
-                    },
-                )
-                .map_err(sql_error(OPERATION))?;
-            let outcome = if taken == 1 {
-                LeaseOutcome::Acquired
-            } else {
-                let (holder, until_ms): (String, i64) = transaction
-                    .query_row(
-                        "SELECT owner, until_ms FROM leases WHERE name = ?1",
-                        [&name],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .map_err(sql_error(OPERATION))?;
-                LeaseOutcome::HeldBy {
-                    owner: holder,
-                    until: from_epoch_millis(until_ms).ok_or_else(|| StoreError::Malformed {
-                        operation: OPERATION,
-                        detail: format!(
-                            "column 'until_ms' of lease '{name}' is out of range: {until_ms}"
-                        ),
-                    })?,
-                }
-            };
-            transaction.commit().map_err(sql_error(OPERATION))?;
-            Ok(outcome)
-        })
-        .await
-    }
-
-    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        const OPERATION: &str = "release lease";
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        self.run(OPERATION, move |c| {
-            // Someone else's lease, or none: deleting nothing is the contract's no-op.
-            c.execute(
-                "DELETE FROM leases WHERE name = ?1 AND owner = ?2",
-                (&name, &owner),
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError> {
-        const OPERATION: &str = "put subscription";
-        let sub = sub.clone();
-        self.run(OPERATION, move |c| {
-            let expires_at = sortable_utc(sub.expires_at, "expires_at", OPERATION)?;
-            let created_at = sortable_utc(sub.created_at, "created_at", OPERATION)?;
-            c.execute(
-                &format!(
-                    "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS})
-                     VALUES (:id, :mailbox, :folder, :credential, :client_state, :expires_at,
-                             :notification_url, :created_at)
-                     ON CONFLICT (id) DO UPDATE SET
-                         mailbox = excluded.mailbox,
-                         folder = excluded.folder,
-                         credential = excluded.credential,
-                         client_state = excluded.client_state,
-                         expires_at = excluded.expires_at,
-                         notification_url = excluded.notification_url,
-                         created_at = excluded.created_at"
-                ),
-                named_params! {
-                    ":id": sub.id,
-                    ":mailbox": sub.mailbox.as_str(),
-                    ":folder": sub.folder,
-                    ":credential": sub.credential,
-                    ":client_state": sub.client_state.expose(),
-                    ":expires_at": expires_at,
-                    ":notification_url": sub.notification_url,
-                    ":created_at": created_at,
-                },
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn get_subscription(&self, id: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
-        const OPERATION: &str = "get subscription";
-        let id = id.to_owned();
-        self.run(OPERATION, move |c| {
-            let mut subscriptions = select_subscriptions(
-                c,
-                &format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"),
-                [&id],
-                OPERATION,
-            )?;
-            Ok(subscriptions.pop())
-        })
-        .await
-    }
-
-    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
-        const OPERATION: &str = "list subscriptions";
-        self.run(OPERATION, move |c| {
-            // BINARY collation compares UTF-8 bytes, the same order as Rust's `String`.
-            select_subscriptions(
-                c,
-                &format!(
-                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY mailbox, folder, id"
-                ),
-                [],
-                OPERATION,
-            )
-        })
-        .await
-    }
-
-    async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError> {
-        const OPERATION: &str = "delete subscription";
-        let id = id.to_owned();
-        self.run(OPERATION, move |c| {
-            let deleted = c
-                .execute("DELETE FROM subscriptions WHERE id = ?1", [&id])
-                .map_err(sql_error(OPERATION))?;
-            Ok(deleted > 0)
-        })
-        .await
-    }
-
-    async fn claim_alert(
-        &self,
-        credential: &str,
-        alert_key: &str,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
-        const OPERATION: &str = "claim alert";
-        let (credential, alert_key) = (credential.to_owned(), alert_key.to_owned());
-        self.run(OPERATION, move |c| {
-            let claimed_at = sortable_utc(now, "claimed_at", OPERATION)?;
-            // One statement, so atomic (across processes too): inserting a claim that exists
-            // changes no row.
-            let inserted = c
-                .execute(
-                    "INSERT INTO alerts (credential, alert_key, claimed_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (credential, alert_key) DO NOTHING",
-                    (&credential, &alert_key, &claimed_at),
-                )
-                .map_err(sql_error(OPERATION))?;
-            Ok(inserted == 1)
-        })
-        .await
-    }
-
-    async fn release_alert(&self, credential: &str, alert_key: &str) -> Result<(), StoreError> {
-        const OPERATION: &str = "release alert";
-        let (credential, alert_key) = (credential.to_owned(), alert_key.to_owned());
-        self.run(OPERATION, move |c| {
-            // Releasing a claim that is not there deletes nothing: releasing is idempotent.
-            c.execute(
-                "DELETE FROM alerts WHERE credential = ?1 AND alert_key = ?2",
-                (&credential, &alert_key),
-            )
-            .map_err(sql_error(OPERATION))?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError> {
-        const OPERATION: &str = "list alerts";
-        let credential = credential.to_owned();
-        self.run(OPERATION, move |c| {
-            let mut statement = c
-                .prepare("SELECT alert_key FROM alerts WHERE credential = ?1 ORDER BY alert_key")
-                .map_err(sql_error(OPERATION))?;
-            let keys = statement
-                .query_map([&credential], |row| row.get(0))
-                .map_err(sql_error(OPERATION))?
-                .collect::<Result<Vec<String>, _>>()
-                .map_err(sql_error(OPERATION))?;
-            Ok(keys)
-        })
-        .await
     }
 }
 
@@ -1012,6 +577,7 @@ fn subscription_from_row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::*;
     use time::macros::datetime;
 
     /// Nanosecond precision: SQLite must round-trip times exactly.

@@ -1,0 +1,64 @@
+//! Mailbox configuration: one item per mailbox folder under the `CONFIG` partition.
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::ports::MailboxConfigs;
+
+#[async_trait]
+impl MailboxConfigs for DynamoStateStore {
+    async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
+        const OPERATION: &str = "put mailbox";
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(config_to_item(config)))
+            .send()
+            .await
+            .map_err(|e| store_error(OPERATION, e))?;
+        Ok(())
+    }
+
+    async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {
+        const OPERATION: &str = "list mailboxes";
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(CONFIG_PK))
+            .expression_attribute_values(":prefix", s("MAILBOX#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut configs = Vec::new();
+        while let Some(item) = items
+            .try_next()
+            .await
+            .map_err(|e| store_error(OPERATION, e))?
+        {
+            configs.push(config_from_item(&item, OPERATION)?);
+        }
+        // The sort key orders by `{address}#{folder}` as one string, which differs from ordering
+        // by address then folder when an address sorts below `#` after a shared prefix. The port
+        // promises the latter, so sort here (the list is small).
+        configs.sort_by(|a, b| (&a.address, &a.folder).cmp(&(&b.address, &b.folder)));
+        Ok(configs)
+    }
+
+    async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
+        const OPERATION: &str = "remove mailbox";
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(config_key(&key.mailbox, &key.folder)))
+            // The old item tells us whether there was one, in the same call.
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| store_error(OPERATION, e))?;
+        Ok(output.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
