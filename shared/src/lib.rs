@@ -14,6 +14,8 @@ pub mod domain;
 pub mod engine;
 pub mod expiry;
 pub mod graph;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod ports;
 pub mod push;
 pub mod rotation;

@@ -124,6 +124,8 @@ impl RuntimeApi {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/mailroom-test")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+            // What Lambda sets for the template's `LoggingConfig: LogFormat: JSON`.
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);

@@ -8,7 +8,8 @@
 //! functions it starts: `AWS_LAMBDA_RUNTIME_API=http://{address}/.rt/{name}` (the path prefix
 //! names the function; invocations for `{name}` wait in the emulator until it polls),
 //! `AWS_LAMBDA_FUNCTION_NAME={name}`, `AWS_LAMBDA_FUNCTION_VERSION=1`,
-//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096` and `AWS_LAMBDA_MAX_CONCURRENCY=1`.
+//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096`, `AWS_LAMBDA_MAX_CONCURRENCY=1` and
+//! `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's log format).
 //!
 //! Both processes write to one log file, shown in every panic of the harness. Neither outlives
 //! the harness, nor the test process however it ends: each runs under a small `sh` wrapper whose
@@ -351,7 +352,9 @@ fn function_command(name: &str, binary: &Path, port: u16, env: &[(&str, String)]
         .env("AWS_LAMBDA_FUNCTION_NAME", name)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "4096")
-        .env("AWS_LAMBDA_MAX_CONCURRENCY", "1");
+        .env("AWS_LAMBDA_MAX_CONCURRENCY", "1")
+        // What Lambda sets for the template's `LoggingConfig: LogFormat: JSON`.
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON");
     for (key, value) in env {
         command.env(key, value);
     }

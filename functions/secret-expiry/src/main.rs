@@ -8,11 +8,10 @@
 //!   fails the invocation with what happened; AWSCURRENT keeps a working secret.
 //!
 //! Glue only: configuration from the environment, clients built once per cold start, the
-//! `mailroom::expiry` module does the work.
+//! `mailroom::expiry` and `mailroom::rotation` modules do the work.
 
 use std::sync::Arc;
 
-use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use mailroom::adapters::alerts::{FanOutAlerter, GraphMailAlerter};
 use mailroom::adapters::aws::{
@@ -23,23 +22,16 @@ use mailroom::config::ExpirySettings;
 use mailroom::credentials::Credentials;
 use mailroom::expiry::{ExpiryChecker, ExpiryReport, metric_line};
 use mailroom::graph::GraphClient;
+use mailroom::lambda::{Trigger, init_tracing, to_json};
 use mailroom::ports::Alerter;
-use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
+use mailroom::rotation::{RotationOptions, Rotator};
 use serde_json::Value;
+
+const TRIGGERS: &str = "the secret-expiry function is invoked by its EventBridge schedule and by Secrets Manager as a rotation function";
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
-
+    init_tracing();
     let settings = ExpirySettings::from_env()?;
     let clients = AwsClients::from_env(false).await;
     let credentials = Arc::new(Credentials::new(
@@ -52,13 +44,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         channels.push(Arc::new(SnsAlerter::new(clients.sns.clone(), topic)));
     }
     if let Some(mail) = &settings.alert_mail {
-        channels.push(Arc::new(GraphMailAlerter::new(
-            graph.clone(),
-            credentials.clone(),
-            mail.from.clone(),
-            mail.to.clone(),
-            mail.credential.clone(),
-        )));
+        let (from, to, credential) = (mail.from.clone(), mail.to.clone(), mail.credential.clone());
+        let alerter =
+            GraphMailAlerter::new(graph.clone(), credentials.clone(), from, to, credential);
+        channels.push(Arc::new(alerter));
     }
     if channels.is_empty() {
         tracing::warn!(
@@ -70,7 +59,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         mailboxes: store.clone(),
         alerts: store,
         credentials,
-        graph,
+        graph: graph.clone(),
         alerter: (!channels.is_empty())
             .then(|| Arc::new(FanOutAlerter::new(channels)) as Arc<dyn Alerter>),
         clock: Arc::new(SystemClock),
@@ -79,7 +68,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let rotator = Rotator {
         versions: Arc::new(SecretsManagerVersions::new(clients.secrets.clone())),
-        graph: checker.graph.clone(),
+        graph,
         clock: Arc::new(SystemClock),
         options: RotationOptions {
             lifetime: time::Duration::days(settings.rotation_secret_days as i64),
@@ -88,67 +77,22 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let (checker, rotator) = (&checker, &rotator);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        match Trigger::parse(event.payload)? {
+        match Trigger::parse(event.payload, TRIGGERS)? {
             Trigger::Schedule => to_json(&scheduled_check(checker).await?),
-            Trigger::Rotation(event) => match rotator.run(&event).await {
-                Ok(report) => to_json(&report),
-                Err(e) => {
-                    tracing::error!(secret = %event.secret_id, step = e.step, error = %e, "rotation step failed");
-                    Err(Diagnostic {
-                        error_type: "RotationFailed".into(),
-                        error_message: e.to_string(),
-                    })
-                }
-            },
+            Trigger::Rotation(event) => to_json(&rotator.run(&event).await.inspect_err(|e| {
+                tracing::error!(secret = %event.secret_id, step = e.step, error = %e, "rotation step failed");
+            })?),
+            other => Err(other.unexpected(TRIGGERS)),
         }
     }))
     .await
-}
-
-/// What invoked the function.
-enum Trigger {
-    /// The daily schedule's tick.
-    Schedule,
-    /// Secrets Manager, for one step of a secret's rotation.
-    Rotation(RotationEvent),
-}
-
-impl Trigger {
-    /// A rotation event has `Step`; anything else must be the EventBridge schedule's event.
-    fn parse(payload: Value) -> Result<Self, Diagnostic> {
-        let invalid = |kind: &str, e: serde_json::Error| Diagnostic {
-            error_type: "InvalidEvent".into(),
-            error_message: format!(
-                "the event looks like {kind} but does not parse ({e}); this function is invoked by its EventBridge schedule and by Secrets Manager as a rotation function"
-            ),
-        };
-        if payload.get("Step").is_some() {
-            serde_json::from_value(payload)
-                .map(Self::Rotation)
-                .map_err(|e| invalid("a Secrets Manager rotation event", e))
-        } else {
-            serde_json::from_value::<EventBridgeEvent>(payload)
-                .map(|_| Self::Schedule)
-                .map_err(|e| invalid("an EventBridge event", e))
-        }
-    }
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<Value, Diagnostic> {
-    serde_json::to_value(value).map_err(|e| Diagnostic {
-        error_type: "ResponseNotSerializable".into(),
-        error_message: e.to_string(),
-    })
 }
 
 /// One check of every credential: the report, and one metric line per credential whose expiry
 /// is known. Per-credential trouble is in the report; only an unreadable mailbox configuration
 /// fails the invocation.
 async fn scheduled_check(checker: &ExpiryChecker) -> Result<ExpiryReport, Diagnostic> {
-    let report = checker.run().await.map_err(|e| Diagnostic {
-        error_type: "StateStoreUnavailable".into(),
-        error_message: e.to_string(),
-    })?;
+    let report = checker.run().await?;
     for credential in &report.credentials {
         if let Some(days) = credential.days_left {
             println!("{}", metric_line(&credential.name, days, report.checked_at));

@@ -10,20 +10,12 @@ use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Error, Request, Response, service_fn};
 use mailroom::adapters::aws::{AwsClients, DynamoStateStore, SqsJobQueue};
 use mailroom::config::WebhookSettings;
+use mailroom::lambda::init_tracing;
 use mailroom::push::{Webhook, WebhookRequest};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL")
-                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time()
-        .init();
+    init_tracing();
 
     // Cold start: settings and clients only, no network calls, so the first request (often
     // Graph's validation handshake, which must be answered within 10 seconds) is not delayed.

@@ -73,3 +73,14 @@ impl SyncJob {
 #[derive(Debug, thiserror::Error)]
 #[error("the message body is not a sync job: {0}")]
 pub struct NotAJob(pub serde_json::Error);
+
+/// One message of a queue batch, in delivery order.
+#[derive(Debug)]
+pub struct QueuedJob {
+    /// The queue's id for the message (reported back when it failed).
+    pub id: String,
+    /// Its FIFO message group (the mailbox).
+    pub group: String,
+    /// The job, or why the body is not one.
+    pub job: Result<SyncJob, NotAJob>,
+}

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::Engine;
 use super::report::MailboxStatus;
-use crate::domain::job::{JobKind, NotAJob, SyncJob};
+use crate::domain::job::{JobKind, QueuedJob, SyncJob};
 
 /// How a job went; decides whether the queue delivers it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,17 +98,6 @@ impl Engine {
     }
 }
 
-/// One message of a queue batch, in delivery order.
-#[derive(Debug)]
-pub struct QueuedJob {
-    /// The queue's id for the message (reported back when it failed).
-    pub id: String,
-    /// Its FIFO message group (the mailbox).
-    pub group: String,
-    /// The job, or why the body is not one.
-    pub job: Result<SyncJob, NotAJob>,
-}
-
 /// Runs a batch from a FIFO queue and returns the ids of the messages to deliver again.
 ///
 /// Groups run in parallel (up to `parallelism`), the messages of a group one after another.
@@ -188,7 +177,9 @@ mod tests {
             QueuedJob {
                 id: "6".into(),
                 group: "c@x.com".into(),
-                job: Err(NotAJob(serde_json::from_str::<SyncJob>("{}").unwrap_err())),
+                job: Err(crate::domain::job::NotAJob(
+                    serde_json::from_str::<SyncJob>("{}").unwrap_err(),
+                )),
             },
             item("7", "c@x.com", "Inbox"),
             item("8", "d@x.com", "Busy"),

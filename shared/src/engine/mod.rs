@@ -26,7 +26,8 @@ use crate::domain::{FolderKey, MailboxAddress, MailboxConfig, MessageId};
 use crate::graph::{GraphClient, GraphError};
 use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
 
-pub use jobs::{JobOutcome, QueuedJob, run_batch};
+pub use crate::domain::job::QueuedJob;
+pub use jobs::{JobOutcome, run_batch};
 pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
 pub use subscriptions::{PushOptions, SubscriptionReport};
 

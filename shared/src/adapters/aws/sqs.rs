@@ -8,6 +8,8 @@ use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "lambda")]
+use crate::domain::job::QueuedJob;
 use crate::domain::job::{NotAJob, SyncJob};
 use crate::ports::{JobQueue, QueueError};
 
@@ -91,6 +93,65 @@ impl SqsJobQueue {
     /// A job from a message body this adapter sent (the consumer side).
     pub fn parse_job(body: &str) -> Result<SyncJob, NotAJob> {
         serde_json::from_str(body).map_err(NotAJob)
+    }
+}
+
+/// The consuming side, in the import function: Lambda's SQS event in, the partial batch response
+/// out (the event source mapping has `ReportBatchItemFailures`).
+#[cfg(feature = "lambda")]
+impl SqsJobQueue {
+    /// The jobs of a batch, in delivery order, each with its message id and FIFO group.
+    pub fn jobs_of(batch: &aws_lambda_events::sqs::SqsEvent) -> Vec<QueuedJob> {
+        batch
+            .records
+            .iter()
+            .map(|record| QueuedJob {
+                id: record.message_id.clone().unwrap_or_default(),
+                group: record
+                    .attributes
+                    .get("MessageGroupId")
+                    .cloned()
+                    .unwrap_or_default(),
+                job: Self::parse_job(record.body.as_deref().unwrap_or_default()),
+            })
+            .collect()
+    }
+
+    /// Brings each failed message of `batch` back after [`Self::retry_delay`] of its receive
+    /// count, instead of after the queue's visibility timeout. Best effort: a message whose wait
+    /// cannot be shortened still comes back, only later.
+    pub async fn retry_failed(&self, batch: &aws_lambda_events::sqs::SqsEvent, failed: &[String]) {
+        for record in &batch.records {
+            let Some(id) = record.message_id.as_ref() else {
+                continue;
+            };
+            if !failed.contains(id) {
+                continue;
+            }
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let handle = record.receipt_handle.as_deref().unwrap_or_default();
+            if let Err(e) = self.retry_after(handle, Self::retry_delay(receives)).await {
+                tracing::warn!(error = %e, "could not shorten a failed job's wait");
+            }
+        }
+    }
+
+    /// The answer that makes Lambda deliver `failed` again and delete the rest.
+    pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::sqs::SqsBatchResponse {
+        let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        response
     }
 }
 
