@@ -125,6 +125,7 @@ pub enum Command {
 
     /// Watch Mailroom work against a built-in Graph sandbox with realistic mail: no tenant, no AWS
     /// account, no network
+    #[cfg(feature = "demo")]
     Demo {
         /// Keep `serve` running against the sandbox afterwards (Ctrl-C stops)
         #[arg(long)]

@@ -1,6 +1,7 @@
 //! One module per command. Each returns whether it succeeded; errors carry what to do.
 
 pub mod credentials;
+#[cfg(feature = "demo")]
 mod demo;
 mod doctor;
 mod folders;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
     let global = &cli.global;
     match cli.command {
         Command::Init { force } => init::run(&global.config, force),
+        #[cfg(feature = "demo")]
         Command::Demo { keep_running, dir } => demo::run(keep_running, dir).await,
         command => {
             let context = Context::open(global).await?;
@@ -38,7 +40,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                     let push = listen.zip(public_url);
                     serve::run(&context, every, push).await
                 }
-                Command::Init { .. } | Command::Demo { .. } => Ok(true),
+                // Handled above, before a context is opened.
+                Command::Init { .. } => Ok(true),
+                #[cfg(feature = "demo")]
+                Command::Demo { .. } => Ok(true),
             }
         }
     }
