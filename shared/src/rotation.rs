@@ -24,10 +24,10 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::clock::Clock;
 use crate::credentials::AppCredential;
+use crate::domain::alert::{date, rfc3339};
 use crate::graph::{AppClient, Application, GraphClient, GraphError};
 use crate::ports::SecretError;
 
@@ -609,25 +609,6 @@ enum NewSecretError {
     NotAnObject,
     #[error("the new secret cannot be written as JSON")]
     NotWritable,
-}
-
-fn rfc3339(at: OffsetDateTime) -> String {
-    let at = at
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(at);
-    at.format(&Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
-}
-
-fn date(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}",
-        at.year(),
-        u8::from(at.month()),
-        at.day()
-    )
 }
 
 #[cfg(test)]

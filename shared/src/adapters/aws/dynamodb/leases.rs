@@ -69,16 +69,7 @@ impl Leases for DynamoStateStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match delete {
-            Ok(_) => Ok(()),
-            // Someone else holds it, or nobody does: releasing is then a no-op by contract.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error(OPERATION, e)),
-        }
+        // Someone else holds it, or nobody does: releasing is then a no-op by contract.
+        refusal_is_nothing_to_do(OPERATION, delete)
     }
 }

@@ -289,6 +289,28 @@ enum ConditionalPut {
     Refused(Option<Item>),
 }
 
+/// The result of a conditional update or delete whose refused condition means there was nothing
+/// to do (the item is not there, or not ours): `Ok` either way.
+fn refusal_is_nothing_to_do<T, E, R>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, R>>,
+) -> Result<(), StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error().and_then(|e| e.code())
+                == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(store_error(operation, e)),
+    }
+}
+
 /// An SDK error as the engine reads it: throttling (a retry helps soon) apart from other
 /// failures, with the service's code and message ([`DisplayErrorContext`]; a bare `SdkError`
 /// shows only "service error").

@@ -64,17 +64,8 @@ impl MessageRecords for DynamoStateStore {
             .expression_attribute_values(":done", s(RecordState::Done.as_str()))
             .send()
             .await;
-        match update {
-            Ok(_) => Ok(()),
-            // Like the memory store: marking a record that does not exist does nothing.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(store_error(OPERATION, e)),
-        }
+        // Like the memory store: marking a record that does not exist does nothing.
+        refusal_is_nothing_to_do(OPERATION, update)
     }
 
     async fn pending_records(
