@@ -9,12 +9,12 @@
 
 use std::fmt;
 
-use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
 use crate::credentials::{AppCredential, ClientAuth};
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient, PasswordManagement};
+use crate::redact::Redactor;
 
 /// Check names, in the order the checks run.
 const TOKEN: &str = "token";
@@ -589,25 +589,13 @@ fn format_date(at: OffsetDateTime) -> String {
 
 /// Belt and braces: no message above contains the secret, but a secret pasted into the wrong
 /// field (a client id, a tenant) would be echoed back; the operator sees these lines on screen
-/// and in CI logs (docs/conventions.md, "Secrets"). Very short values are left alone: they would mangle the text
-/// and are no real secret anyway.
-/// A certificate credential has nothing to redact: no message holds key material.
+/// and in CI logs ([`Redactor`]).
 fn redact_secret(checks: &mut [Check], credential: &AppCredential) {
-    let Some(secret) = credential.client_secret() else {
-        return;
-    };
-    let secret = secret.expose_secret().trim();
-    if secret.len() < 8 {
-        return;
-    }
+    let redactor = Redactor::for_credential(credential);
     for check in checks {
-        if check.detail.contains(secret) {
-            check.detail = check.detail.replace(secret, "[REDACTED]");
-        }
-        if let Some(fix) = &mut check.fix
-            && fix.contains(secret)
-        {
-            *fix = fix.replace(secret, "[REDACTED]");
+        redactor.scrub(&mut check.detail);
+        if let Some(fix) = &mut check.fix {
+            redactor.scrub(fix);
         }
     }
 }
@@ -615,6 +603,8 @@ fn redact_secret(checks: &mut [Check], credential: &AppCredential) {
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
+
+    use secrecy::ExposeSecret;
 
     use super::*;
 

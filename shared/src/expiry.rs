@@ -31,6 +31,7 @@ use crate::domain::alert::date;
 pub use crate::domain::alert::{Alert, AlertLevel, CredentialKind, ExpirySource};
 use crate::graph::{Application, GraphClient, GraphError, PasswordManagement};
 use crate::ports::{AlertClaims, Alerter, MailboxConfigs, SecretError, StoreError};
+use crate::redact::Redactor;
 
 /// Why a list of alert thresholds was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -531,29 +532,13 @@ fn graph_cannot_tell(credential: &AppCredential, error: &GraphError) -> String {
 
 /// Removes the secret's value from every finding (none should hold it; this makes sure).
 fn scrub(report: &mut CredentialReport, credential: &AppCredential) {
-    if let Some(secret) = credential.client_secret() {
-        let value = secret.expose_secret();
-        if !value.is_empty() {
-            for finding in &mut report.findings {
-                if finding.contains(value) {
-                    *finding = finding.replace(value, "[REDACTED]");
-                }
-            }
-        }
-    }
+    let redactor = Redactor::for_credential(credential);
+    report.findings.iter_mut().for_each(|f| redactor.scrub(f));
 }
 
 fn scrub_alert(mut alert: Alert, credential: &AppCredential) -> Alert {
-    if let Some(secret) = credential.client_secret() {
-        let value = secret.expose_secret();
-        if !value.is_empty() {
-            for finding in &mut alert.findings {
-                if finding.contains(value) {
-                    *finding = finding.replace(value, "[REDACTED]");
-                }
-            }
-        }
-    }
+    let redactor = Redactor::for_credential(credential);
+    alert.findings.iter_mut().for_each(|f| redactor.scrub(f));
     alert
 }
 

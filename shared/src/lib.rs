@@ -18,4 +18,5 @@ pub mod graph;
 pub mod lambda;
 pub mod ports;
 pub mod push;
+pub mod redact;
 pub mod rotation;

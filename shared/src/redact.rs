@@ -1,0 +1,108 @@
+//! Keeping secrets out of text meant for people (docs/conventions.md, "Secrets"): one rule, used
+//! wherever a report, a check or an alert could echo a credential back.
+//!
+//! No message is built from a secret; this is the belt to those braces. A secret pasted into the
+//! wrong field (a client id, a tenant) is echoed back by Entra and Graph errors, and such text
+//! reaches screens, CI logs, SNS and mail.
+
+use std::borrow::Cow;
+
+use secrecy::ExposeSecret;
+
+use crate::domain::credential::AppCredential;
+
+/// What a redacted value is replaced with, everywhere.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Values shorter than this are left alone: replacing them would mangle ordinary words, and no
+/// real client secret is that short (Entra's are 40 characters).
+const MIN_SECRET_LEN: usize = 8;
+
+/// Removes one credential's secret from text.
+#[derive(Clone)]
+pub struct Redactor {
+    /// The secret as stored and, when different, without surrounding whitespace.
+    values: Vec<String>,
+}
+
+impl Redactor {
+    /// For `credential`'s client secret. A certificate credential has nothing to redact: no
+    /// message ever holds key material.
+    pub fn for_credential(credential: &AppCredential) -> Self {
+        let mut values = Vec::new();
+        if let Some(secret) = credential.client_secret() {
+            let raw = secret.expose_secret();
+            for value in [raw, raw.trim()] {
+                if value.chars().count() >= MIN_SECRET_LEN && !values.iter().any(|v| v == value) {
+                    values.push(value.to_owned());
+                }
+            }
+        }
+        Self { values }
+    }
+
+    /// `text` with every occurrence of the secret replaced by [`REDACTED`].
+    pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut text = Cow::Borrowed(text);
+        for value in &self.values {
+            if text.contains(value.as_str()) {
+                text = Cow::Owned(text.replace(value.as_str(), REDACTED));
+            }
+        }
+        text
+    }
+
+    /// Redacts `text` in place.
+    pub fn scrub(&self, text: &mut String) {
+        if let Cow::Owned(clean) = self.apply(text) {
+            *text = clean;
+        }
+    }
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::credential::ClientAuth;
+
+    fn credential(secret: &str) -> AppCredential {
+        AppCredential::new("t", "c", ClientAuth::Secret(secret.to_owned().into()))
+    }
+
+    #[test]
+    fn the_secret_is_replaced_wherever_it_appears() {
+        let r = Redactor::for_credential(&credential("Xk48Q~secret-value"));
+        assert_eq!(
+            r.apply("app 'Xk48Q~secret-value' not found; Xk48Q~secret-value"),
+            "app '[REDACTED]' not found; [REDACTED]"
+        );
+        let mut text = "tenant Xk48Q~secret-value".to_owned();
+        r.scrub(&mut text);
+        assert_eq!(text, "tenant [REDACTED]");
+    }
+
+    #[test]
+    fn a_secret_stored_with_whitespace_is_found_without_it() {
+        let r = Redactor::for_credential(&credential("  Xk48Q~secret-value\n"));
+        assert_eq!(r.apply("got Xk48Q~secret-value"), "got [REDACTED]");
+    }
+
+    #[test]
+    fn short_values_and_certificates_leave_text_alone() {
+        let r = Redactor::for_credential(&credential("abc"));
+        assert_eq!(r.apply("abc abc"), "abc abc");
+        assert!(matches!(r.apply("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let r = Redactor::for_credential(&credential("Xk48Q~secret-value"));
+        assert!(!format!("{r:?}").contains("Xk48Q"));
+    }
+}
