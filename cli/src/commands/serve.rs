@@ -127,7 +127,15 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
         JobOutcome::Skipped(why) => eprintln!("push: {what}: skipped: {why}"),
         JobOutcome::Busy(why) => eprintln!("push: {what}: busy, retrying shortly: {why}"),
         JobOutcome::Incomplete => eprintln!("push: {what}: more to do, continuing"),
-        JobOutcome::Failed(why) => eprintln!("push: {what}: failed, retrying shortly: {why}"),
+        JobOutcome::Failed {
+            error,
+            retry_can_help: true,
+        } => eprintln!("push: {what}: failed, retrying shortly: {error}"),
+        JobOutcome::Failed { error, .. } => {
+            eprintln!(
+                "push: {what}: failed, and a retry will not help until this is fixed: {error}"
+            )
+        }
     }
 }
 

@@ -20,14 +20,16 @@ pub enum JobOutcome {
     /// Stopped at the deadline with work left; try again.
     Incomplete,
     /// Failed; try again (the queue's redrive policy ends hopeless cases in the dead-letter
-    /// queue).
-    Failed(String),
+    /// queue, where they raise an alarm). `retry_can_help` says whether the cause is one a later
+    /// attempt can get past (throttling, an unreachable service) or one that needs a person (a
+    /// missing permission or folder, a malformed item), for the log and the operator.
+    Failed { error: String, retry_can_help: bool },
 }
 
 impl JobOutcome {
     /// Whether the queue should deliver the job again.
     pub fn retry(&self) -> bool {
-        matches!(self, Self::Busy(_) | Self::Incomplete | Self::Failed(_))
+        matches!(self, Self::Busy(_) | Self::Incomplete | Self::Failed { .. })
     }
 }
 
@@ -45,7 +47,12 @@ impl Engine {
             Ok(configs) => configs
                 .into_iter()
                 .find(|c| c.enabled && c.key() == job.key()),
-            Err(e) => return JobOutcome::Failed(e.to_string()),
+            Err(e) => {
+                return JobOutcome::Failed {
+                    retry_can_help: e.is_retryable(),
+                    error: e.to_string(),
+                };
+            }
         };
         let Some(config) = config else {
             return JobOutcome::Skipped(format!(
@@ -69,9 +76,12 @@ impl Engine {
                     .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
                 match report.status {
                     MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
-                    MailboxStatus::Failed => JobOutcome::Failed(
-                        error.unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
-                    ),
+                    MailboxStatus::Failed => JobOutcome::Failed {
+                        error: error
+                            .unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
+                        // The report keeps the error's text, not its kind: assume it may pass.
+                        retry_can_help: true,
+                    },
                     MailboxStatus::Ok if report.folders.iter().any(|f| f.stopped_at_deadline) => {
                         JobOutcome::Incomplete
                     }
@@ -91,7 +101,10 @@ impl Engine {
                     Ok(false) => {
                         JobOutcome::Busy("another runner is maintaining subscriptions".into())
                     }
-                    Err(e) => JobOutcome::Failed(e.to_string()),
+                    Err(e) => JobOutcome::Failed {
+                        retry_can_help: e.retry_can_help(),
+                        error: e.to_string(),
+                    },
                 }
             }
         }
@@ -190,7 +203,10 @@ mod tests {
                 .push(format!("{}/{}", job.mailbox, job.folder));
             async move {
                 match job.folder.as_str() {
-                    "Fails" => JobOutcome::Failed("boom".into()),
+                    "Fails" => JobOutcome::Failed {
+                        error: "boom".into(),
+                        retry_can_help: true,
+                    },
                     "Busy" => JobOutcome::Busy("leased".into()),
                     _ => JobOutcome::Done { imported: 1 },
                 }
@@ -221,6 +237,33 @@ mod tests {
         assert!(!JobOutcome::Skipped("gone".into()).retry());
         assert!(JobOutcome::Busy("x".into()).retry());
         assert!(JobOutcome::Incomplete.retry());
-        assert!(JobOutcome::Failed("x".into()).retry());
+        assert!(
+            JobOutcome::Failed {
+                error: "x".into(),
+                retry_can_help: true
+            }
+            .retry()
+        );
+    }
+
+    #[test]
+    fn a_failure_says_whether_a_retry_can_help() {
+        use crate::engine::ImportError;
+        use crate::ports::StoreError;
+        let store = |e: StoreError| ImportError::Store(e).retry_can_help();
+        assert!(store(StoreError::Throttled {
+            operation: "get record",
+            detail: "slow down".into()
+        }));
+        assert!(store(StoreError::Unavailable {
+            operation: "get record",
+            detail: "unreachable".into()
+        }));
+        assert!(!store(StoreError::Malformed {
+            operation: "get record",
+            detail: "'size' is not a number".into()
+        }));
+        let missing = crate::graph::GraphError::Config("folder path '' is empty".into());
+        assert!(!ImportError::Graph(missing).retry_can_help());
     }
 }

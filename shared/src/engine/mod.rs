@@ -143,6 +143,18 @@ impl ImportError {
         }
     }
 
+    /// Whether a later attempt of the same work can get past this, without a person changing
+    /// something (a permission, a folder, a secret, a malformed item).
+    pub fn retry_can_help(&self) -> bool {
+        match self {
+            Self::Graph(e) => !e.is_fatal_for_mailbox(),
+            Self::Store(e) => e.is_retryable(),
+            Self::Secret(e) => matches!(e, SecretError::Unavailable { .. }),
+            Self::Blob(_) | Self::Interrupted(_) => true,
+            Self::MissingField { .. } => false,
+        }
+    }
+
     /// No other message of the folder can succeed either: stop the folder and report this.
     fn stops_folder(&self) -> bool {
         match self {
