@@ -470,7 +470,9 @@ async fn a_client_over_the_concurrency_limit_is_throttled_by_graph_and_still_fin
     let stack = Stack::start(world(100)).await;
     let held = held(&stack);
     stack.configure(MAILBOX, FOLDER, move_to_processed()).await;
-    stack.sandbox.set_latency(Duration::from_millis(10));
+    // Long enough that a fifth request is sent while four are held, even on a loaded machine
+    // (at 10 ms a busy CI core could keep the client from ever having five in flight).
+    stack.sandbox.set_latency(Duration::from_millis(50));
     let mut engine = stack.engine();
     let mut config = stack.graph_config();
     config.per_mailbox_concurrency = 5;
