@@ -543,12 +543,28 @@ async fn dynamodb_errors_carry_the_service_error() {
         .get_record(&contract::mailbox("any"), &MessageId::new("x"))
         .await
         .unwrap_err();
-    let StoreError::Unavailable { operation, detail } = &err else {
+    let StoreError::Unavailable {
+        operation, detail, ..
+    } = &err
+    else {
         panic!("expected Unavailable, got {err:?}");
     };
     assert_eq!(*operation, "get record");
     // DisplayErrorContext shows the service's code, which the bare SdkError Display hides.
     assert!(detail.contains("ResourceNotFoundException"), "{detail}");
+    // The SDK's own error is kept for callers that inspect it.
+    let cause = err.cause().expect("the SDK error is kept");
+    let sdk = cause
+        .downcast_ref::<aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::get_item::GetItemError,
+            aws_sdk_dynamodb::config::http::HttpResponse,
+        >>()
+        .expect("the cause is the GetItem SdkError");
+    assert!(
+        sdk.as_service_error()
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "{sdk:?}"
+    );
 }
 
 // ---- S3 ---------------------------------------------------------------------------------------

@@ -253,12 +253,10 @@ mod tests {
         let store = |e: StoreError| ImportError::Store(e).retry_can_help();
         assert!(store(StoreError::Throttled {
             operation: "get record",
-            detail: "slow down".into()
+            detail: "slow down".into(),
+            cause: None,
         }));
-        assert!(store(StoreError::Unavailable {
-            operation: "get record",
-            detail: "unreachable".into()
-        }));
+        assert!(store(StoreError::unavailable("get record", "unreachable")));
         assert!(!store(StoreError::Malformed {
             operation: "get record",
             detail: "'size' is not a number".into()

@@ -4,6 +4,8 @@
 //! need less ask for less: the webhook holds a [`SubscriptionLookup`], the expiry check
 //! [`MailboxConfigs`] and [`AlertClaims`].
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -23,12 +25,16 @@ pub enum StoreError {
     Throttled {
         operation: &'static str,
         detail: String,
+        /// The SDK's or the database's own error, for callers that inspect it ([`Self::cause`]).
+        cause: Option<Cause>,
     },
     /// The store could not be reached or failed; a later attempt may succeed.
     #[error("state store unavailable during {operation}: {detail}")]
     Unavailable {
         operation: &'static str,
         detail: String,
+        /// The SDK's or the database's own error, when there is one ([`Self::cause`]).
+        cause: Option<Cause>,
     },
     /// Concurrent writers kept changing the item this call depends on.
     #[error("state store conflict during {operation}: {detail}")]
@@ -44,7 +50,28 @@ pub enum StoreError {
     },
 }
 
+/// The error underneath a [`StoreError`]. Kept, not chained as `source()`: `detail` already says
+/// what it says (with the service's code), and a chain would print it twice.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
 impl StoreError {
+    /// A failure with no underlying error to keep (a read-back that found nothing, say).
+    pub fn unavailable(operation: &'static str, detail: impl Into<String>) -> Self {
+        Self::Unavailable {
+            operation,
+            detail: detail.into(),
+            cause: None,
+        }
+    }
+
+    /// The underlying error (an SDK error, a SQLite error), when there is one.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Self::Throttled { cause, .. } | Self::Unavailable { cause, .. } => cause.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Whether trying the same call again later can help.
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Malformed { .. })

@@ -276,10 +276,7 @@ impl DynamoStateStore {
 /// Display says only "service error".
 /// A request that could not be built (a bug, not the service's answer).
 fn invalid_request(operation: &'static str, err: impl std::error::Error) -> StoreError {
-    StoreError::Unavailable {
-        operation,
-        detail: err.to_string(),
-    }
+    StoreError::unavailable(operation, err.to_string())
 }
 
 /// What a conditional put did.
@@ -296,8 +293,8 @@ fn refusal_is_nothing_to_do<T, E, R>(
     result: Result<T, SdkError<E, R>>,
 ) -> Result<(), StoreError>
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
         Ok(_) => Ok(()),
@@ -316,8 +313,8 @@ where
 /// shows only "service error").
 fn store_error<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
     const THROTTLING: [&str; 3] = [
         "ProvisionedThroughputExceededException",
@@ -328,11 +325,20 @@ where
         .as_service_error()
         .and_then(|e| e.code())
         .is_some_and(|code| THROTTLING.contains(&code));
-    let detail = DisplayErrorContext(err).to_string();
+    let detail = DisplayErrorContext(&err).to_string();
+    let cause: Option<crate::ports::Cause> = Some(std::sync::Arc::new(err));
     if throttled {
-        StoreError::Throttled { operation, detail }
+        StoreError::Throttled {
+            operation,
+            detail,
+            cause,
+        }
     } else {
-        StoreError::Unavailable { operation, detail }
+        StoreError::Unavailable {
+            operation,
+            detail,
+            cause,
+        }
     }
 }
 

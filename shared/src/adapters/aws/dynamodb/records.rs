@@ -25,12 +25,14 @@ impl MessageRecords for DynamoStateStore {
         let existing = self
             .existing(OPERATION, returned, key)
             .await?
-            .ok_or_else(|| StoreError::Unavailable {
-                operation: OPERATION,
-                detail: format!(
-                    "record {} of {} exists but could not be read back",
-                    record.message_id, record.mailbox
-                ),
+            .ok_or_else(|| {
+                StoreError::unavailable(
+                    OPERATION,
+                    format!(
+                        "record {} of {} exists but could not be read back",
+                        record.message_id, record.mailbox
+                    ),
+                )
             })?;
         Ok(CreateOutcome::AlreadyStored(Box::new(record_from_item(
             &existing, OPERATION,

@@ -169,10 +169,8 @@ impl SqliteStateStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         const OPERATION: &str = "open database";
         let location = path.display().to_string();
-        let fail = |detail: String| StoreError::Unavailable {
-            operation: OPERATION,
-            detail: format!("{location}: {detail}"),
-        };
+        let fail =
+            |detail: String| StoreError::unavailable(OPERATION, format!("{location}: {detail}"));
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| fail(format!("cannot create directory {}: {e}", parent.display())))?;
@@ -200,10 +198,8 @@ impl SqliteStateStore {
 
     /// A private database in memory, gone when the store is dropped: for tests.
     pub fn in_memory() -> Result<Self, StoreError> {
-        let connection = Connection::open_in_memory().map_err(|e| StoreError::Unavailable {
-            operation: "open database",
-            detail: format!(":memory:: {e}"),
-        })?;
+        let connection = Connection::open_in_memory()
+            .map_err(|e| StoreError::unavailable("open database", format!(":memory:: {e}")))?;
         Self::with_schema(connection, ":memory:".into())
     }
 
@@ -216,10 +212,8 @@ impl SqliteStateStore {
     /// version; refuses a newer one (written by a later Mailroom) rather than misreading it.
     fn with_schema(mut connection: Connection, location: String) -> Result<Self, StoreError> {
         const OPERATION: &str = "open database";
-        let fail = |detail: String| StoreError::Unavailable {
-            operation: OPERATION,
-            detail: format!("{location}: {detail}"),
-        };
+        let fail =
+            |detail: String| StoreError::unavailable(OPERATION, format!("{location}: {detail}"));
         // IMMEDIATE takes the write lock first, so two processes opening a new (or old) database
         // at once do not both try to create (or migrate) the tables. A failed step rolls back
         // every step, leaving the database at the version it had.
@@ -271,9 +265,11 @@ impl SqliteStateStore {
             work(&mut connection).map_err(|e| with_location(e, &location))
         })
         .await
-        .map_err(|e| StoreError::Unavailable {
-            operation,
-            detail: format!("the database task of {} failed: {e}", self.location),
+        .map_err(|e| {
+            StoreError::unavailable(
+                operation,
+                format!("the database task of {} failed: {e}", self.location),
+            )
         })?
     }
 }
@@ -287,9 +283,14 @@ fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 /// Adds the database file to an `Unavailable` error, so the operator knows which one failed.
 fn with_location(error: StoreError, location: &str) -> StoreError {
     match error {
-        StoreError::Unavailable { operation, detail } => StoreError::Unavailable {
+        StoreError::Unavailable {
+            operation,
+            detail,
+            cause,
+        } => StoreError::Unavailable {
             operation,
             detail: format!("{detail} (database {location})"),
+            cause,
         },
         other => other,
     }
@@ -338,11 +339,13 @@ fn sql_error(operation: &'static str) -> impl Fn(rusqlite::Error) -> StoreError 
             StoreError::Throttled {
                 operation,
                 detail: e.to_string(),
+                cause: Some(Arc::new(e)),
             }
         }
         e => StoreError::Unavailable {
             operation,
             detail: e.to_string(),
+            cause: Some(Arc::new(e)),
         },
     }
 }
@@ -774,7 +777,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         let err = SqliteStateStore::open(&path).unwrap_err();
         assert!(
-            matches!(&err, StoreError::Unavailable { operation: "open database", detail }
+            matches!(&err, StoreError::Unavailable { operation: "open database", detail, .. }
                 if detail.contains(&path.display().to_string())),
             "{err:?}"
         );

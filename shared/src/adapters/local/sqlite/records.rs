@@ -49,12 +49,14 @@ impl MessageRecords for SqliteStateStore {
                         record.message_id.as_str(),
                         OPERATION,
                     )?
-                    .ok_or_else(|| StoreError::Unavailable {
-                        operation: OPERATION,
-                        detail: format!(
-                            "record {} of {} was neither inserted nor found",
-                            record.message_id, record.mailbox
-                        ),
+                    .ok_or_else(|| {
+                        StoreError::unavailable(
+                            OPERATION,
+                            format!(
+                                "record {} of {} was neither inserted nor found",
+                                record.message_id, record.mailbox
+                            ),
+                        )
                     })
                 },
             )?;
