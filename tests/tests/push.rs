@@ -98,17 +98,26 @@ async fn duplicated_and_reordered_notifications_store_each_message_once() {
     rig.stack.sandbox.reorder_next_notifications(6);
     let messages = add(&rig, 12, "Backup job");
     rig.wait_for_records(MAILBOX, &ids(&messages), WAIT).await;
+    // The sandbox holds duplicates and reordered notifications back; the import can finish
+    // before they are sent. Wait for them, then check nothing was stored twice because of them.
+    let sent = || -> usize {
+        rig.stack
+            .sandbox
+            .deliveries()
+            .iter()
+            .filter(|d| d.delivered && d.kind == graph_sandbox::DeliveryKind::Notification)
+            .map(|d| d.payload["value"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sent() <= messages.len() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     rig.stack
         .assert_stored_exactly_once(MAILBOX, &messages)
         .await;
-    let sent: usize = rig
-        .stack
-        .sandbox
-        .deliveries()
-        .iter()
-        .filter(|d| d.delivered && d.kind == graph_sandbox::DeliveryKind::Notification)
-        .map(|d| d.payload["value"].as_array().map_or(0, Vec::len))
-        .sum();
+    let sent = sent();
     assert!(
         sent > messages.len(),
         "the sandbox duplicated some notifications: {sent} for {} messages",
