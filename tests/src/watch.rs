@@ -8,8 +8,8 @@
 //! functions it starts: `AWS_LAMBDA_RUNTIME_API=http://{address}/.rt/{name}` (the path prefix
 //! names the function; invocations for `{name}` wait in the emulator until it polls),
 //! `AWS_LAMBDA_FUNCTION_NAME={name}`, `AWS_LAMBDA_FUNCTION_VERSION=1`,
-//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096`, `AWS_LAMBDA_MAX_CONCURRENCY=1` and
-//! `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's log format).
+//! `AWS_LAMBDA_FUNCTION_MEMORY_SIZE=4096` and `AWS_LAMBDA_MAX_CONCURRENCY=1`; plus, as Lambda
+//! sets it for the template's `LogFormat: JSON`, `AWS_LAMBDA_LOG_FORMAT=JSON`.
 //!
 //! Both processes write to one log file, shown in every panic of the harness. Neither outlives
 //! the harness, nor the test process however it ends: each runs under a small `sh` wrapper whose

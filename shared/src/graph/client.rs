@@ -408,8 +408,9 @@ impl GraphClient {
             };
 
             let wait = match &failure {
-                Failure::Throttled(retry_after) => policy.wait(attempt, *retry_after),
-                Failure::Server { retry_after, .. } => policy.wait(attempt, *retry_after),
+                Failure::Throttled(retry_after) | Failure::Server { retry_after, .. } => {
+                    policy.wait(attempt, *retry_after)
+                }
                 Failure::Transport(_) | Failure::NotSent(_) => policy.backoff(attempt),
             };
             // A request that does something again when repeated is retried only when Graph
