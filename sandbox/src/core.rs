@@ -34,6 +34,20 @@ pub(crate) fn sandbox_now(offset_ns: &AtomicU64) -> OffsetDateTime {
 pub(crate) struct Latency {
     global: Duration,
     per_mailbox: HashMap<String, Duration>,
+    /// Added per KiB of a MIME body (`$value`), for a transfer that takes longer the bigger it is.
+    per_kib: Duration,
+    /// Each delay is scaled by a uniform factor in `1 ± jitter`.
+    jitter: f64,
+}
+
+impl Latency {
+    fn jittered(&self, d: Duration) -> Duration {
+        if self.jitter <= 0.0 || d.is_zero() {
+            return d;
+        }
+        let factor = 1.0 + self.jitter * (fastrand::f64() * 2.0 - 1.0);
+        d.mul_f64(factor.max(0.0))
+    }
 }
 
 /// Everything the server and the handles share. Locks are never held across an await, and the
@@ -289,11 +303,25 @@ impl Core {
             .insert(mailbox.to_ascii_lowercase(), d);
     }
 
-    /// Global plus per-mailbox latency.
+    pub(crate) fn set_latency_model(&self, per_kib: Duration, jitter: f64) {
+        let mut l = lock(&self.latency);
+        l.per_kib = per_kib;
+        l.jitter = jitter.clamp(0.0, 1.0);
+    }
+
+    /// Global plus per-mailbox latency, with jitter.
     pub(crate) fn latency_for(&self, mailbox: &str) -> Duration {
         let l = lock(&self.latency);
-        l.global
-            .saturating_add(l.per_mailbox.get(mailbox).copied().unwrap_or_default())
+        let base = l
+            .global
+            .saturating_add(l.per_mailbox.get(mailbox).copied().unwrap_or_default());
+        l.jittered(base)
+    }
+
+    /// Transfer time of a MIME body of `bytes`, with jitter.
+    pub(crate) fn transfer_latency(&self, bytes: u64) -> Duration {
+        let l = lock(&self.latency);
+        l.jittered(l.per_kib.mul_f64(bytes as f64 / 1024.0))
     }
 
     pub(crate) fn set_throttle_retry_after(&self, seconds: f64) {

@@ -270,6 +270,12 @@ impl Sandbox {
         self.core().set_latency(d);
     }
 
+    /// The rest of the latency model: `per_kib` more for each KiB of a MIME body (`$value`), and
+    /// every delay scaled by a random factor in `1 ± jitter` (0 to 1).
+    pub fn set_latency_model(&self, per_kib: Duration, jitter: f64) {
+        self.core().set_latency_model(per_kib, jitter);
+    }
+
     /// Extra delay for one mailbox's Graph requests (on top of the global one).
     pub fn set_mailbox_latency(&self, mailbox: &str, d: Duration) {
         self.core().set_mailbox_latency(mailbox, d);

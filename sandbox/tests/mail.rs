@@ -388,6 +388,33 @@ async fn mime_is_rfc822_with_exact_length_and_matching_hash() {
 }
 
 #[tokio::test]
+async fn a_mime_body_takes_longer_the_bigger_it_is() {
+    let sb = sandbox_with(
+        Mailbox::new(A)
+            .message("Inbox", NewMessage::generated("small", 1024))
+            .message("Inbox", NewMessage::generated("large", 400 * 1024)),
+    )
+    .await;
+    let g = Graph::new(&sb, true).await;
+    // 0.5 ms per KiB: 200 ms more for the 400 KiB message.
+    sb.set_latency_model(Duration::from_micros(500), 0.0);
+    let mut took = Vec::new();
+    for info in sb.messages(A) {
+        let started = Instant::now();
+        let path = format!("/users/{A}/messages/{}/$value", enc(&info.immutable_id));
+        let r = g.req(reqwest::Method::GET, &path).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        took.push((info.subject, started.elapsed()));
+    }
+    took.sort();
+    // A lower bound only: how fast the small one is depends on the machine.
+    let large = took[0].1;
+    assert_eq!(took[0].0, "large");
+    assert!(large >= Duration::from_millis(200), "{took:?}");
+}
+
+#[tokio::test]
 async fn a_50_mb_generated_message_streams_with_the_right_hash() {
     let sb = sandbox_with(Mailbox::new(A)).await;
     let info = sb.add_message(

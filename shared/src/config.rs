@@ -8,7 +8,7 @@ use url::Url;
 use crate::domain::MailboxAddress;
 use crate::engine::PushOptions;
 use crate::expiry::Thresholds;
-use crate::graph::GraphConfig;
+use crate::graph::{GraphConfig, RequestBudget};
 use crate::push::PushUrls;
 
 /// One or more configuration problems.
@@ -103,7 +103,10 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// The Graph client's configuration: `MAILROOM_GRAPH_URL`, `MAILROOM_LOGIN_URL` (national
-    /// clouds and tests change them) and `MAILROOM_GRAPH_MAX_IN_FLIGHT`.
+    /// clouds and tests change them), `MAILROOM_GRAPH_MAX_IN_FLIGHT` and the request budget each
+    /// mailbox is paced to, `MAILROOM_GRAPH_BUDGET_REQUESTS` per `MAILROOM_GRAPH_BUDGET_SECONDS`
+    /// (Outlook's 10,000 per 600 by default; lower it when another app shares the mailboxes;
+    /// 0 requests turns pacing off).
     pub fn graph(&mut self) -> GraphConfig {
         let graph_url = self.url("MAILROOM_GRAPH_URL", GraphConfig::DEFAULT_GRAPH_URL);
         let login_url = self.url("MAILROOM_LOGIN_URL", GraphConfig::DEFAULT_LOGIN_URL);
@@ -114,6 +117,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             1,
             1024,
         ) as usize;
+        let default = RequestBudget::default();
+        let requests = self.number(
+            "MAILROOM_GRAPH_BUDGET_REQUESTS",
+            u64::from(default.requests),
+            0,
+            1_000_000,
+        );
+        let seconds = self.number(
+            "MAILROOM_GRAPH_BUDGET_SECONDS",
+            default.window.as_secs(),
+            1,
+            86_400,
+        );
+        config.request_budget = (requests > 0).then(|| RequestBudget {
+            requests: requests as u32,
+            window: Duration::from_secs(seconds),
+        });
         config
     }
 
@@ -184,6 +204,8 @@ impl AwsSettings {
         EnvVar::optional("MAILROOM_GRAPH_URL"),
         EnvVar::optional("MAILROOM_LOGIN_URL"),
         EnvVar::optional("MAILROOM_GRAPH_MAX_IN_FLIGHT"),
+        EnvVar::optional("MAILROOM_GRAPH_BUDGET_REQUESTS"),
+        EnvVar::optional("MAILROOM_GRAPH_BUDGET_SECONDS"),
     ];
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -380,6 +402,8 @@ impl ExpirySettings {
         EnvVar::optional("MAILROOM_GRAPH_URL"),
         EnvVar::optional("MAILROOM_LOGIN_URL"),
         EnvVar::optional("MAILROOM_GRAPH_MAX_IN_FLIGHT"),
+        EnvVar::optional("MAILROOM_GRAPH_BUDGET_REQUESTS"),
+        EnvVar::optional("MAILROOM_GRAPH_BUDGET_SECONDS"),
     ];
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -493,6 +517,29 @@ mod tests {
             "https://login.microsoftonline.com/"
         );
         assert!(!s.s3_path_style);
+    }
+
+    #[test]
+    fn each_mailbox_is_paced_to_outlooks_budget_unless_told_otherwise() {
+        let base = [("MAILROOM_TABLE", "t"), ("MAILROOM_BUCKET", "b")];
+        let s = AwsSettings::from_lookup(lookup(&base)).unwrap();
+        assert_eq!(s.graph.request_budget, Some(RequestBudget::default()));
+
+        let shared = [&base[..], &[("MAILROOM_GRAPH_BUDGET_REQUESTS", "5000")]].concat();
+        let s = AwsSettings::from_lookup(lookup(&shared)).unwrap();
+        let budget = s.graph.request_budget.unwrap();
+        assert_eq!((budget.requests, budget.window.as_secs()), (5000, 600));
+
+        let off = [&base[..], &[("MAILROOM_GRAPH_BUDGET_REQUESTS", "0")]].concat();
+        let s = AwsSettings::from_lookup(lookup(&off)).unwrap();
+        assert_eq!(s.graph.request_budget, None);
+
+        let bad = [&base[..], &[("MAILROOM_GRAPH_BUDGET_SECONDS", "0")]].concat();
+        let err = AwsSettings::from_lookup(lookup(&bad)).unwrap_err();
+        assert!(
+            err.to_string().contains("MAILROOM_GRAPH_BUDGET_SECONDS"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Outcome {
 
 #[derive(Default)]
 struct Inner {
+    /// When a function first asked for an invocation: the end of its init phase.
+    first_poll: Option<std::time::Instant>,
     queue: VecDeque<(String, Value, u64)>,
     outcomes: HashMap<String, Outcome>,
     init_error: Option<Value>,
@@ -106,6 +108,26 @@ impl RuntimeApi {
         .unwrap_or_else(|_| panic!("no outcome for invocation {id} within {timeout:?}"))
     }
 
+    /// When the function first polled `invocation/next` (its init phase done), waiting up to
+    /// `timeout`; `None` if it did not, or reported an init error instead.
+    pub async fn first_poll(&self, timeout: Duration) -> Option<std::time::Instant> {
+        tokio::time::timeout(timeout, async {
+            loop {
+                let notified = self.shared.changed.notified();
+                {
+                    let inner = self.shared.inner.lock().unwrap();
+                    if inner.first_poll.is_some() || inner.init_error.is_some() {
+                        return inner.first_poll;
+                    }
+                }
+                notified.await;
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     pub fn init_error(&self) -> Option<Value> {
         self.shared.inner.lock().unwrap().init_error.clone()
     }
@@ -143,6 +165,13 @@ impl Drop for RuntimeApi {
 }
 
 async fn next(State(shared): State<Shared>) -> impl IntoResponse {
+    {
+        let mut inner = shared.inner.lock().unwrap();
+        if inner.first_poll.is_none() {
+            inner.first_poll = Some(std::time::Instant::now());
+            shared.changed.notify_waiters();
+        }
+    }
     loop {
         let notified = shared.changed.notified();
         if let Some((id, event, deadline_ms)) = shared.inner.lock().unwrap().queue.pop_front() {

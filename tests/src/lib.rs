@@ -1,8 +1,10 @@
-//! Mailroom's tests over real wire protocols: a moto harness ([`moto`]), the contract suites
+//! Mailroom's tests over real wire protocols: a moto harness ([`moto`]) and a proxy in front of
+//! it that counts the SDK's calls ([`awsproxy`]), the contract suites
 //! every adapter must pass ([`contract`]), and two ways to run a function binary as Lambda runs
 //! it: an emulated Runtime API ([`lambda`]) and `cargo lambda watch` ([`watch`]). The tests
 //! themselves live in `tests/`.
 
+pub mod awsproxy;
 pub mod contract;
 pub mod lambda;
 pub mod moto;

@@ -47,6 +47,20 @@ wait "$moto"
 /// test start moto again.
 static SHARED: OnceLock<Result<Moto, String>> = OnceLock::new();
 
+/// An SDK configuration for moto (or a proxy in front of it) at `endpoint`: us-east-1, static
+/// test credentials. Built explicitly, so nothing from the environment (profiles, real
+/// credentials, endpoint variables) can send a test to a real account.
+pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "testing", "testing", None, None, "moto",
+        )))
+        .endpoint_url(endpoint)
+        .build()
+}
+
 /// A running moto server.
 pub struct Moto {
     endpoint: String,
@@ -78,18 +92,9 @@ impl Moto {
         &self.log
     }
 
-    /// An SDK configuration for moto: us-east-1, static test credentials, moto's endpoint. Built
-    /// explicitly, so nothing from the environment (profiles, real credentials, endpoint
-    /// variables) can send a test to a real account.
+    /// An SDK configuration for moto ([`sdk_config_for`] its endpoint).
     pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing", "testing", None, None, "moto",
-            )))
-            .endpoint_url(self.endpoint())
-            .build()
+        sdk_config_for(&self.endpoint())
     }
 
     /// Clients for moto, S3 path-style (moto on 127.0.0.1 has no bucket subdomains).

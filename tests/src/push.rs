@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use mailroom::adapters::aws::SqsJobQueue;
-use mailroom::engine::{Engine, EngineOptions, NoObserver, PushOptions, QueuedJob, run_batch};
+use mailroom::engine::{
+    Engine, EngineOptions, ImportObserver, NoObserver, PushOptions, QueuedJob, run_batch,
+};
 use mailroom::push::{PushUrls, Webhook};
 use tokio::task::JoinHandle;
 
@@ -38,8 +40,15 @@ impl PushRig {
     /// Starts the webhook and the consumer over `stack`. Subscriptions are not created yet: call
     /// [`Self::maintain`].
     pub async fn start(stack: Stack) -> PushRig {
-        let (queue, queue_url) = stack.moto.fresh_fifo_queue().await;
-        let sqs = stack.moto.clients().sqs;
+        Self::start_observed(stack, Arc::new(NoObserver)).await
+    }
+
+    /// [`Self::start`], with `observer` watching the consumer's imports.
+    pub async fn start_observed(stack: Stack, observer: Arc<dyn ImportObserver>) -> PushRig {
+        // Created on moto, used through the stack's endpoint (a counting proxy, perhaps).
+        let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
+        let sqs = stack.clients().sqs;
+        let queue = SqsJobQueue::new(sqs.clone(), &queue_url);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the webhook");
@@ -56,7 +65,7 @@ impl PushRig {
             ..EngineOptions::default()
         };
         options.lease_margin = Duration::from_secs(5);
-        let engine = Arc::new(stack.engine_with(Arc::new(NoObserver), options));
+        let engine = Arc::new(stack.engine_with(observer, options));
         let mut rig = PushRig {
             stack,
             engine,

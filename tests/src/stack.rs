@@ -33,6 +33,9 @@ pub struct Stack {
     pub state: Arc<DynamoStateStore>,
     pub blobs: Arc<S3BlobStore>,
     pub bucket: String,
+    pub table: String,
+    /// Where the stack's clients send their requests: moto, or a proxy in front of it.
+    pub aws_endpoint: String,
     pub s3: aws_sdk_s3::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     /// The engine's clock: leases and deadlines. Advance it to expire a crashed run's lease.
@@ -49,7 +52,7 @@ impl Stack {
         // Quick retries keep throttling tests short; the client still honours Retry-After.
         sandbox.set_throttle_retry_after(0.05);
         let moto = Moto::shared();
-        let (state, _table) = moto.fresh_table().await;
+        let (state, table) = moto.fresh_table().await;
         let (blobs, bucket) = moto.fresh_bucket().await;
         let clients = moto.clients();
         let credential = format!("mailroom/test/{}", uuid::Uuid::new_v4().simple());
@@ -59,6 +62,8 @@ impl Stack {
             state: Arc::new(state),
             blobs: Arc::new(blobs),
             bucket,
+            table,
+            aws_endpoint: moto.endpoint(),
             s3: clients.s3,
             secrets: clients.secrets,
             clock: Arc::new(ManualClock::default()),
@@ -66,6 +71,24 @@ impl Stack {
         };
         stack.put_secret(DEFAULT_SECRET).await;
         stack
+    }
+
+    /// The same resources, reached through `endpoint` (a proxy in front of moto, such as
+    /// [`crate::awsproxy::AwsProxy`]) by every client and store of the stack.
+    pub fn via(mut self, endpoint: &str) -> Stack {
+        self.aws_endpoint = endpoint.to_owned();
+        let clients = self.clients();
+        self.state = Arc::new(DynamoStateStore::new(clients.dynamodb, &self.table));
+        self.blobs = Arc::new(S3BlobStore::new(clients.s3.clone(), &self.bucket));
+        self.s3 = clients.s3;
+        self.secrets = clients.secrets;
+        self
+    }
+
+    /// Clients for the stack's endpoint ([`Self::via`]).
+    pub fn clients(&self) -> mailroom::adapters::aws::AwsClients {
+        let config = crate::moto::sdk_config_for(&self.aws_endpoint);
+        mailroom::adapters::aws::AwsClients::from_sdk_config(&config, true)
     }
 
     /// Stores (or replaces) the credential secret with `client_secret` as its secret value.
@@ -134,6 +157,17 @@ impl Stack {
     /// An engine on this stack, as a fresh process would build it (its own lease owner, token
     /// cache and credential cache).
     pub fn engine_with(&self, observer: Arc<dyn ImportObserver>, options: EngineOptions) -> Engine {
+        self.engine_with_graph(observer, options, self.graph_config())
+    }
+
+    /// [`Self::engine_with`], with its Graph client configured by `graph` (start from
+    /// [`Self::graph_config`]).
+    pub fn engine_with_graph(
+        &self,
+        observer: Arc<dyn ImportObserver>,
+        options: EngineOptions,
+        graph: GraphConfig,
+    ) -> Engine {
         let options = EngineOptions {
             owner: EngineOptions::default().owner,
             ..options
@@ -146,7 +180,7 @@ impl Stack {
                 Arc::new(secrets),
                 Credentials::DEFAULT_TTL,
             )),
-            graph: GraphClient::new(self.graph_config()).expect("graph client"),
+            graph: GraphClient::new(graph).expect("graph client"),
             clock: self.clock.clone(),
             observer,
             options,

@@ -286,7 +286,7 @@ impl WatchedFunction {
 }
 
 /// `MAILROOM_CARGO_LAMBDA`, else `<workspace>/.venv/bin/cargo-lambda`.
-fn cargo_lambda() -> Result<PathBuf, String> {
+pub fn cargo_lambda() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("MAILROOM_CARGO_LAMBDA") {
         let path = PathBuf::from(path);
         return if path.exists() {
@@ -309,7 +309,7 @@ fn cargo_lambda() -> Result<PathBuf, String> {
     }
 }
 
-fn workspace() -> PathBuf {
+pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate lives in the workspace")

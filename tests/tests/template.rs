@@ -128,8 +128,12 @@ fn function_policies(template: &Value, name: &str) -> Map<String, Value> {
 }
 
 #[test]
-fn the_import_function_is_built_by_cargo_lambda_for_arm64() {
+fn the_import_function_is_built_by_cargo_lambda_for_the_chosen_architecture() {
     let template = template();
+    // arm64 by default; x86_64 for a toolchain without the arm64 standard library.
+    let architecture = &template["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], "arm64");
+    assert_eq!(architecture["AllowedValues"], json!(["arm64", "x86_64"]));
     assert_eq!(template["Transform"], "AWS::Serverless-2016-10-31");
     let function = import_function(&template);
     assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda");
@@ -144,7 +148,10 @@ fn the_import_function_is_built_by_cargo_lambda_for_arm64() {
     );
     let properties = &function["Properties"];
     assert_eq!(properties["Runtime"], "provided.al2023");
-    assert_eq!(properties["Architectures"], json!(["arm64"]));
+    assert_eq!(
+        properties["Architectures"],
+        json!([{"Ref": "Architecture"}])
+    );
     assert_eq!(properties["Handler"], "bootstrap");
     // CodeUri is the workspace root, relative to infra/.
     assert_eq!(properties["CodeUri"], "..");
@@ -466,7 +473,10 @@ fn the_webhook_reads_exactly_its_environment_and_may_only_look_up_and_enqueue() 
     );
     let properties = &function["Properties"];
     assert_eq!(properties["Runtime"], "provided.al2023");
-    assert_eq!(properties["Architectures"], json!(["arm64"]));
+    assert_eq!(
+        properties["Architectures"],
+        json!([{"Ref": "Architecture"}])
+    );
     // Graph cannot sign requests: a public URL, protected by clientState.
     assert_eq!(properties["FunctionUrlConfig"]["AuthType"], "NONE");
     // Graph waits 3 s for a notification and 10 s for a validation; the timeout is no longer.
@@ -772,7 +782,10 @@ fn the_secret_expiry_function_runs_daily_reads_its_environment_and_may_do_only_i
     );
     let properties = &function["Properties"];
     assert_eq!(properties["Runtime"], "provided.al2023");
-    assert_eq!(properties["Architectures"], json!(["arm64"]));
+    assert_eq!(
+        properties["Architectures"],
+        json!([{"Ref": "Architecture"}])
+    );
 
     // Daily, by an EventBridge rule (its event shape is what the function parses).
     let events = properties["Events"].as_object().unwrap();

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mailroom::adapters::local::{LocalJobQueue, LocalJobs, local_queue};
+use mailroom::adapters::local::local_queue;
 use mailroom::domain::job::SyncJob;
-use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions};
+use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions, run_local_jobs};
 use mailroom::expiry::Thresholds;
-use mailroom::ports::JobQueue;
 use mailroom::push::{PushUrls, Webhook};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -199,37 +198,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         tokio::signal::ctrl_c().await.ok();
-    }
-}
-
-/// Runs jobs as they arrive until `stop` is cancelled (or every sender is gone). A job to retry (the
-/// mailbox was busy, say) is queued again after `retry_after`. `report` sees every outcome.
-async fn run_local_jobs(
-    engine: Arc<Engine>,
-    mut jobs: LocalJobs,
-    queue: LocalJobQueue,
-    stop: CancellationToken,
-    retry_after: Duration,
-    report: impl Fn(&SyncJob, &JobOutcome),
-) {
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = stop.cancelled() => None,
-        };
-        let Some(job) = job else { return };
-        // A job has as long as a Lambda invocation would.
-        let stop_at = time::OffsetDateTime::now_utc() + time::Duration::minutes(14);
-        let outcome = engine.run_job(&job, stop_at).await;
-        report(&job, &outcome);
-        if outcome.retry() && !stop.is_cancelled() {
-            let queue = queue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(retry_after).await;
-                if let Err(e) = queue.enqueue(&job).await {
-                    tracing::warn!(error = %e, "could not queue a job again");
-                }
-            });
-        }
     }
 }

@@ -290,6 +290,17 @@ async fn run(
     };
     // Moves and sendMail can bring messages into watched folders (docs/graph.md section 6).
     core.notify_arrivals(&arrivals);
+    // A bigger body takes longer to arrive; the slot stays taken meanwhile.
+    if let Ok(Reply {
+        body: ReplyBody::Mime(template),
+        ..
+    }) = &reply
+    {
+        let transfer = core.transfer_latency(template.len());
+        if !transfer.is_zero() {
+            tokio::time::sleep(transfer).await;
+        }
+    }
     reply
 }
 

@@ -27,6 +27,8 @@ use crate::graph::{GraphClient, GraphError};
 use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
 
 pub use crate::domain::job::QueuedJob;
+#[cfg(feature = "local")]
+pub use jobs::run_local_jobs;
 pub use jobs::{JobOutcome, run_batch};
 pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
 pub use subscriptions::{PushOptions, SubscriptionReport};

@@ -15,7 +15,7 @@ use super::auth::{TokenCache, describe};
 use super::error::{
     ApiErrorBody, GraphError, Operation, classify_api_error, is_retryable_status, parse_retry_after,
 };
-use super::limiter::{Limiter, Permit};
+use super::limiter::{Limiter, Permit, RequestBudget};
 use super::retry::RetryPolicy;
 use crate::credentials::AppCredential;
 use crate::domain::MailboxAddress;
@@ -30,6 +30,9 @@ pub struct GraphConfig {
     pub login_url: Url,
     /// Requests in flight per app and mailbox; Outlook allows 4 (docs/graph.md §7).
     pub per_mailbox_concurrency: usize,
+    /// Requests per app and mailbox per window that Graph allows (docs/graph.md §7); the client
+    /// paces each mailbox to stay within it. `None` sends as fast as the slots allow.
+    pub request_budget: Option<RequestBudget>,
     /// Requests in flight across all mailboxes of this process.
     pub global_concurrency: usize,
     pub retry: RetryPolicy,
@@ -49,6 +52,7 @@ impl GraphConfig {
             graph_url,
             login_url,
             per_mailbox_concurrency: 4,
+            request_budget: Some(RequestBudget::default()),
             global_concurrency: 32,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
@@ -98,7 +102,11 @@ impl GraphClient {
                 GraphError::Config(format!("cannot build the HTTP client: {}", describe(&e)))
             })?;
         let tokens = TokenCache::new(http.clone(), config.login_url.clone(), config.retry);
-        let limiter = Limiter::new(config.per_mailbox_concurrency, config.global_concurrency);
+        let limiter = Limiter::new(
+            config.per_mailbox_concurrency,
+            config.request_budget,
+            config.global_concurrency,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 http,

@@ -22,7 +22,7 @@ pub use applications::{
 pub use client::{GraphClient, GraphConfig, MailboxClient};
 pub use error::{GraphError, Operation};
 pub use folders::{WELL_KNOWN_FOLDERS, path_segments};
-pub use limiter::Permit;
+pub use limiter::{Permit, RequestBudget};
 pub use messages::DeltaStart;
 pub use model::{EmailAddress, MailFolder, MessageSummary, Page, Recipient};
 pub use retry::RetryPolicy;

@@ -1,0 +1,214 @@
+//! An HTTP proxy between the AWS SDK and moto that names and counts every call, by service and
+//! operation: the benchmark's "AWS calls per message", the inputs of the cost model.
+//!
+//! The SDK is pointed at the proxy instead of moto; the proxy forwards each request unchanged
+//! (moto does not check signatures) and answers with moto's response. Test support only: no
+//! production code path goes through it.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// The largest request or response the proxy forwards (S3 parts are 8 MiB).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Clone)]
+struct Shared {
+    upstream: String,
+    http: reqwest::Client,
+    calls: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+}
+
+/// A running proxy in front of one upstream (moto).
+pub struct AwsProxy {
+    endpoint: String,
+    shared: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl AwsProxy {
+    /// Starts a proxy on loopback forwarding to `upstream` (e.g. moto's endpoint).
+    pub async fn start(upstream: &str) -> AwsProxy {
+        let shared = Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            calls: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        AwsProxy {
+            endpoint,
+            shared,
+            server,
+        }
+    }
+
+    /// Where the SDK should send its requests.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Calls so far, by (service, operation), e.g. `("dynamodb", "PutItem")`.
+    pub fn calls(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.calls.lock().unwrap().clone()
+    }
+
+    pub fn reset(&self) {
+        self.shared.calls.lock().unwrap().clear();
+    }
+}
+
+impl Drop for AwsProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let call = name_call(&parts.method, &parts.uri, &parts.headers);
+    *shared.calls.lock().unwrap().entry(call).or_default() += 1;
+
+    let Ok(body) = to_bytes(body, MAX_BODY).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "proxy: body too large").into_response();
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = shared
+        .http
+        .request(
+            parts.method.clone(),
+            format!("{}{path_and_query}", shared.upstream),
+        )
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != "content-length" && name != "transfer-encoding" && name != "connection" {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
+/// (service, operation) of an SDK request: the JSON protocols name the operation in
+/// `X-Amz-Target`; S3's REST protocol in its method, path and query.
+fn name_call(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> (String, String) {
+    let service = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|scope| scope.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_owned();
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let operation = target.rsplit('.').next().unwrap_or(target);
+        return (service, operation.to_owned());
+    }
+    let query = uri.query().unwrap_or("");
+    let has = |key: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(key))
+    };
+    // Path-style: /bucket or /bucket/key.
+    let object = uri.path().trim_start_matches('/').contains('/');
+    let operation = match *method {
+        Method::PUT if has("partNumber") => "UploadPart",
+        Method::PUT if headers.contains_key("x-amz-copy-source") => "CopyObject",
+        Method::PUT if object => "PutObject",
+        Method::PUT => "CreateBucket",
+        Method::POST if has("uploads") => "CreateMultipartUpload",
+        Method::POST if has("uploadId") => "CompleteMultipartUpload",
+        Method::POST if has("delete") => "DeleteObjects",
+        Method::DELETE if has("uploadId") => "AbortMultipartUpload",
+        Method::DELETE if object => "DeleteObject",
+        Method::GET if object => "GetObject",
+        Method::GET => "ListObjectsV2",
+        Method::HEAD => "HeadObject",
+        _ => "Other",
+    };
+    (service, operation.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(method: Method, uri: &str, headers: &[(&str, &str)]) -> (String, String) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        name_call(&method, &uri.parse().unwrap(), &map)
+    }
+
+    #[test]
+    fn calls_are_named_by_service_and_operation() {
+        let auth = |service: &str| {
+            format!(
+                "AWS4-HMAC-SHA256 Credential=testing/20261204/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00"
+            )
+        };
+        assert_eq!(
+            name(
+                Method::POST,
+                "/",
+                &[
+                    ("authorization", &auth("dynamodb")),
+                    ("x-amz-target", "DynamoDB_20120810.PutItem")
+                ]
+            ),
+            ("dynamodb".into(), "PutItem".into())
+        );
+        assert_eq!(
+            name(
+                Method::PUT,
+                "/bucket/a/b.eml?partNumber=2&uploadId=x",
+                &[("authorization", &auth("s3"))]
+            ),
+            ("s3".into(), "UploadPart".into())
+        );
+        assert_eq!(
+            name(
+                Method::PUT,
+                "/bucket/a/b.eml",
+                &[("authorization", &auth("s3"))]
+            ),
+            ("s3".into(), "PutObject".into())
+        );
+        assert_eq!(
+            name(
+                Method::POST,
+                "/bucket/a/b.eml?uploads",
+                &[("authorization", &auth("s3"))]
+            ),
+            ("s3".into(), "CreateMultipartUpload".into())
+        );
+    }
+}
