@@ -20,3 +20,4 @@ pub mod ports;
 pub mod push;
 pub mod redact;
 pub mod rotation;
+pub mod tls;

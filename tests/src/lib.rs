@@ -1,7 +1,8 @@
 //! Mailroom's tests over real wire protocols: a moto harness ([`moto`]) and a proxy in front of
 //! it that counts the SDK's calls ([`awsproxy`]), the contract suites
 //! every adapter must pass ([`contract`]), and two ways to run a function binary as Lambda runs
-//! it: an emulated Runtime API ([`lambda`]) and `cargo lambda watch` ([`watch`]). The tests
+//! it: an emulated Runtime API ([`lambda`]) and `cargo lambda watch` ([`watch`]); a TLS front for
+//! loopback servers ([`tls`]). The tests
 //! themselves live in `tests/`.
 
 pub mod awsproxy;
@@ -10,4 +11,5 @@ pub mod lambda;
 pub mod moto;
 pub mod push;
 pub mod stack;
+pub mod tls;
 pub mod watch;

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use aws_config::BehaviorVersion;
 use lambda_http::http::header::CONTENT_TYPE;
 use lambda_http::{Body, Error, Request, Response, service_fn};
 use mailroom::adapters::aws::{AwsClients, DynamoStateStore, SqsJobQueue};
@@ -20,8 +19,7 @@ async fn main() -> Result<(), Error> {
     // Cold start: settings and clients only, no network calls, so the first request (often
     // Graph's validation handshake, which must be answered within 10 seconds) is not delayed.
     let settings = WebhookSettings::from_env()?;
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let clients = AwsClients::from_sdk_config(&sdk, false);
+    let clients = AwsClients::from_env(false).await;
     let webhook = Webhook::new(
         Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.table)),
         Arc::new(SqsJobQueue::new(clients.sqs, settings.queue_url)),

@@ -19,6 +19,7 @@ use super::limiter::{Limiter, Permit, RequestBudget};
 use super::retry::RetryPolicy;
 use crate::credentials::AppCredential;
 use crate::domain::MailboxAddress;
+use crate::tls::CaBundle;
 
 /// Where Graph and Entra are, and how politely to talk to them.
 #[derive(Debug, Clone)]
@@ -40,6 +41,9 @@ pub struct GraphConfig {
     pub request_timeout: Duration,
     /// Longest silence tolerated while reading a response body.
     pub read_timeout: Duration,
+    /// The CA certificates to trust: the system's bundle, read once ([`crate::tls`]); `None`
+    /// leaves finding them to reqwest.
+    pub ca_bundle: Option<CaBundle>,
 }
 
 impl GraphConfig {
@@ -57,6 +61,7 @@ impl GraphConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(60),
             read_timeout: Duration::from_secs(60),
+            ca_bundle: CaBundle::system(),
         }
     }
 }
@@ -92,15 +97,25 @@ pub struct GraphClient {
 
 impl GraphClient {
     pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(config.read_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
-            .user_agent(concat!("mailroom/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| {
-                GraphError::Config(format!("cannot build the HTTP client: {}", describe(&e)))
-            })?;
+            .user_agent(concat!("mailroom/", env!("CARGO_PKG_VERSION")));
+        if let Some(bundle) = &config.ca_bundle {
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(bundle.pem()).map_err(|e| {
+                    GraphError::Config(format!(
+                        "cannot read the CA certificates in {}: {}",
+                        bundle.path().display(),
+                        describe(&e)
+                    ))
+                })?;
+            builder = builder.tls_certs_only(certificates);
+        }
+        let http = builder.build().map_err(|e| {
+            GraphError::Config(format!("cannot build the HTTP client: {}", describe(&e)))
+        })?;
         let tokens = TokenCache::new(http.clone(), config.login_url.clone(), config.retry);
         let limiter = Limiter::new(
             config.per_mailbox_concurrency,

@@ -27,7 +27,9 @@ pub use sns::SnsAlerter;
 #[cfg(feature = "aws-sqs")]
 pub use sqs::SqsJobQueue;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+
+use crate::tls::CaBundle;
 
 /// The SDK clients the AWS adapters need, built once per process (cold start) and cloned into
 /// the adapters: clients share their connection pool when cloned. Only the clients of the enabled
@@ -46,13 +48,44 @@ pub struct AwsClients {
     pub sns: aws_sdk_sns::Client,
 }
 
+/// `loader` with aws-config's default HTTP client (rustls with aws-lc, the connector settings
+/// and proxy of each client) trusting `bundle`, instead of looking for the system's certificates
+/// itself.
+pub fn trusting(loader: ConfigLoader, bundle: &CaBundle) -> ConfigLoader {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    let trust = TrustStore::empty().with_pem_certificate(bundle.pem().to_vec());
+    let Ok(context) = TlsContext::builder().with_trust_store(trust).build() else {
+        return loader;
+    };
+    loader.http_client(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut connector = ConnectorBuilder::default()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+                .tls_context(context.clone());
+            connector.set_connector_settings(settings.cloned());
+            if let Some(components) = components {
+                connector.set_sleep_impl(components.sleep_impl());
+            }
+            connector.set_proxy_config(Some(ProxyConfig::from_env()));
+            connector.build()
+        }),
+    )
+}
+
 impl AwsClients {
     /// Clients from the environment: region, credentials and `AWS_ENDPOINT_URL` (for an
     /// emulator) as the AWS SDK reads them. `s3_path_style` addresses buckets as
     /// `endpoint/bucket` instead of `bucket.endpoint`, which emulators on localhost need.
+    ///
+    /// On Linux the HTTP client trusts the system's CA bundle, read once ([`crate::tls`]).
     pub async fn from_env(s3_path_style: bool) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_sdk_config(&config, s3_path_style)
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(bundle) = CaBundle::system() {
+            loader = trusting(loader, &bundle);
+        }
+        Self::from_sdk_config(&loader.load().await, s3_path_style)
     }
 
     /// Clients from an already loaded SDK configuration.
