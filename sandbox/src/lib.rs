@@ -5,7 +5,8 @@
 //! control API under `/_sandbox/`. Behaviour follows `docs/graph.md`: Exchange-style ids with
 //! `/ + =`, immutable vs REST ids, `$skip` paging against the live folder, per-folder delta with
 //! expiring tokens, Outlook throttling (4 concurrent requests per app and mailbox), access
-//! policies, permissions, and injectable faults and latency.
+//! policies, permissions, and injectable faults and latency. The directory (`/users`, groups and
+//! their transitive members, with Graph's paging) lists a tenant's mailboxes for discovery.
 //!
 //! Applications (docs/graph.md section 9): every app has an application object (`/applications`,
 //! with `passwordCredentials` and `keyCredentials`) that apps holding `Application.*`
@@ -70,8 +71,8 @@ pub use subscriptions::SubscriptionInfo;
 pub use throttle::MailboxStats;
 pub use world::{
     App, AppSecret, DEFAULT_APP_DISPLAY_NAME, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID,
-    DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Mailbox, NewMessage, Tenant,
-    World,
+    DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Group, Mailbox, NewMessage,
+    Tenant, World,
 };
 
 /// A test-only certificate credential: a self-signed RSA-2048 certificate (CN=mailroom-test-app,

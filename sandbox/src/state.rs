@@ -99,6 +99,7 @@ pub(crate) struct TenantState {
     pub(crate) id: String,
     pub(crate) domains: Vec<String>,
     pub(crate) apps: Vec<AppState>,
+    pub(crate) groups: Vec<crate::world::Group>,
 }
 
 impl TenantState {
@@ -245,6 +246,8 @@ pub(crate) struct MailboxState {
     pub(crate) address: String,
     pub(crate) display_name: String,
     pub(crate) tenant: usize,
+    /// A user's, a shared or an unlicensed user's mailbox (the directory shows which).
+    pub(crate) kind: crate::world::MailboxKind,
     pub(crate) folders: Vec<Folder>,
     folder_ids: HashMap<String, usize>,
     pub(crate) messages: HashMap<MsgKey, Message>,
@@ -287,6 +290,7 @@ impl MailboxState {
             address: address.to_ascii_lowercase(),
             display_name: display_name.map_or_else(|| title_case(local), str::to_owned),
             tenant,
+            kind: crate::world::MailboxKind::User,
             folders: Vec::new(),
             folder_ids: HashMap::new(),
             messages: HashMap::new(),
@@ -764,6 +768,7 @@ impl State {
             state.tenants.push(TenantState {
                 id: t.id.clone(),
                 domains: t.domains.clone(),
+                groups: t.groups.clone(),
                 apps: t
                     .apps
                     .iter()
@@ -794,6 +799,9 @@ impl State {
             });
             for m in &t.mailboxes {
                 let mb = state.add_mailbox(&m.address, m.display_name.as_deref(), tenant);
+                if let Some(added) = state.mailboxes.get_mut(mb) {
+                    added.kind = m.kind;
+                }
                 for op in &m.ops {
                     match op {
                         MailboxOp::Folder(path) => {
@@ -873,6 +881,7 @@ impl State {
                     id: crate::world::DEFAULT_TENANT.to_owned(),
                     domains: vec![domain.to_owned()],
                     apps: Vec::new(),
+                    groups: Vec::new(),
                 });
                 0
             }

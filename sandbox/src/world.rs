@@ -74,6 +74,17 @@ impl World {
         }
         self
     }
+
+    /// Adds a group to the directory of the tenant whose id or domain is `tenant_id`; a tenant
+    /// with that id is created if there is none.
+    pub fn group(mut self, tenant_id: &str, g: Group) -> Self {
+        let found = self.tenants.iter_mut().find(|t| t.matches(tenant_id));
+        match found {
+            Some(t) => t.groups.push(g),
+            None => self.tenants.push(Tenant::new(tenant_id).group(g)),
+        }
+        self
+    }
 }
 
 /// An Entra tenant: its id, domains, app registrations and mailboxes.
@@ -83,6 +94,40 @@ pub struct Tenant {
     pub(crate) domains: Vec<String>,
     pub(crate) apps: Vec<App>,
     pub(crate) mailboxes: Vec<Mailbox>,
+    pub(crate) groups: Vec<Group>,
+}
+
+/// A directory group: users (by mailbox address) and nested groups (by id) as members.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub(crate) id: String,
+    pub(crate) display_name: String,
+    pub(crate) members: Vec<String>,
+    pub(crate) groups: Vec<String>,
+}
+
+impl Group {
+    /// A group with this object id (normally a GUID) and display name, and no members.
+    pub fn new(id: &str, display_name: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            display_name: display_name.to_owned(),
+            members: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// Adds the user owning this mailbox address as a direct member.
+    pub fn member(mut self, address: &str) -> Self {
+        self.members.push(address.to_ascii_lowercase());
+        self
+    }
+
+    /// Adds another group (by id) as a nested member.
+    pub fn nested(mut self, group_id: &str) -> Self {
+        self.groups.push(group_id.to_owned());
+        self
+    }
 }
 
 impl Tenant {
@@ -93,6 +138,7 @@ impl Tenant {
             domains: Vec::new(),
             apps: Vec::new(),
             mailboxes: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -111,6 +157,12 @@ impl Tenant {
     /// Adds a mailbox to this tenant.
     pub fn mailbox(mut self, m: Mailbox) -> Self {
         self.mailboxes.push(m);
+        self
+    }
+
+    /// Adds a group to this tenant's directory.
+    pub fn group(mut self, g: Group) -> Self {
+        self.groups.push(g);
         self
     }
 
@@ -265,6 +317,20 @@ pub struct Mailbox {
     pub(crate) address: String,
     pub(crate) display_name: Option<String>,
     pub(crate) ops: Vec<MailboxOp>,
+    pub(crate) kind: MailboxKind,
+}
+
+/// What kind of directory user owns a mailbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum MailboxKind {
+    /// A licensed user with a mailbox.
+    #[default]
+    User,
+    /// A shared mailbox: a user object whose account is disabled (`accountEnabled: false`).
+    Shared,
+    /// A user without an Exchange Online licence: listed in the directory, but every mail
+    /// request answers `404 MailboxNotEnabledForRESTAPI`.
+    Unlicensed,
 }
 
 #[derive(Clone, Debug)]
@@ -282,7 +348,21 @@ impl Mailbox {
             address: address.to_owned(),
             display_name: None,
             ops: Vec::new(),
+            kind: MailboxKind::User,
         }
+    }
+
+    /// Makes it a shared mailbox: its user account is disabled, as Exchange creates them.
+    pub fn shared(mut self) -> Self {
+        self.kind = MailboxKind::Shared;
+        self
+    }
+
+    /// Makes its owner a user without an Exchange Online licence: listed by `/users`, but mail
+    /// requests answer `404 MailboxNotEnabledForRESTAPI`.
+    pub fn unlicensed(mut self) -> Self {
+        self.kind = MailboxKind::Unlicensed;
+        self
     }
 
     /// Sets the owner's display name (used in `To:` headers).

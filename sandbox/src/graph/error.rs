@@ -98,6 +98,16 @@ impl GraphError {
         )
     }
 
+    /// `404 MailboxNotEnabledForRESTAPI`: the user has no Exchange Online mailbox (no licence,
+    /// soft-deleted, or on-premises), in the text docs/graph.md section 10 records.
+    pub(crate) fn mailbox_not_enabled() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        )
+    }
+
     /// `400 Request_BadRequest`: a directory request Graph refuses.
     pub(crate) fn directory_bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "Request_BadRequest", message)

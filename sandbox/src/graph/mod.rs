@@ -3,6 +3,7 @@
 
 mod applications;
 mod delta;
+mod directory;
 mod error;
 mod folders;
 mod messages;
@@ -253,6 +254,17 @@ async fn run(
         }
         return applications::handle(core, ctx, &segments, body, tenant, &client_id);
     }
+    if directory::is_directory_request(&segments) {
+        // Directory, not mail: no Outlook throttling; faults and latency still apply.
+        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
+            apply_fault(kind, draft, cut).await?;
+        }
+        let latency = core.latency_for("");
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        return directory::handle(core, ctx, &segments, tenant, &client_id);
+    }
     let route = route::parse(&ctx.method, &segments)?;
     draft.mailbox = Some(route.user.to_ascii_lowercase());
 
@@ -402,6 +414,12 @@ fn authorize(
         .and_then(|t| t.app(client_id))
         .ok_or_else(GraphError::access_denied)?;
     let need = route.op.need();
+    let unlicensed = st
+        .mailbox(mb_idx)
+        .is_some_and(|m| m.kind == crate::world::MailboxKind::Unlicensed);
+    if unlicensed && need != Need::Directory {
+        return Err(GraphError::mailbox_not_enabled());
+    }
     if need == Need::Directory {
         let allowed = ["User.Read.All", "User.ReadBasic.All", "Directory.Read.All"]
             .iter()

@@ -127,7 +127,6 @@ pub(crate) fn parse(method: &Method, segs: &[String]) -> Result<Route, GraphErro
                 op,
             })
         }
-        [users] if is(users, "users") => Err(GraphError::not_implemented("GET /users")),
         [first, ..] => Err(GraphError::not_found_segment(first)),
     }
 }
