@@ -141,6 +141,25 @@ impl GraphClient {
         self.inner.tokens.token(credential).await.map(drop)
     }
 
+    /// Checks that a link Graph returned (nextLink, deltaLink) points back at the configured Graph
+    /// origin before it is followed with a bearer token (the token never leaves Graph).
+    pub(crate) fn trusted_link(&self, operation: Operation, link: &str) -> Result<Url, GraphError> {
+        let url = Url::parse(link).map_err(|_| GraphError::MalformedResponse {
+            operation: operation.name(),
+            detail: "a paging link is not a URL".into(),
+        })?;
+        if url.origin() != self.inner.config.graph_url.origin() {
+            return Err(GraphError::MalformedResponse {
+                operation: operation.name(),
+                detail: format!(
+                    "a paging link points at {} instead of the configured Graph URL; refusing to send the token there",
+                    url.origin().ascii_serialization()
+                ),
+            });
+        }
+        Ok(url)
+    }
+
     /// A handle for one mailbox, authenticating with `credential`.
     pub fn mailbox(&self, credential: AppCredential, mailbox: MailboxAddress) -> MailboxClient {
         MailboxClient {
@@ -182,12 +201,14 @@ pub(crate) enum Reply {
     Stream(reqwest::Response, Permit),
 }
 
-/// What a request is about: one mailbox (Outlook's limits and errors are per app and mailbox), or
-/// the app's own registration (`/applications`, docs/graph.md §9).
+/// What a request is about: one mailbox (Outlook's limits and errors are per app and mailbox),
+/// the app's own registration (`/applications`, docs/graph.md §9), or the directory (`/users`,
+/// `/groups`, §8).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
     Mailbox(&'a MailboxAddress),
     Application,
+    Directory,
 }
 
 impl Target<'_> {
@@ -196,6 +217,7 @@ impl Target<'_> {
         match self {
             Self::Mailbox(mailbox) => mailbox.as_str(),
             Self::Application => "/applications",
+            Self::Directory => "/directory",
         }
     }
 }
@@ -242,20 +264,7 @@ impl MailboxClient {
     /// Checks that a link Graph returned (nextLink, deltaLink) points back at the configured Graph
     /// origin before it is followed with a bearer token (the token never leaves Graph).
     pub(crate) fn trusted_link(&self, operation: Operation, link: &str) -> Result<Url, GraphError> {
-        let url = Url::parse(link).map_err(|_| GraphError::MalformedResponse {
-            operation: operation.name(),
-            detail: "a paging link is not a URL".into(),
-        })?;
-        if url.origin() != self.client.inner.config.graph_url.origin() {
-            return Err(GraphError::MalformedResponse {
-                operation: operation.name(),
-                detail: format!(
-                    "a paging link points at {} instead of the configured Graph URL; refusing to send the token there",
-                    url.origin().ascii_serialization()
-                ),
-            });
-        }
-        Ok(url)
+        self.client.trusted_link(operation, link)
     }
 
     /// Sends a request about this mailbox and parses its JSON reply.
@@ -452,7 +461,7 @@ impl GraphClient {
                             operation: operation.name(),
                             attempts: attempt,
                         },
-                        Target::Application => GraphError::Transport {
+                        Target::Application | Target::Directory => GraphError::Transport {
                             operation: operation.name(),
                             attempts: attempt,
                             detail: "Graph kept answering 429 Too Many Requests".into(),

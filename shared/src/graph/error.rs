@@ -29,6 +29,12 @@ pub enum Operation {
     RemovePassword,
     /// `POST /users/{mailbox}/sendMail` (alert mail).
     SendMail,
+    /// `GET /users`: the tenant's users, for discovery.
+    ListUsers,
+    /// `GET /groups?$filter=displayName eq '…'` or `GET /groups/{id}`.
+    FindGroup,
+    /// `GET /groups/{id}/transitiveMembers/microsoft.graph.user`.
+    ListGroupMembers,
 }
 
 impl Operation {
@@ -49,6 +55,9 @@ impl Operation {
             Self::AddPassword => "add a client secret to its app registration",
             Self::RemovePassword => "remove a client secret from its app registration",
             Self::SendMail => "send mail",
+            Self::ListUsers => "list the tenant's users",
+            Self::FindGroup => "look up a group",
+            Self::ListGroupMembers => "list a group's members",
         }
     }
 
@@ -76,6 +85,9 @@ impl Operation {
             // reading alone (docs/graph.md §9).
             Self::ReadApplication => "Application.Read.All",
             Self::AddPassword | Self::RemovePassword => "Application.ReadWrite.OwnedBy",
+            // The least for listing users with their mail and accountEnabled (docs/graph.md §8).
+            Self::ListUsers => "User.Read.All",
+            Self::FindGroup | Self::ListGroupMembers => "GroupMember.Read.All",
             _ => "Mail.Read",
         }
     }
@@ -148,6 +160,11 @@ pub enum GraphError {
         needed: &'static str,
         code: String,
     },
+
+    #[error(
+        "group '{group}' was not found: name it by its display name or object id, as Entra ID > Groups shows it"
+    )]
+    GroupNotFound { group: String },
 
     #[error("{operation} of app {client_id}: not found ({code})")]
     ApplicationNotFound {
@@ -394,6 +411,23 @@ pub(crate) fn classify_api_error(
     let ApiErrorDetail { code, message } = body.error;
     let mailbox = match target {
         Target::Mailbox(mailbox) => mailbox.clone(),
+        Target::Directory => {
+            return match status {
+                403 => GraphError::ApplicationPermissionDenied {
+                    client_id: client_id.to_owned(),
+                    operation: operation.name(),
+                    needed: operation.permission(),
+                    code,
+                },
+                _ => GraphError::Api {
+                    operation: operation.name(),
+                    status,
+                    code,
+                    message,
+                    client_request_id: client_request_id.to_owned(),
+                },
+            };
+        }
         Target::Application => {
             return match status {
                 403 => GraphError::ApplicationPermissionDenied {

@@ -6,6 +6,7 @@ mod applications;
 mod assertion;
 mod auth;
 mod client;
+mod directory;
 mod error;
 mod folders;
 mod limiter;
@@ -20,6 +21,7 @@ pub use applications::{
     AppClient, Application, KeyCredential, NewPassword, PasswordCredential, PasswordManagement,
 };
 pub use client::{GraphClient, GraphConfig, MailboxClient};
+pub use directory::{DirectoryClient, DirectoryGroup, DirectoryUser};
 pub use error::{GraphError, Operation};
 pub use folders::{WELL_KNOWN_FOLDERS, path_segments};
 pub use limiter::{Permit, RequestBudget};
