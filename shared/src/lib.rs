@@ -9,6 +9,7 @@ pub mod adapters;
 pub mod clock;
 pub mod config;
 pub mod credentials;
+pub mod discovery;
 pub mod doctor;
 pub mod domain;
 pub mod engine;
