@@ -1,8 +1,10 @@
 //! An HTTP proxy between the AWS SDK and moto that names and counts every call, by service and
-//! operation: the benchmark's "AWS calls per message", the inputs of the cost model.
+//! operation (the benchmark's "AWS calls per message", the inputs of the cost model), and can
+//! answer chosen calls with a fault instead: throttling, a server error, or a delay.
 //!
 //! The SDK is pointed at the proxy instead of moto; the proxy forwards each request unchanged
-//! (moto does not check signatures) and answers with moto's response. Test support only: no
+//! (moto does not check signatures) and answers with moto's response. Faulted calls never reach
+//! moto, as a throttled or failed call does not act on AWS either. Test support only: no
 //! production code path goes through it.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -22,6 +24,44 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     calls: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    faults: Arc<Mutex<Vec<FaultRule>>>,
+}
+
+/// What a faulted call gets, in each service's own wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsFault {
+    /// DynamoDB `ProvisionedThroughputExceededException` (400), S3 `SlowDown` (503), otherwise
+    /// `ThrottlingException` (400).
+    Throttle,
+    /// DynamoDB `InternalServerError`, S3 `InternalError`, otherwise `InternalFailure` (500).
+    ServerError,
+    /// Forwarded after this long (past an SDK timeout, if longer than it).
+    Delay(std::time::Duration),
+}
+
+/// Answers the next `times` calls of `service` (and `operation`, if given) with `fault`.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub service: &'static str,
+    pub operation: Option<&'static str>,
+    pub fault: AwsFault,
+    pub times: usize,
+}
+
+impl FaultRule {
+    pub fn new(
+        service: &'static str,
+        operation: &'static str,
+        fault: AwsFault,
+        times: usize,
+    ) -> Self {
+        Self {
+            service,
+            operation: Some(operation),
+            fault,
+            times,
+        }
+    }
 }
 
 /// A running proxy in front of one upstream (moto).
@@ -38,6 +78,7 @@ impl AwsProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             calls: Arc::default(),
+            faults: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -67,6 +108,98 @@ impl AwsProxy {
     pub fn reset(&self) {
         self.shared.calls.lock().unwrap().clear();
     }
+
+    /// Adds a fault rule; rules are tried in the order added.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.faults.lock().unwrap().push(rule);
+    }
+
+    /// Removes every fault rule, fired or not.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Faults still to fire.
+    pub fn pending_faults(&self) -> usize {
+        self.shared
+            .faults
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.times)
+            .sum()
+    }
+}
+
+/// The fault for this call, if a rule with calls left matches it (and uses one up).
+fn take_fault(shared: &Shared, (service, operation): &(String, String)) -> Option<AwsFault> {
+    let mut faults = shared.faults.lock().unwrap();
+    let rule = faults.iter_mut().find(|r| {
+        r.times > 0 && r.service == service && r.operation.is_none_or(|o| o == operation)
+    })?;
+    rule.times -= 1;
+    Some(rule.fault)
+}
+
+/// The fault's response as `service` would send it.
+fn fault_response(service: &str, fault: AwsFault) -> Response {
+    let (status, code, message) = match (service, fault) {
+        ("dynamodb", AwsFault::Throttle) => (
+            StatusCode::BAD_REQUEST,
+            "ProvisionedThroughputExceededException",
+            "The level of configured provisioned throughput for the table was exceeded.",
+        ),
+        ("s3", AwsFault::Throttle) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SlowDown",
+            "Please reduce your request rate.",
+        ),
+        (_, AwsFault::Throttle) => (
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Rate exceeded",
+        ),
+        ("dynamodb", _) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "Internal server error",
+        ),
+        ("s3", _) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "We encountered an internal error. Please try again.",
+        ),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalFailure",
+            "Internal failure",
+        ),
+    };
+    let mut response = if service == "s3" {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>proxy</RequestId></Error>"
+        );
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut()
+            .insert("content-type", "application/xml".parse().unwrap());
+        r
+    } else {
+        let prefix = match service {
+            "dynamodb" => "com.amazonaws.dynamodb.v20120810#",
+            _ => "",
+        };
+        let body = serde_json::json!({"__type": format!("{prefix}{code}"), "message": message});
+        let mut r = Response::new(Body::from(body.to_string()));
+        r.headers_mut().insert(
+            "content-type",
+            "application/x-amz-json-1.0".parse().unwrap(),
+        );
+        r.headers_mut()
+            .insert("x-amzn-errortype", code.parse().unwrap());
+        r
+    };
+    *response.status_mut() = status;
+    response
 }
 
 impl Drop for AwsProxy {
@@ -78,7 +211,17 @@ impl Drop for AwsProxy {
 async fn forward(State(shared): State<Shared>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let call = name_call(&parts.method, &parts.uri, &parts.headers);
-    *shared.calls.lock().unwrap().entry(call).or_default() += 1;
+    *shared
+        .calls
+        .lock()
+        .unwrap()
+        .entry(call.clone())
+        .or_default() += 1;
+    match take_fault(&shared, &call) {
+        Some(AwsFault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(fault) => return fault_response(&call.0, fault),
+        None => {}
+    }
 
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "proxy: body too large").into_response();

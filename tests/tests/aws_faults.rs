@@ -1,0 +1,102 @@
+//! AWS faults on the import path, injected by the proxy between the SDK and moto
+//! (tests/src/awsproxy.rs): what the SDK's own retries absorb, what reaches the engine, and the
+//! end state, which is always the mailbox stored exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use graph_sandbox::{DEFAULT_TENANT, Mailbox, World};
+use mailroom::domain::AfterImport;
+use mailroom::engine::MailboxStatus;
+use mailroom_tests::awsproxy::{AwsFault, AwsProxy, FaultRule};
+use mailroom_tests::moto::Moto;
+use mailroom_tests::stack::Stack;
+
+const MAILBOX: &str = "reports@contoso.com";
+const FOLDER: &str = "Inbox/Backup Reports";
+const MESSAGES: usize = 12;
+
+async fn stack() -> (Stack, AwsProxy) {
+    let proxy = AwsProxy::start(&Moto::shared().endpoint()).await;
+    let world = World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(MAILBOX)
+            .folder(FOLDER)
+            .folder("Inbox/Processed")
+            .messages(FOLDER, MESSAGES),
+    );
+    let stack = Stack::start(world).await.via(proxy.endpoint());
+    stack
+        .configure(
+            MAILBOX,
+            FOLDER,
+            AfterImport::Move {
+                processed_folder: "Inbox/Processed".into(),
+            },
+        )
+        .await;
+    (stack, proxy)
+}
+
+fn calls(proxy: &AwsProxy, service: &str, operation: &str) -> u64 {
+    proxy
+        .calls()
+        .get(&(service.to_owned(), operation.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn throttling_and_server_errors_the_sdk_retries_do_not_reach_the_engine() {
+    let (stack, proxy) = stack().await;
+    let held = stack.sandbox.folder_messages(MAILBOX, FOLDER);
+    for rule in [
+        FaultRule::new("dynamodb", "PutItem", AwsFault::Throttle, 2),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::ServerError, 2),
+        FaultRule::new("s3", "PutObject", AwsFault::Throttle, 2),
+        FaultRule::new("s3", "PutObject", AwsFault::ServerError, 1),
+    ] {
+        proxy.inject(rule);
+    }
+    let report = stack.run().await;
+    assert_eq!(proxy.pending_faults(), 0, "every fault fired");
+    assert_eq!(report.imported(), MESSAGES as u64, "{report:#?}");
+    assert_eq!(report.mailboxes[0].failed(), 0, "{report:#?}");
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+    // One retry layer: each faulted call was repeated by the SDK, once per fault, and the
+    // engine saw none of them (no message was attempted twice).
+    assert_eq!(calls(&proxy, "s3", "PutObject"), MESSAGES as u64 + 3);
+    println!("calls with 7 faults: {:?}", proxy.calls());
+}
+
+#[tokio::test]
+async fn a_store_that_keeps_throttling_fails_the_run_clearly_and_the_next_run_stores_each_once() {
+    let (stack, proxy) = stack().await;
+    let held = stack.sandbox.folder_messages(MAILBOX, FOLDER);
+    // More throttling than the SDK's attempts: the first write of the run (the mailbox's
+    // lease) gives up.
+    proxy.inject(FaultRule::new(
+        "dynamodb",
+        "PutItem",
+        AwsFault::Throttle,
+        12,
+    ));
+    let first = stack.run().await;
+    let attempts = calls(&proxy, "dynamodb", "PutItem");
+    let mailbox = &first.mailboxes[0];
+    let error = mailbox.error.clone().unwrap_or_default();
+    println!(
+        "first run: {:?}, {attempts} PutItem attempts: {error}",
+        mailbox.status
+    );
+    assert_eq!(mailbox.status, MailboxStatus::Failed, "{first:#?}");
+    assert_eq!(first.imported(), 0);
+    assert!(error.contains("throttl"), "{error}");
+    // The SDK's attempts, once: the engine did not add a retry layer of its own on top.
+    assert!((2..=4).contains(&attempts), "{attempts} attempts");
+
+    // The throttling ends.
+    proxy.clear_faults();
+    let second = stack.run().await;
+    assert_eq!(second.mailboxes[0].status, MailboxStatus::Ok, "{second:#?}");
+    assert_eq!(second.imported(), MESSAGES as u64);
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+}
