@@ -411,32 +411,17 @@ pub(crate) fn classify_api_error(
     let ApiErrorDetail { code, message } = body.error;
     let mailbox = match target {
         Target::Mailbox(mailbox) => mailbox.clone(),
-        Target::Directory => {
-            return match status {
-                403 => GraphError::ApplicationPermissionDenied {
+        // Not about a mailbox: a 403 names the app permission; only an app registration's 404
+        // has its own error (a group's is mapped by the directory client).
+        Target::Application | Target::Directory => {
+            return match (status, target) {
+                (403, _) => GraphError::ApplicationPermissionDenied {
                     client_id: client_id.to_owned(),
                     operation: operation.name(),
                     needed: operation.permission(),
                     code,
                 },
-                _ => GraphError::Api {
-                    operation: operation.name(),
-                    status,
-                    code,
-                    message,
-                    client_request_id: client_request_id.to_owned(),
-                },
-            };
-        }
-        Target::Application => {
-            return match status {
-                403 => GraphError::ApplicationPermissionDenied {
-                    client_id: client_id.to_owned(),
-                    operation: operation.name(),
-                    needed: operation.permission(),
-                    code,
-                },
-                404 => GraphError::ApplicationNotFound {
+                (404, Target::Application) => GraphError::ApplicationNotFound {
                     client_id: client_id.to_owned(),
                     operation: operation.name(),
                     code,
