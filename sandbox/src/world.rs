@@ -67,23 +67,27 @@ impl World {
     /// Adds a mailbox to the tenant whose id or domain is `tenant_id` (case-insensitive); a tenant
     /// with that id is created if there is none.
     pub fn mailbox(mut self, tenant_id: &str, m: Mailbox) -> Self {
-        let found = self.tenants.iter_mut().find(|t| t.matches(tenant_id));
-        match found {
-            Some(t) => t.mailboxes.push(m),
-            None => self.tenants.push(Tenant::new(tenant_id).mailbox(m)),
-        }
+        self.tenant_mut(tenant_id).mailboxes.push(m);
         self
     }
 
     /// Adds a group to the directory of the tenant whose id or domain is `tenant_id`; a tenant
     /// with that id is created if there is none.
     pub fn group(mut self, tenant_id: &str, g: Group) -> Self {
-        let found = self.tenants.iter_mut().find(|t| t.matches(tenant_id));
-        match found {
-            Some(t) => t.groups.push(g),
-            None => self.tenants.push(Tenant::new(tenant_id).group(g)),
-        }
+        self.tenant_mut(tenant_id).groups.push(g);
         self
+    }
+
+    /// The tenant whose id or domain is `tenant_id`, added if there is none.
+    fn tenant_mut(&mut self, tenant_id: &str) -> &mut Tenant {
+        let index = match self.tenants.iter().position(|t| t.matches(tenant_id)) {
+            Some(i) => i,
+            None => {
+                self.tenants.push(Tenant::new(tenant_id));
+                self.tenants.len() - 1
+            }
+        };
+        &mut self.tenants[index]
     }
 }
 

@@ -229,14 +229,7 @@ async fn run(
         .first()
         .is_some_and(|s| s.eq_ignore_ascii_case("subscriptions"))
     {
-        // Not per mailbox: no Outlook throttling; faults and latency still apply.
-        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
-            apply_fault(kind, draft, cut).await?;
-        }
-        let latency = core.latency_for("");
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        not_per_mailbox(core, ctx, draft, cut).await?;
         let rest = segments.get(1..).unwrap_or_default();
         return subscriptions::handle(core, ctx, rest, body, tenant, &client_id, draft).await;
     }
@@ -244,25 +237,11 @@ async fn run(
         .first()
         .is_some_and(|s| applications::is_applications_segment(s))
     {
-        // Directory, not mail: no Outlook throttling; faults and latency still apply.
-        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
-            apply_fault(kind, draft, cut).await?;
-        }
-        let latency = core.latency_for("");
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        not_per_mailbox(core, ctx, draft, cut).await?;
         return applications::handle(core, ctx, &segments, body, tenant, &client_id);
     }
     if directory::is_directory_request(&segments) {
-        // Directory, not mail: no Outlook throttling; faults and latency still apply.
-        if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
-            apply_fault(kind, draft, cut).await?;
-        }
-        let latency = core.latency_for("");
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
+        not_per_mailbox(core, ctx, draft, cut).await?;
         return directory::handle(core, ctx, &segments, tenant, &client_id);
     }
     let route = route::parse(&ctx.method, &segments)?;
@@ -314,6 +293,24 @@ async fn run(
         }
     }
     reply
+}
+
+/// What a request that is not about one mailbox (subscriptions, applications, the directory)
+/// goes through before it is answered: no Outlook throttling, but faults and latency apply.
+async fn not_per_mailbox(
+    core: &Core,
+    ctx: &Ctx,
+    draft: &mut Draft,
+    cut: &mut Option<FaultCut>,
+) -> Result<(), GraphError> {
+    if let Some(kind) = core.take_fault(ctx.method.as_str(), &ctx.raw_path, &ctx.path, None) {
+        apply_fault(kind, draft, cut).await?;
+    }
+    let latency = core.latency_for("");
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    Ok(())
 }
 
 /// Applies an injected fault: an error to answer, or a delay or a cut body to arrange.
