@@ -170,6 +170,7 @@ fn mailbox_config(i: usize, mode: Mode, credential: &str) -> MailboxConfig {
         action: mode.action(),
         credential: credential.to_owned(),
         enabled: true,
+        discovered_by: None,
     }
 }
 

@@ -175,6 +175,7 @@ pub async fn through_local(
             action: action(),
             credential: "sandbox".to_owned(),
             enabled: true,
+            discovered_by: None,
         })
         .await?;
     let engine = Arc::new(engine);

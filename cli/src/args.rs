@@ -90,6 +90,18 @@ pub enum Command {
         command: MailboxCommand,
     },
 
+    /// Apply the [[discover]] rules now: read each tenant's directory, add the new users'
+    /// mailboxes, disable those of users gone or excluded (their mail stays); `add`, `list` and
+    /// `remove` manage the rules
+    #[command(args_conflicts_with_subcommands = true)]
+    Discover {
+        /// Print what would be added, enabled, updated and disabled; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        #[command(subcommand)]
+        command: Option<DiscoverCommand>,
+    },
+
     /// Import now: every enabled mailbox folder (or one mailbox), with progress and a summary
     Import {
         /// Only this mailbox
@@ -153,6 +165,50 @@ pub enum CredentialsCommand {
         )]
         thresholds: mailroom::expiry::Thresholds,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscoverCommand {
+    /// Add a rule: mailboxes to archive from the directory (a [[discover]] table in
+    /// mailroom.toml, or an item in the DynamoDB table with --backend aws)
+    Add(DiscoverArgs),
+    /// List the rules and when each last ran
+    List,
+    /// Remove a rule by its id (as `discover list` shows it); its mailboxes are disabled at the
+    /// next discovery, their mail kept
+    Remove {
+        /// The rule's id: CREDENTIAL/all/FOLDER or CREDENTIAL/group=GROUP/FOLDER
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The credential: a [credential.NAME] of mailroom.toml, or a Secrets Manager secret id with
+    /// --backend aws
+    #[arg(long)]
+    pub credential: String,
+    /// Every mail-enabled user of the tenant
+    #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+    pub all_users: bool,
+    /// The users of this group (its object id or display name), through nested groups
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// An address or glob pattern (`*`, `?`) not to archive; repeat for more
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Include shared mailboxes
+    #[arg(long)]
+    pub shared_mailboxes: bool,
+    /// The folder to import in each mailbox, e.g. Inbox
+    #[arg(long)]
+    pub folder: String,
+    /// What to do with a message once it is stored
+    #[arg(long, value_parser = ["move", "mark_read", "delete", "none"])]
+    pub action: String,
+    /// Where `move` puts messages, e.g. "Inbox/Processed"
+    #[arg(long, value_name = "FOLDER")]
+    pub processed_folder: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

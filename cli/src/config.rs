@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use mailroom::adapters::local::{LocalCredential, SecretRef};
+use mailroom::discovery::{DiscoverRule, Members};
 use mailroom::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -16,6 +17,9 @@ use toml::Spanned;
 
 /// The default import interval of `mailroom serve`, as in the serverless deployment.
 pub const DEFAULT_SCHEDULE_MINUTES: u64 = 15;
+
+/// How often discovery reads the directory again, as in the serverless deployment.
+pub const DEFAULT_DISCOVER_HOURS: u64 = 24;
 
 /// One credential as configured.
 #[derive(Debug, Clone)]
@@ -32,6 +36,10 @@ pub struct LocalConfig {
     pub schedule: Duration,
     pub credentials: BTreeMap<String, CredentialConfig>,
     pub mailboxes: Vec<MailboxConfig>,
+    /// `[[discover]]` rules: mailboxes found in the tenant's directory.
+    pub discover: Vec<DiscoverRule>,
+    /// How often `mailroom serve` applies the rules again.
+    pub discover_every: Duration,
 }
 
 #[derive(Deserialize)]
@@ -43,12 +51,15 @@ struct RawConfig {
     credential: BTreeMap<String, RawCredential>,
     #[serde(default)]
     mailbox: Vec<RawMailbox>,
+    #[serde(default)]
+    discover: Vec<Spanned<RawDiscover>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawSettings {
     schedule_minutes: Option<Spanned<u64>>,
+    discover_hours: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +86,22 @@ struct RawMailbox {
     processed_folder: Option<String>,
     #[serde(default = "enabled_by_default")]
     enabled: bool,
+}
+
+/// A `[[discover]]` table as written (also what `mailroom discover add` builds from its flags).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscover {
+    pub credential: String,
+    pub users: Option<String>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub shared_mailboxes: bool,
+    pub folder: String,
+    pub action: String,
+    pub processed_folder: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -183,22 +210,18 @@ impl LocalConfig {
             let action = AfterImport::from_parts(m.action.get_ref(), m.processed_folder.as_deref())
                 .map_err(|e| anyhow!("{}: [[mailbox]] {address}: {e}", at(m.action.span())))?;
             let credential = m.credential.get_ref().clone();
-            if !credentials.contains_key(&credential) {
-                let known: Vec<_> = credentials.keys().map(String::as_str).collect();
-                bail!(
-                    "{}: [[mailbox]] {address}: credential '{credential}' is not declared; declared: {}",
-                    at(m.credential.span()),
-                    if known.is_empty() {
-                        "none (add a [credential.NAME] table)".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            }
+            declared(&credentials, &credential)
+                .map_err(|e| anyhow!("{}: [[mailbox]] {address}: {e}", at(m.credential.span())))?;
             let folder = m.folder.get_ref().trim().to_owned();
             if folder.is_empty() {
                 bail!(
                     "{}: [[mailbox]] {address}: folder is empty; use a path such as Inbox/Backup Reports",
+                    at(m.folder.span())
+                );
+            }
+            if folder == "*" {
+                bail!(
+                    "{}: [[mailbox]] {address}: folder = \"*\" is for [[discover]] rules; name one folder, such as Inbox",
                     at(m.folder.span())
                 );
             }
@@ -217,9 +240,34 @@ impl LocalConfig {
                 action,
                 credential,
                 enabled: m.enabled,
+                discovered_by: None,
             });
         }
 
+        let mut discover: Vec<DiscoverRule> = Vec::new();
+        for d in raw.discover {
+            let here = at(d.span());
+            let rule = declared(&credentials, &d.get_ref().credential)
+                .and_then(|()| d.into_inner().into_rule())
+                .map_err(|e| anyhow!("{here}: [[discover]] {e}"))?;
+            if let Some(same) = discover.iter().find(|r| r.id() == rule.id()) {
+                bail!(
+                    "{here}: [[discover]] {} is there twice (same credential, users and folder); merge the two",
+                    same.id()
+                );
+            }
+            discover.push(rule);
+        }
+
+        let discover_hours = match raw.settings.discover_hours {
+            None => DEFAULT_DISCOVER_HOURS,
+            Some(v) if (1..=24 * 7).contains(v.get_ref()) => *v.get_ref(),
+            Some(v) => bail!(
+                "{}: [settings] discover_hours must be from 1 to 168 (a week), not {}",
+                at(v.span()),
+                v.get_ref()
+            ),
+        };
         let schedule_minutes = match raw.settings.schedule_minutes {
             None => DEFAULT_SCHEDULE_MINUTES,
             Some(v) if (1..=1440).contains(v.get_ref()) => *v.get_ref(),
@@ -234,6 +282,8 @@ impl LocalConfig {
             schedule: Duration::from_secs(schedule_minutes * 60),
             credentials,
             mailboxes,
+            discover,
+            discover_every: Duration::from_secs(discover_hours * 3600),
         })
     }
 
@@ -248,6 +298,67 @@ impl LocalConfig {
                     .collect::<Vec<_>>()
                     .join(", ")
             )
+        })
+    }
+}
+
+/// Checks that the credential `name` is declared; the error lists those that are.
+fn declared(credentials: &BTreeMap<String, CredentialConfig>, name: &str) -> anyhow::Result<()> {
+    if credentials.contains_key(name) {
+        return Ok(());
+    }
+    let known: Vec<_> = credentials.keys().map(String::as_str).collect();
+    bail!(
+        "credential '{name}' is not declared; declared: {}",
+        if known.is_empty() {
+            "none (add a [credential.NAME] table)".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+impl RawDiscover {
+    /// The rule, validated; errors name the key (the caller adds where).
+    pub fn into_rule(self) -> anyhow::Result<DiscoverRule> {
+        let members = match (self.users, self.group) {
+            (Some(users), None) if users.trim().eq_ignore_ascii_case("all") => Members::All,
+            (Some(users), None) => bail!(
+                "users = \"{users}\": the only value is \"all\" (every mail-enabled user); for some users, name a group: group = \"<group id or name>\""
+            ),
+            (None, Some(group)) if !group.trim().is_empty() => {
+                Members::Group(group.trim().to_owned())
+            }
+            (None, Some(_)) => bail!("group is empty; give a group's object id or display name"),
+            (Some(_), Some(_)) => bail!(
+                "has both users and group; use users = \"all\" for every user, or group = \"…\" for a group's members"
+            ),
+            (None, None) => bail!(
+                "does not say whose mailboxes: add users = \"all\" (every mail-enabled user) or group = \"<group id or name>\""
+            ),
+        };
+        let folder = self.folder.trim().to_owned();
+        if folder.is_empty() {
+            bail!("folder is empty; use a path such as Inbox");
+        }
+        if folder == "*" {
+            bail!(
+                "folder = \"*\" (every folder of each mailbox) is not supported yet; name one folder, such as Inbox"
+            );
+        }
+        let action = AfterImport::from_parts(&self.action, self.processed_folder.as_deref())?;
+        if self.exclude.iter().any(|p| p.trim().is_empty()) {
+            bail!(
+                "exclude has an empty pattern; give addresses or patterns such as \"*-admin@contoso.com\""
+            );
+        }
+        Ok(DiscoverRule {
+            credential: self.credential,
+            members,
+            exclude: self.exclude,
+            shared_mailboxes: self.shared_mailboxes,
+            folder,
+            action,
         })
     }
 }
@@ -282,13 +393,50 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// Appends a `[[discover]]` rule to the file, keeping everything else.
+pub fn append_discover(path: &Path, rule: &DiscoverRule) -> anyhow::Result<()> {
+    let mut entry = toml_edit::Table::new();
+    entry["credential"] = toml_edit::value(rule.credential.as_str());
+    match &rule.members {
+        Members::All => entry["users"] = toml_edit::value("all"),
+        Members::Group(group) => entry["group"] = toml_edit::value(group.as_str()),
+    }
+    if !rule.exclude.is_empty() {
+        entry["exclude"] = toml_edit::value(rule.exclude.iter().collect::<toml_edit::Array>());
+    }
+    if rule.shared_mailboxes {
+        entry["shared_mailboxes"] = toml_edit::value(true);
+    }
+    entry["folder"] = toml_edit::value(rule.folder.as_str());
+    entry["action"] = toml_edit::value(rule.action.name());
+    if let Some(processed) = rule.action.processed_folder() {
+        entry["processed_folder"] = toml_edit::value(processed);
+    }
+    edit_tables(path, "discover", |tables| {
+        tables.push(entry);
+        true
+    })
+}
+
+/// Removes the `[[discover]]` rules with this id; returns how many.
+pub fn remove_discover(path: &Path, id: &str) -> anyhow::Result<usize> {
+    let rules = LocalConfig::load(path)?.discover;
+    let mut removed = 0;
+    edit_tables(path, "discover", |tables| {
+        // `[[discover]]` tables parse in file order, one rule each.
+        for (index, rule) in rules.iter().enumerate().rev() {
+            if rule.id() == id {
+                tables.remove(index);
+                removed += 1;
+            }
+        }
+        removed > 0
+    })?;
+    Ok(removed)
+}
+
 /// Appends a `[[mailbox]]` entry to the file, keeping everything else (comments too).
 pub fn append_mailbox(path: &Path, config: &MailboxConfig) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut document: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
     let mut entry = toml_edit::Table::new();
     entry["address"] = toml_edit::value(config.address.as_str());
     entry["credential"] = toml_edit::value(config.credential.as_str());
@@ -300,19 +448,10 @@ pub fn append_mailbox(path: &Path, config: &MailboxConfig) -> anyhow::Result<()>
     if !config.enabled {
         entry["enabled"] = toml_edit::value(false);
     }
-    let item = document
-        .entry("mailbox")
-        .or_insert(toml_edit::Item::ArrayOfTables(
-            toml_edit::ArrayOfTables::new(),
-        ));
-    let Some(array) = item.as_array_of_tables_mut() else {
-        bail!(
-            "{}: `mailbox` must be a list of [[mailbox]] tables",
-            path.display()
-        );
-    };
-    array.push(entry);
-    write_atomically(path, &document.to_string())
+    edit_tables(path, "mailbox", |tables| {
+        tables.push(entry);
+        true
+    })
 }
 
 /// Removes the `[[mailbox]]` entries of `address` (only `folder`, if given); returns how many.
@@ -321,36 +460,55 @@ pub fn remove_mailbox(
     address: &MailboxAddress,
     folder: Option<&str>,
 ) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    edit_tables(path, "mailbox", |tables| {
+        let before = tables.len();
+        tables.retain(|t| {
+            let same_address = t
+                .get("address")
+                .and_then(|v| v.as_str())
+                .and_then(|a| MailboxAddress::parse(a).ok())
+                .is_some_and(|a| &a == address);
+            let same_folder = folder.is_none_or(|f| {
+                t.get("folder")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|x| x.trim().eq_ignore_ascii_case(f.trim()))
+            });
+            !(same_address && same_folder)
+        });
+        removed = before - tables.len();
+        removed > 0
+    })?;
+    Ok(removed)
+}
+
+/// Edits the array of tables `key` (`[[key]]`) of the file in place, keeping everything else
+/// (comments too); `edit` returns whether it changed anything, and only then is the file written.
+fn edit_tables(
+    path: &Path,
+    key: &str,
+    edit: impl FnOnce(&mut toml_edit::ArrayOfTables) -> bool,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut document: toml_edit::DocumentMut = text
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    let Some(array) = document
-        .get_mut("mailbox")
-        .and_then(|i| i.as_array_of_tables_mut())
-    else {
-        return Ok(0);
+    let item = document
+        .entry(key)
+        .or_insert(toml_edit::Item::ArrayOfTables(
+            toml_edit::ArrayOfTables::new(),
+        ));
+    let Some(tables) = item.as_array_of_tables_mut() else {
+        bail!(
+            "{}: `{key}` must be a list of [[{key}]] tables",
+            path.display()
+        );
     };
-    let before = array.len();
-    array.retain(|t| {
-        let same_address = t
-            .get("address")
-            .and_then(|v| v.as_str())
-            .and_then(|a| MailboxAddress::parse(a).ok())
-            .is_some_and(|a| &a == address);
-        let same_folder = folder.is_none_or(|f| {
-            t.get("folder")
-                .and_then(|v| v.as_str())
-                .is_some_and(|x| x.trim().eq_ignore_ascii_case(f.trim()))
-        });
-        !(same_address && same_folder)
-    });
-    let removed = before - array.len();
-    if removed > 0 {
+    if edit(tables) {
         write_atomically(path, &document.to_string())?;
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// Writes through a temporary file and a rename, so an interrupted write never leaves half a
@@ -394,8 +552,21 @@ folder = "Inbox/Backup Reports"
 action = "move"
 processed_folder = "Inbox/Processed"
 
+# Discovery: every user's mailbox of a tenant (or a group's), found in its directory. Needs
+# User.Read.All (users = "all") or GroupMember.Read.All (group = ...) on the app.
+# Read again daily by `mailroom serve` and on demand by `mailroom discover [--dry-run]`; a user that
+# is gone or excluded is disabled, never deleted.
+# [[discover]]
+# credential = "contoso"
+# users = "all"                     # or: group = "Finance" (a group's id or display name)
+# exclude = ["ceo@contoso.com", "*-admin@contoso.com"]   # addresses or patterns (* and ?)
+# shared_mailboxes = false          # true: shared mailboxes too
+# folder = "Inbox"
+# action = "none"
+
 # [settings]
 # schedule_minutes = 15   # how often `mailroom serve` imports
+# discover_hours = 24     # how often `mailroom serve` applies [[discover]] again
 "#;
 
 #[cfg(test)]
@@ -437,6 +608,135 @@ mod tests {
             err.contains("'fabrikam' is not declared; declared: contoso"),
             "{err}"
         );
+    }
+
+    const DISCOVER: &str = r#"
+[[discover]]
+credential = "contoso"
+users = "all"
+exclude = ["ceo@contoso.com", "*-admin@contoso.com"]
+shared_mailboxes = true
+folder = "Inbox"
+action = "none"
+
+[[discover]]
+credential = "contoso"
+group = "Finance"
+folder = "Inbox/Invoices"
+action = "move"
+processed_folder = "Inbox/Done"
+"#;
+
+    #[test]
+    fn discover_rules_parse_with_their_defaults() {
+        let config = parse(&format!("{EXAMPLE}{DISCOVER}")).unwrap();
+        assert_eq!(config.discover.len(), 2);
+        let all = &config.discover[0];
+        assert_eq!(all.members, Members::All);
+        assert_eq!(all.exclude, ["ceo@contoso.com", "*-admin@contoso.com"]);
+        assert!(all.shared_mailboxes);
+        assert_eq!(all.id(), "contoso/all/Inbox");
+        let group = &config.discover[1];
+        assert_eq!(group.members, Members::Group("Finance".into()));
+        assert!(group.exclude.is_empty() && !group.shared_mailboxes);
+        assert_eq!(group.action.processed_folder(), Some("Inbox/Done"));
+        assert_eq!(config.discover_every, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn discover_errors_name_the_line_and_what_to_write() {
+        let cases = [
+            (
+                r#"users = "all""#,
+                r#"users = "everyone""#,
+                "the only value is \"all\"",
+            ),
+            (r#"users = "all""#, "", "does not say whose mailboxes"),
+            (
+                r#"users = "all""#,
+                "users = \"all\"\ngroup = \"x\"",
+                "both users and group",
+            ),
+            (
+                r#"folder = "Inbox""#,
+                r#"folder = "*""#,
+                "not supported yet",
+            ),
+            (r#"folder = "Inbox""#, r#"folder = " ""#, "folder is empty"),
+            (
+                r#"action = "none""#,
+                r#"action = "keep""#,
+                "move, mark_read, delete, none",
+            ),
+            (
+                r#"credential = "contoso"
+users"#,
+                r#"credential = "fabrikam"
+users"#,
+                "'fabrikam' is not declared",
+            ),
+            (
+                r#"shared_mailboxes = true"#,
+                r#"shared = true"#,
+                "unknown field",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let text = format!("{EXAMPLE}{}", DISCOVER.replacen(from, to, 1));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{to}: {err}");
+            if !expected.contains("unknown field") {
+                let header = line_of(&text, text.find("\n[[discover]]\n").unwrap() + 1);
+                let here = format!("mailroom.toml:{header}: [[discover]] ");
+                assert!(err.contains(&here), "{to}: {err}");
+            }
+        }
+        let twice = format!(
+            "{EXAMPLE}{DISCOVER}{}",
+            &DISCOVER[..DISCOVER
+                .find("[[discover]]\ncredential = \"contoso\"\ngroup")
+                .unwrap()]
+        );
+        let err = parse(&twice).unwrap_err().to_string();
+        assert!(err.contains("contoso/all/Inbox is there twice"), "{err}");
+        let hours = EXAMPLE
+            .replace("# discover_hours = 24", "discover_hours = 0")
+            .replace("# [settings]", "[settings]");
+        let err = parse(&hours).unwrap_err().to_string();
+        assert!(
+            err.contains("discover_hours must be from 1 to 168"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn discover_rules_are_added_and_removed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailroom.toml");
+        std::fs::write(&path, format!("{EXAMPLE}{DISCOVER}")).unwrap();
+        let rules = LocalConfig::load(&path).unwrap().discover;
+        let added = DiscoverRule {
+            members: Members::Group("Sales".into()),
+            ..rules[0].clone()
+        };
+        append_discover(&path, &added).unwrap();
+        let loaded = LocalConfig::load(&path).unwrap();
+        assert_eq!(loaded.discover.len(), 3);
+        assert_eq!(loaded.discover[2], added);
+        assert_eq!(remove_discover(&path, &rules[0].id()).unwrap(), 1);
+        let left: Vec<_> = LocalConfig::load(&path)
+            .unwrap()
+            .discover
+            .iter()
+            .map(DiscoverRule::id)
+            .collect();
+        assert_eq!(left, [rules[1].id(), added.id()]);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("# Mailboxes: one [[mailbox]]")
+        );
+        assert_eq!(remove_discover(&path, "nope").unwrap(), 0);
     }
 
     #[test]
@@ -518,6 +818,7 @@ mod tests {
             action: AfterImport::Delete,
             credential: "contoso".into(),
             enabled: true,
+            discovered_by: None,
         };
         append_mailbox(&path, &config).unwrap();
         let loaded = LocalConfig::load(&path).unwrap();

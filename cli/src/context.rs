@@ -106,18 +106,33 @@ impl Context {
         })
     }
 
-    /// Makes the database's mailbox configuration equal to mailroom.toml's.
+    /// Makes the database's configuration equal to mailroom.toml's: the mailbox folders configured
+    /// by hand and the discovery rules. Folders that discovery added stay (a rule that is gone
+    /// disables its folders at the next discovery, keeping their mail). A new or changed rule
+    /// loses its latest run, so the next discovery applies it at once.
     async fn mirror_config(&self) -> anyhow::Result<()> {
         let Some(local) = &self.local else {
             return Ok(());
         };
         for stale in self.state.list_mailboxes().await? {
-            if !local.mailboxes.contains(&stale) {
+            if stale.discovered_by.is_none() && !local.mailboxes.contains(&stale) {
                 self.state.remove_mailbox(&stale.key()).await?;
             }
         }
         for config in &local.mailboxes {
             self.state.put_mailbox(config).await?;
+        }
+        let stored = self.state.list_discover_rules().await?;
+        for rule in &stored {
+            if !local.discover.iter().any(|r| r.id() == rule.id()) {
+                self.state.remove_discover_rule(&rule.id()).await?;
+            }
+        }
+        for rule in &local.discover {
+            if !stored.contains(rule) {
+                self.state.remove_discover_rule(&rule.id()).await?;
+                self.state.put_discover_rule(rule).await?;
+            }
         }
         Ok(())
     }

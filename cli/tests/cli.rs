@@ -515,6 +515,41 @@ async fn backend_aws_configures_and_imports_the_serverless_deployment() {
         .expect_text("ok (20 imported, 0 failed)");
     let held = stack.sandbox.folder_messages(MAILBOX, "Inbox/Processed");
     stack.assert_stored_exactly_once(MAILBOX, &held).await;
+
+    // Discovery rules live in the table too.
+    stack
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.ReadWrite", "User.Read.All"]);
+    aws(&[
+        "discover",
+        "add",
+        "--credential",
+        &stack.credential,
+        "--all-users",
+        "--folder",
+        "Archive",
+        "--action",
+        "none",
+    ])
+    .await
+    .expect_code(0)
+    .expect_text("added rule");
+    aws(&["discover", "list"])
+        .await
+        .expect_code(0)
+        .expect_text("last run: never");
+    aws(&["discover"])
+        .await
+        .expect_code(0)
+        .expect_text(&format!("add 1: {MAILBOX}"));
+    aws(&["mailbox", "list"])
+        .await
+        .expect_code(0)
+        .expect_text(&format!("discovered ({}/all/Archive)", stack.credential));
+    aws(&["discover", "list"])
+        .await
+        .expect_code(0)
+        .expect_text("1 archived, 0 skipped, added 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -566,4 +601,138 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
             .any(|l| l.contains("days") && l.contains("source:")),
         "{stdout}"
     );
+}
+
+/// Four users (one an admin, excluded) and a shared mailbox, each with mail in the Inbox, and the
+/// hand-configured reports mailbox.
+fn tenant() -> World {
+    let mut world = world(5);
+    for user in ["alice", "bob", "carol", "it-admin"] {
+        world = world.mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new(&format!("{user}@contoso.com")).messages("Inbox", 2),
+        );
+    }
+    world.mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new("info@contoso.com")
+            .shared()
+            .messages("Inbox", 2),
+    )
+}
+
+const DISCOVER_ALL: &str = r#"[[discover]]
+credential = "contoso"
+users = "all"
+exclude = ["*-admin@contoso.com"]
+folder = "Inbox"
+action = "none"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_finds_the_users_imports_them_and_disables_those_who_leave() {
+    let setup = Setup::start(tenant(), &format!("{MOVE_MAILBOX}\n{DISCOVER_ALL}")).await;
+    // Without the directory permission the doctor and the rule say what to grant.
+    setup
+        .mailroom(&["doctor"])
+        .await
+        .expect_code(1)
+        .expect_text("discovery rule contoso/all/Inbox")
+        .expect_text("✗ discovery")
+        .expect_text("application permission User.Read.All")
+        .expect_text("Grant admin consent");
+    setup
+        .mailroom(&["discover"])
+        .await
+        .expect_code(1)
+        .expect_text("User.Read.All")
+        .expect_text("nothing changed for this rule");
+    setup
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.ReadWrite", "User.Read.All"]);
+
+    setup
+        .mailroom(&["doctor"])
+        .await
+        .expect_code(0)
+        .expect_text("✓ discovery: the app can list the tenant's users");
+    let dry = setup.mailroom(&["discover", "--dry-run"]).await;
+    dry.expect_code(0)
+        .expect_text("rule contoso/all/Inbox")
+        .expect_text("would add 4: alice@contoso.com, bob@contoso.com, carol@contoso.com, reports@contoso.com")
+        .expect_text("dry run: nothing changed");
+    assert!(
+        !dry.all().contains("it-admin@contoso.com: "),
+        "{}",
+        dry.all()
+    );
+    setup.mailroom(&["mailbox", "list"]).await.expect_code(0);
+    assert!(
+        !setup
+            .mailroom(&["mailbox", "list"])
+            .await
+            .stdout
+            .contains("discovered"),
+        "a dry run changes nothing"
+    );
+
+    setup
+        .mailroom(&["-v", "discover"])
+        .await
+        .expect_code(0)
+        .expect_text("add 4: alice@contoso.com")
+        .expect_text("skipped info@contoso.com: a shared mailbox")
+        .expect_text("skipped it-admin@contoso.com: excluded by '*-admin@contoso.com'");
+    setup
+        .mailroom(&["mailbox", "list"])
+        .await
+        .expect_code(0)
+        .expect_text("discovered (contoso/all/Inbox)")
+        .expect_text("configured");
+    setup
+        .mailroom(&["import"])
+        .await
+        .expect_code(0)
+        .expect_text("imported 11 messages");
+    assert_eq!(count_files(&setup.path("mailroom-data/messages")), 11);
+
+    assert!(setup.sandbox.delete_user("bob@contoso.com"));
+    setup.sandbox.add_folder("dave@contoso.com", "Inbox");
+    setup
+        .mailroom(&["discover"])
+        .await
+        .expect_code(0)
+        .expect_text("add 1: dave@contoso.com")
+        .expect_text(
+            "disable (gone from the directory or excluded; stored mail stays) 1: bob@contoso.com",
+        );
+    setup
+        .mailroom(&["status"])
+        .await
+        .expect_code(0)
+        .expect_text("bob@contoso.com (disabled)")
+        .expect_text("dave@contoso.com (discovered)")
+        .expect_text("discovery contoso/all/Inbox:");
+    setup
+        .mailroom(&["mailbox", "remove", "alice@contoso.com"])
+        .await
+        .expect_code(1)
+        .expect_text("discovered by rule contoso/all/Inbox");
+
+    // The rule goes from the configuration: its mailboxes are disabled, their mail kept.
+    setup
+        .mailroom(&["discover", "remove", "contoso/all/Inbox"])
+        .await
+        .expect_code(0);
+    setup
+        .mailroom(&["discover"])
+        .await
+        .expect_code(0)
+        .expect_text("disable (their rule is gone; stored mail stays) 4:");
+    setup
+        .mailroom(&["import"])
+        .await
+        .expect_code(0)
+        .expect_text("imported 0 messages");
+    assert_eq!(count_files(&setup.path("mailroom-data/messages")), 11);
 }

@@ -199,6 +199,14 @@ impl Core {
         }
     }
 
+    pub(crate) fn delete_user(&self, mailbox: &str) -> bool {
+        let mut st = lock(&self.state);
+        let Some(idx) = st.find_mailbox(mailbox) else {
+            return false;
+        };
+        st.mailbox_mut(idx).map(|mb| mb.deleted = true).is_some()
+    }
+
     pub(crate) fn add_search_folder(&self, mailbox: &str, parent_path: &str, name: &str) {
         let mut st = lock(&self.state);
         let idx = st.mailbox_or_create(mailbox);

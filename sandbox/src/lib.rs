@@ -202,6 +202,14 @@ impl Sandbox {
         self.core().add_folder(mailbox, path);
     }
 
+    /// Deletes the user owning `mailbox` from the directory: `/users` and group members no
+    /// longer list it. Its mailbox is left as it was (Entra keeps a deleted user for 30 days;
+    /// what mail requests answer meanwhile is not documented, so the sandbox does not model it).
+    /// Returns whether there was such a user.
+    pub fn delete_user(&self, mailbox: &str) -> bool {
+        self.core().delete_user(mailbox)
+    }
+
     /// Adds a search folder (`mailSearchFolder`) `name` under the folder at `parent_path`. It is
     /// listed among its parent's child folders and, like every search folder, also in the
     /// top-level `mailFolders` listing (see `graph::folders::list`).

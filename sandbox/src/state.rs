@@ -248,6 +248,8 @@ pub(crate) struct MailboxState {
     pub(crate) tenant: usize,
     /// A user's, a shared or an unlicensed user's mailbox (the directory shows which).
     pub(crate) kind: crate::world::MailboxKind,
+    /// Its user was deleted ([`crate::Sandbox::delete_user`]): gone from the directory.
+    pub(crate) deleted: bool,
     pub(crate) folders: Vec<Folder>,
     folder_ids: HashMap<String, usize>,
     pub(crate) messages: HashMap<MsgKey, Message>,
@@ -291,6 +293,7 @@ impl MailboxState {
             display_name: display_name.map_or_else(|| title_case(local), str::to_owned),
             tenant,
             kind: crate::world::MailboxKind::User,
+            deleted: false,
             folders: Vec::new(),
             folder_ids: HashMap::new(),
             messages: HashMap::new(),

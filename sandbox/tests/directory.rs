@@ -167,6 +167,29 @@ async fn a_group_is_found_by_name_and_its_members_are_flattened_once_each() {
 }
 
 #[tokio::test]
+async fn a_deleted_user_leaves_the_directory_and_its_groups() {
+    let sb = directory().await;
+    assert!(sb.delete_user("USER002@contoso.com"));
+    assert!(!sb.delete_user("nobody@contoso.com"));
+    let g = Graph::new(&sb, false).await;
+    let users = mails(&g.get_all("/users?$select=mail&$top=999").await);
+    assert_eq!(
+        users.len(),
+        251,
+        "250 users and two more, less the deleted one"
+    );
+    assert!(!users.contains(&"user002@contoso.com".to_owned()));
+    let members = g
+        .get_all(&format!(
+            "/groups/{SALES}/transitiveMembers/microsoft.graph.user?$select=mail"
+        ))
+        .await;
+    let mut got = mails(&members);
+    got.sort();
+    assert_eq!(got, ["user001@contoso.com", "user003@contoso.com"]);
+}
+
+#[tokio::test]
 async fn the_directory_needs_its_own_permissions() {
     let sb = directory().await;
     sb.set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.ReadWrite"]);

@@ -256,6 +256,9 @@ pub struct ImportSettings {
     /// `MAILROOM_QUEUE_URL`: the job queue the function consumes; set, a job that could not run
     /// is delivered again after a short backoff instead of the queue's visibility timeout.
     pub queue_url: Option<String>,
+    /// `MAILROOM_DISCOVER_HOURS`: how often a scheduled run applies each discovery rule again
+    /// (default 24, from 1 to 168).
+    pub discover_every: Duration,
 }
 
 impl ImportSettings {
@@ -267,6 +270,7 @@ impl ImportSettings {
         EnvVar::optional("MAILROOM_SUBSCRIPTION_MINUTES"),
         EnvVar::optional("MAILROOM_SUBSCRIPTION_RENEW_HOURS"),
         EnvVar::optional("MAILROOM_QUEUE_URL"),
+        EnvVar::optional("MAILROOM_DISCOVER_HOURS"),
     ];
 
     /// Every variable the import function reads at start-up.
@@ -289,12 +293,15 @@ impl ImportSettings {
             Duration::from_secs(env.number("MAILROOM_STOP_MARGIN_SECONDS", 60, 5, 600));
         let push = push_options(&mut env);
         let queue_url = env.optional("MAILROOM_QUEUE_URL");
+        let discover_every =
+            Duration::from_secs(env.number("MAILROOM_DISCOVER_HOURS", 24, 1, 168) * 3600);
         env.finish(Self {
             aws,
             mailbox_parallelism,
             stop_margin,
             push,
             queue_url,
+            discover_every,
         })
     }
 }

@@ -9,11 +9,15 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use crate::graph::DirectoryUser;
 
 /// Whose mailboxes a rule covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Members {
     /// Every user of the tenant (`users = "all"`).
     All,
@@ -21,17 +25,69 @@ pub enum Members {
     Group(String),
 }
 
-/// One `[[discover]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl fmt::Display for Members {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::All => f.write_str("every user"),
+            Self::Group(group) => write!(f, "the users of group '{group}'"),
+        }
+    }
+}
+
+/// One `[[discover]]` entry. Stored as JSON (the state store keeps it whole, by [`Self::id`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiscoverRule {
     pub credential: String,
     pub members: Members,
     /// Addresses or glob patterns (`*` any run of characters, `?` one), case-insensitive.
+    #[serde(default)]
     pub exclude: Vec<String>,
     /// Include shared mailboxes (disabled accounts).
+    #[serde(default)]
     pub shared_mailboxes: bool,
     pub folder: String,
+    #[serde(flatten)]
     pub action: AfterImport,
+}
+
+impl fmt::Display for DiscoverRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of credential {}, folder {}, {}",
+            self.members, self.credential, self.folder, self.action
+        )
+    }
+}
+
+/// The latest discovery of one rule, for `mailroom status` and the daily schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryRun {
+    /// The rule's [`DiscoverRule::id`].
+    pub rule: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Mailboxes the rule archives now.
+    pub archived: usize,
+    /// Directory users it does not archive (no mail, shared, excluded).
+    pub skipped: usize,
+    pub added: usize,
+    pub enabled: usize,
+    pub disabled: usize,
+    /// Why the rule could not be applied; the counts are then zero and nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl DiscoveryRun {
+    pub fn to_json(&self) -> String {
+        // Plain fields and strings: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
 }
 
 /// Why a directory user is not archived.
@@ -79,6 +135,27 @@ pub enum DiscoveryError {
 }
 
 impl DiscoverRule {
+    /// What identifies the rule, in the state store and on the mailbox folders it discovered:
+    /// its credential, whose mailboxes and which folder. Changing the exclusions, the shared
+    /// mailboxes or the action keeps the rule; changing those three makes a new one (and the old
+    /// one's folders are disabled when it is gone).
+    pub fn id(&self) -> String {
+        let members = match &self.members {
+            Members::All => "all".to_owned(),
+            Members::Group(group) => format!("group={group}"),
+        };
+        format!("{}/{members}/{}", self.credential, self.folder)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Plain fields and strings: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
     /// The mailboxes of `users` this rule archives.
     pub fn select(&self, users: &[DirectoryUser]) -> Result<Selection, DiscoveryError> {
         let mut selected = BTreeSet::new();
@@ -125,32 +202,34 @@ impl DiscoverRule {
         let mut plan = Plan::default();
         for address in selected {
             if !known.contains(address) {
-                plan.add.push(self.config(address.clone(), true));
+                plan.add.push(self.config(address.clone()));
             }
         }
         for config in current {
+            let desired = self.config(config.address.clone());
             match (wanted.contains(&config.address), config.enabled) {
-                (true, true) | (false, false) => plan.unchanged += 1,
-                (true, false) => plan.enable.push(MailboxConfig {
-                    enabled: true,
-                    ..config.clone()
-                }),
+                (true, true) if *config == desired => plan.unchanged += 1,
+                (true, true) => plan.update.push(desired),
+                (true, false) => plan.enable.push(desired),
                 (false, true) => plan.disable.push(MailboxConfig {
                     enabled: false,
                     ..config.clone()
                 }),
+                (false, false) => plan.unchanged += 1,
             }
         }
         plan
     }
 
-    fn config(&self, address: MailboxAddress, enabled: bool) -> MailboxConfig {
+    /// The configuration of a mailbox this rule archives.
+    pub fn config(&self, address: MailboxAddress) -> MailboxConfig {
         MailboxConfig {
             address,
             folder: self.folder.clone(),
             action: self.action.clone(),
             credential: self.credential.clone(),
-            enabled,
+            enabled: true,
+            discovered_by: Some(self.id()),
         }
     }
 }
@@ -164,12 +243,23 @@ pub struct Plan {
     pub enable: Vec<MailboxConfig>,
     /// Users that are gone or now excluded; their stored mail stays.
     pub disable: Vec<MailboxConfig>,
+    /// Users still archived whose configuration follows a changed rule (its action).
+    pub update: Vec<MailboxConfig>,
     pub unchanged: usize,
 }
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.add.is_empty() && self.enable.is_empty() && self.disable.is_empty()
+        self.changes().next().is_none()
+    }
+
+    /// Every configuration to put, in the order add, enable, update, disable.
+    pub fn changes(&self) -> impl Iterator<Item = &MailboxConfig> {
+        self.add
+            .iter()
+            .chain(&self.enable)
+            .chain(&self.update)
+            .chain(&self.disable)
     }
 }
 
@@ -300,11 +390,15 @@ mod tests {
     fn a_plan_adds_new_users_disables_gone_ones_and_enables_returning_ones() {
         let r = rule(&[], false);
         let parse = |a: &str| MailboxAddress::parse(a).unwrap();
+        let disabled = |address| MailboxConfig {
+            enabled: false,
+            ..r.config(parse(address))
+        };
         let current = [
-            r.config(parse("kept@contoso.com"), true),
-            r.config(parse("gone@contoso.com"), true),
-            r.config(parse("back@contoso.com"), false),
-            r.config(parse("still-gone@contoso.com"), false),
+            r.config(parse("kept@contoso.com")),
+            r.config(parse("gone@contoso.com")),
+            disabled("back@contoso.com"),
+            disabled("still-gone@contoso.com"),
         ];
         let selected = [
             parse("back@contoso.com"),
@@ -317,10 +411,52 @@ mod tests {
         };
         assert_eq!(names(&plan.add), ["new@contoso.com"]);
         assert!(plan.add[0].enabled && plan.add[0].credential == "contoso");
+        assert_eq!(plan.add[0].discovered_by.as_deref(), Some(r.id().as_str()));
         assert_eq!(names(&plan.enable), ["back@contoso.com"]);
         assert_eq!(names(&plan.disable), ["gone@contoso.com"]);
         assert!(!plan.disable[0].enabled);
         assert_eq!(plan.unchanged, 2);
         assert!(r.plan(&selected[1..2], &current[..1]).is_empty());
+    }
+
+    #[test]
+    fn a_changed_action_updates_what_the_rule_discovered_before() {
+        let before = rule(&[], false);
+        let address = MailboxAddress::parse("kept@contoso.com").unwrap();
+        let current = [before.config(address.clone())];
+        let after = DiscoverRule {
+            action: AfterImport::MarkRead,
+            exclude: vec!["nobody@contoso.com".into()],
+            ..before.clone()
+        };
+        assert_eq!(after.id(), before.id(), "the same rule");
+        let plan = after.plan(std::slice::from_ref(&address), &current);
+        assert_eq!(plan.update.len(), 1);
+        assert_eq!(plan.update[0].action, AfterImport::MarkRead);
+        assert_eq!(plan.changes().count(), 1);
+    }
+
+    #[test]
+    fn a_rule_and_its_last_run_round_trip_as_json() {
+        let r = DiscoverRule {
+            members: Members::Group("Sales Team".into()),
+            action: AfterImport::Move {
+                processed_folder: "Archive".into(),
+            },
+            ..rule(&["ceo@contoso.com"], true)
+        };
+        assert_eq!(DiscoverRule::from_json(&r.to_json()).unwrap(), r);
+        assert_eq!(r.id(), "contoso/group=Sales Team/Inbox");
+        let run = DiscoveryRun {
+            rule: r.id(),
+            at: OffsetDateTime::UNIX_EPOCH,
+            archived: 3,
+            skipped: 1,
+            added: 2,
+            enabled: 0,
+            disabled: 1,
+            error: None,
+        };
+        assert_eq!(DiscoveryRun::from_json(&run.to_json()).unwrap(), run);
     }
 }

@@ -1,5 +1,6 @@
 //! Set-up diagnostics for one configured mailbox folder: the checks behind `mailroom doctor` and
-//! `mailroom mailbox add` ("test connection", "validate on save").
+//! `mailroom mailbox add` ("test connection", "validate on save"); and for a discovery rule, the
+//! directory permission it needs ([`check_discovery`]).
 //!
 //! Each [`Check`] is one line for the operator: what was found and, when it is not a pass, what
 //! to do. Checks run in a fixed order; a check whose prerequisite failed is
@@ -12,6 +13,7 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::credentials::{AppCredential, ClientAuth};
+use crate::discovery::{DiscoverRule, Members};
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient, PasswordManagement};
 use crate::redact::Redactor;
@@ -25,6 +27,7 @@ const PERMISSION: &str = "permission";
 const ACCESS_SCOPE: &str = "access scope";
 const SECRET_EXPIRY: &str = "secret expiry";
 const ROTATION: &str = "rotation";
+const DISCOVERY: &str = "discovery";
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +146,47 @@ impl DoctorOptions {
 /// always follows a failure).
 pub fn is_valid(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.status != CheckStatus::Fail)
+}
+
+/// Whether `credential` may read what `rule` needs from the directory: the tenant's users
+/// (User.Read.All) or the rule's group (GroupMember.Read.All). Reads one user or the group, not
+/// the directory.
+pub async fn check_discovery(
+    graph: &GraphClient,
+    credential: &AppCredential,
+    rule: &DiscoverRule,
+) -> Check {
+    let directory = graph.directory(credential.clone());
+    let found = match &rule.members {
+        Members::All => directory
+            .can_list_users()
+            .await
+            .map(|()| "the app can list the tenant's users".to_owned()),
+        Members::Group(name) => directory
+            .group(name)
+            .await
+            .map(|group| format!("the app can read group '{name}' ({})", group.id)),
+    };
+    match found {
+        Ok(detail) => Check::pass(DISCOVERY, detail),
+        Err(e @ GraphError::ApplicationPermissionDenied { needed, .. }) => Check::fail(
+            DISCOVERY,
+            e.to_string(),
+            format!(
+                "grant the app the Microsoft Graph application permission {needed} (Entra admin center > App registrations > the app > API permissions > Add a permission > Microsoft Graph > Application permissions), then Grant admin consent"
+            ),
+        ),
+        Err(e @ GraphError::GroupNotFound { .. }) => Check::fail(
+            DISCOVERY,
+            e.to_string(),
+            "check the group's display name in the Entra admin center (Groups), or use its object id",
+        ),
+        Err(e) => Check::fail(
+            DISCOVERY,
+            e.to_string(),
+            "check the credential with `mailroom doctor` on one of its mailboxes",
+        ),
+    }
 }
 
 /// Runs every check for one mailbox folder, in order: token, mailbox, folder, processed folder

@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use mailroom::clock::ManualClock;
+use mailroom::discovery::{DiscoverRule, DiscoveryRun, Members};
 use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{
     AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
@@ -61,6 +62,7 @@ fn config(address: &MailboxAddress, folder: &str, action: AfterImport) -> Mailbo
         action,
         credential: "contoso".into(),
         enabled: true,
+        discovered_by: None,
     }
 }
 
@@ -105,6 +107,9 @@ pub async fn state_store_contract(store: &dyn StateStore) {
     lease_is_taken_over_once_expired(store).await;
     lease_release_by_another_owner_does_nothing(store).await;
     released_lease_can_be_taken_by_anyone(store).await;
+    a_discovered_mailbox_config_names_its_rule(store).await;
+    discover_rules_are_listed_by_id_and_replaced_by_id(store).await;
+    removing_a_discover_rule_removes_its_last_run(store).await;
 }
 
 pub async fn mailbox_configs_are_listed_by_address_then_folder(store: &dyn StateStore) {
@@ -150,6 +155,97 @@ pub async fn putting_a_mailbox_config_replaces_it(store: &dyn StateStore) {
     must(store.put_mailbox(&second).await);
     // The processed folder of the old `move` must not linger.
     assert_eq!(configs_of(store, &[&address]).await, vec![second]);
+}
+
+pub async fn a_discovered_mailbox_config_names_its_rule(store: &dyn StateStore) {
+    let address = mailbox("discovered");
+    let discovered = MailboxConfig {
+        discovered_by: Some("contoso/group=Sales Team/Inbox".into()),
+        ..config(&address, "Inbox", AfterImport::None)
+    };
+    must(store.put_mailbox(&discovered).await);
+    assert_eq!(configs_of(store, &[&address]).await, vec![discovered]);
+    // Configured by hand now: the marker goes.
+    let by_hand = config(&address, "Inbox", AfterImport::None);
+    must(store.put_mailbox(&by_hand).await);
+    assert_eq!(configs_of(store, &[&address]).await, vec![by_hand]);
+}
+
+/// A rule of credential `credential` over a group.
+pub fn discover_rule(credential: &str, group: &str) -> DiscoverRule {
+    DiscoverRule {
+        credential: credential.into(),
+        members: Members::Group(group.into()),
+        exclude: vec!["ceo@contoso.com".into(), "*-admin@*".into()],
+        shared_mailboxes: true,
+        folder: "Inbox/Reports".into(),
+        action: AfterImport::Move {
+            processed_folder: "Inbox/Done".into(),
+        },
+    }
+}
+
+async fn rules_of(store: &dyn StateStore, credential: &str) -> Vec<DiscoverRule> {
+    must(store.list_discover_rules().await)
+        .into_iter()
+        .filter(|r| r.credential == credential)
+        .collect()
+}
+
+pub async fn discover_rules_are_listed_by_id_and_replaced_by_id(store: &dyn StateStore) {
+    let credential = credential("rules");
+    let sales = discover_rule(&credential, "Sales");
+    let all = DiscoverRule {
+        members: Members::All,
+        exclude: Vec::new(),
+        shared_mailboxes: false,
+        action: AfterImport::None,
+        ..sales.clone()
+    };
+    must(store.put_discover_rule(&sales).await);
+    must(store.put_discover_rule(&all).await);
+    assert_eq!(
+        rules_of(store, &credential).await,
+        vec![all.clone(), sales.clone()]
+    );
+    let narrower = DiscoverRule {
+        exclude: vec!["*@fabrikam.com".into()],
+        ..sales.clone()
+    };
+    must(store.put_discover_rule(&narrower).await);
+    assert_eq!(rules_of(store, &credential).await, vec![all, narrower]);
+}
+
+pub async fn removing_a_discover_rule_removes_its_last_run(store: &dyn StateStore) {
+    let credential = credential("runs");
+    let rule = discover_rule(&credential, "Finance");
+    let id = rule.id();
+    assert_eq!(must(store.last_discovery_run(&id).await), None);
+    must(store.put_discover_rule(&rule).await);
+    let run = |added, error: Option<&str>| DiscoveryRun {
+        rule: id.clone(),
+        at: at(added as i64),
+        archived: 7,
+        skipped: 2,
+        added,
+        enabled: 1,
+        disabled: 3,
+        error: error.map(str::to_owned),
+    };
+    must(store.put_discovery_run(&run(5, None)).await);
+    must(
+        store
+            .put_discovery_run(&run(6, Some("403: grant GroupMember.Read.All")))
+            .await,
+    );
+    assert_eq!(
+        must(store.last_discovery_run(&id).await),
+        Some(run(6, Some("403: grant GroupMember.Read.All")))
+    );
+    assert!(must(store.remove_discover_rule(&id).await));
+    assert!(!must(store.remove_discover_rule(&id).await));
+    assert_eq!(must(store.last_discovery_run(&id).await), None);
+    assert!(rules_of(store, &credential).await.is_empty());
 }
 
 pub async fn removing_a_mailbox_config_reports_whether_it_existed(store: &dyn StateStore) {

@@ -205,6 +205,7 @@ impl Stack {
             action,
             credential: self.credential.clone(),
             enabled: true,
+            discovered_by: None,
         };
         self.state.put_mailbox(&config).await.expect("put mailbox");
         config
@@ -255,6 +256,41 @@ impl Stack {
     /// (what the mailbox held), each once — one record per message, in state `done`, with its
     /// MIME in the bucket byte for byte — and nothing else.
     pub async fn assert_stored_exactly_once(&self, mailbox: &str, expected: &[MessageInfo]) {
+        self.assert_each_stored_exactly_once(&[(mailbox, expected.to_vec())])
+            .await;
+    }
+
+    /// [`Self::assert_stored_exactly_once`] for several mailboxes at once: the bucket holds the
+    /// objects of all their records and nothing else.
+    pub async fn assert_each_stored_exactly_once(&self, mailboxes: &[(&str, Vec<MessageInfo>)]) {
+        let mut all = Vec::new();
+        for (mailbox, expected) in mailboxes {
+            all.extend(self.assert_records_match(mailbox, expected).await);
+        }
+        let keys = self.bucket_keys().await;
+        let record_keys: BTreeSet<&str> = all.iter().map(|r| r.blob_key.as_str()).collect();
+        assert_eq!(
+            keys.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+            record_keys,
+            "the bucket holds exactly one object per record"
+        );
+        // Byte for byte, on a sample (every message is checked by size and record checksum).
+        for record in all.iter().step_by((all.len() / 10).max(1)) {
+            assert_eq!(
+                self.blob_sha256(&record.blob_key).await,
+                record.sha256,
+                "object {} differs from the mailbox's MIME",
+                record.blob_key
+            );
+        }
+    }
+
+    /// One record per message of `expected`, done, matching it; none other. Returns the records.
+    async fn assert_records_match(
+        &self,
+        mailbox: &str,
+        expected: &[MessageInfo],
+    ) -> Vec<MessageRecord> {
         let records = self.records(mailbox).await;
         let by_id: BTreeMap<&str, &MessageRecord> =
             records.iter().map(|r| (r.message_id.as_str(), r)).collect();
@@ -304,23 +340,7 @@ impl Stack {
                 Some(message.internet_message_id.as_str())
             );
         }
-
-        let keys = self.bucket_keys().await;
-        let record_keys: BTreeSet<&str> = records.iter().map(|r| r.blob_key.as_str()).collect();
-        assert_eq!(
-            keys.iter().map(String::as_str).collect::<BTreeSet<_>>(),
-            record_keys,
-            "the bucket holds exactly one object per record"
-        );
-        // Byte for byte, on a sample (every message is checked by size and record checksum).
-        for record in records.iter().step_by((records.len() / 10).max(1)) {
-            assert_eq!(
-                self.blob_sha256(&record.blob_key).await,
-                record.sha256,
-                "object {} differs from the mailbox's MIME",
-                record.blob_key
-            );
-        }
+        records
     }
 
     /// SHA-256 of an object, streamed.

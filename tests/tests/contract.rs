@@ -797,6 +797,7 @@ async fn sqlite_state_store_survives_reopening() {
         },
         credential: "contoso".into(),
         enabled: true,
+        discovered_by: None,
     };
     let pending = contract::record(&mailbox, "AAMk/pending+=");
     let done = contract::record(&mailbox, "AAMk-done");

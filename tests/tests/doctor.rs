@@ -166,6 +166,7 @@ fn config(folder: &str, action: AfterImport) -> MailboxConfig {
         action,
         credential: "contoso".into(),
         enabled: true,
+        discovered_by: None,
     }
 }
 

@@ -290,6 +290,7 @@ async fn a_malformed_secret_is_a_finding_naming_it_and_the_others_are_still_chec
         action: AfterImport::None,
         credential: broken.clone(),
         enabled: true,
+        discovered_by: None,
     };
     stack.state.put_mailbox(&config).await.unwrap();
     let alerter = Arc::new(MemoryAlerter::default());

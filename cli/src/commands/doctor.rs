@@ -1,6 +1,8 @@
 //! `mailroom doctor`: one line per check per mailbox folder, with the fix for what is wrong.
 
-use mailroom::doctor::{Check, CheckStatus, DoctorOptions, check_mailbox, is_valid};
+use mailroom::doctor::{
+    Check, CheckStatus, DoctorOptions, check_discovery, check_mailbox, is_valid,
+};
 use mailroom::domain::{MailboxAddress, MailboxConfig};
 use mailroom::graph::GraphClient;
 use time::OffsetDateTime;
@@ -10,12 +12,26 @@ use crate::context::{Context, parse_address};
 pub async fn run(context: &Context, mailbox: Option<&str>) -> anyhow::Result<bool> {
     let only = mailbox.map(parse_address).transpose()?;
     let configs = context.mailboxes(only.as_ref()).await?;
-    if configs.is_empty() {
+    // Only the rules' own checks when no mailbox is named.
+    let rules = match only {
+        None => context.state.list_discover_rules().await?,
+        Some(_) => Vec::new(),
+    };
+    if configs.is_empty() && rules.is_empty() {
         println!("no mailboxes configured; add one with `mailroom mailbox add`");
         return Ok(true);
     }
     let graph = GraphClient::new(context.graph.clone())?;
     let mut all_valid = true;
+    for rule in &rules {
+        println!("discovery rule {} — {rule}", rule.id());
+        let check = match context.secrets.fetch(&rule.credential).await {
+            Ok(credential) => check_discovery(&graph, &credential, rule).await,
+            Err(e) => credential_missing(context, e.to_string()),
+        };
+        println!("  {}", check.to_string().replace('\n', "\n  "));
+        all_valid &= check.status != CheckStatus::Fail;
+    }
     for config in &configs {
         println!("{} — {} ({})", config.address, config.folder, config.action);
         let checks = checks_for(context, &graph, config).await;
@@ -40,15 +56,20 @@ pub async fn checks_for(
     };
     match context.secrets.fetch(&config.credential).await {
         Ok(credential) => check_mailbox(graph, &credential, config, &options).await,
-        Err(e) => vec![Check {
-            name: "credential",
-            status: CheckStatus::Fail,
-            detail: e.to_string(),
-            fix: Some(match context.backend {
-                crate::args::Backend::Local => "declare it as [credential.NAME] in mailroom.toml, with the secret's Value in client_secret_env or client_secret_file, or a certificate in certificate_file and private_key_file".to_owned(),
-                crate::args::Backend::Aws => "create the Secrets Manager secret (see README, \"The import function\")".to_owned(),
-            }),
-        }],
+        Err(e) => vec![credential_missing(context, e.to_string())],
+    }
+}
+
+/// The check for a credential that cannot be read.
+fn credential_missing(context: &Context, detail: String) -> Check {
+    Check {
+        name: "credential",
+        status: CheckStatus::Fail,
+        detail,
+        fix: Some(match context.backend {
+            crate::args::Backend::Local => "declare it as [credential.NAME] in mailroom.toml, with the secret's Value in client_secret_env or client_secret_file, or a certificate in certificate_file and private_key_file".to_owned(),
+            crate::args::Backend::Aws => "create the Secrets Manager secret (see README, \"The import function\")".to_owned(),
+        }),
     }
 }
 

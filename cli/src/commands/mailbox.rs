@@ -33,17 +33,18 @@ async fn list(context: &Context) -> anyhow::Result<bool> {
         return Ok(true);
     }
     println!(
-        "{:<32} {:<28} {:<30} {:<16} enabled",
-        "mailbox", "folder", "action", "credential"
+        "{:<32} {:<28} {:<30} {:<16} {:<8} source",
+        "mailbox", "folder", "action", "credential", "enabled"
     );
     for c in configs {
         println!(
-            "{:<32} {:<28} {:<30} {:<16} {}",
+            "{:<32} {:<28} {:<30} {:<16} {:<8} {}",
             c.address.as_str(),
             c.folder,
             c.action.to_string(),
             c.credential,
-            if c.enabled { "yes" } else { "no" }
+            if c.enabled { "yes" } else { "no" },
+            source(&c)
         );
     }
     Ok(true)
@@ -56,6 +57,7 @@ async fn add(context: &Context, global: &Global, args: AddArgs) -> anyhow::Resul
         action: AfterImport::from_parts(&args.action, args.processed_folder.as_deref())?,
         credential: args.credential,
         enabled: !args.disabled,
+        discovered_by: None,
     };
     if let Some(local) = &context.local {
         local.credential(&config.credential)?;
@@ -116,6 +118,11 @@ async fn remove(
             folder.unwrap_or_default()
         );
     }
+    if let Some(rule) = targets.iter().find_map(|t| t.discovered_by.as_deref()) {
+        bail!(
+            "{address} was discovered by rule {rule}, which would add it again: exclude it in the rule instead (exclude = [\"{address}\"]); its mail stays"
+        );
+    }
     match global.backend {
         Backend::Local => {
             config::remove_mailbox(&global.config, &address, folder)?;
@@ -135,6 +142,14 @@ async fn remove(
         );
     }
     Ok(true)
+}
+
+/// Where a folder's configuration comes from, for people.
+pub fn source(config: &MailboxConfig) -> String {
+    match &config.discovered_by {
+        Some(rule) => format!("discovered ({rule})"),
+        None => "configured".to_owned(),
+    }
 }
 
 fn where_(context: &Context, global: &Global) -> String {

@@ -3,6 +3,7 @@
 pub mod credentials;
 #[cfg(feature = "demo")]
 mod demo;
+pub mod discover;
 mod doctor;
 mod folders;
 mod import;
@@ -30,6 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 } => folders::run(&context, &mailbox, credential.as_deref()).await,
                 Command::Mailbox { command } => mailbox::run(&context, global, command).await,
                 Command::Import { mailbox } => import::run(&context, mailbox.as_deref()).await,
+                Command::Discover { dry_run, command } => {
+                    discover::run(&context, global, dry_run, command).await
+                }
                 Command::Status => status::run(&context).await,
                 Command::Credentials { command } => credentials::run(&context, command).await,
                 Command::Serve {

@@ -165,6 +165,13 @@ pub async fn serve(
                 Err(e) => eprintln!("the credential check failed: {e:#}"),
             }
         }
+        if let Some(local) = &context.local {
+            // Daily by default ([settings] discover_hours), and at once for a new or changed
+            // rule; a new user's mailbox is imported in the same run.
+            if let Err(e) = super::discover::discover_due(context, local.discover_every).await {
+                eprintln!("discovery failed (the import still runs): {e:#}");
+            }
+        }
         if let Some(push) = push {
             push.maintain().await?;
         }

@@ -53,15 +53,34 @@ pub async fn run(context: &Context) -> anyhow::Result<bool> {
             ),
             None => "never".into(),
         };
+        let mailbox = match (&config.discovered_by, config.enabled) {
+            (_, false) => format!("{} (disabled)", config.address),
+            (Some(_), true) => format!("{} (discovered)", config.address),
+            (None, true) => config.address.to_string(),
+        };
         println!(
             "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} {last_run}",
-            config.address.as_str(),
+            mailbox,
             config.folder,
             of_folder.len(),
             pending,
             cursor,
             last_import,
         );
+    }
+    for rule in context.state.list_discover_rules().await? {
+        let id = rule.id();
+        let last = match context.state.last_discovery_run(&id).await? {
+            None => "never run".to_owned(),
+            Some(run) => match run.error {
+                Some(error) => format!("{} failed: {error}", run.at),
+                None => format!(
+                    "{}: {} archived, added {}, enabled {}, disabled {}",
+                    run.at, run.archived, run.added, run.enabled, run.disabled
+                ),
+            },
+        };
+        println!("discovery {id}: {last}");
     }
     Ok(true)
 }

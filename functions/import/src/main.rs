@@ -1,6 +1,7 @@
 //! The import Lambda function, with two triggers:
-//! - an EventBridge schedule: keep the Graph subscriptions (when `MAILROOM_WEBHOOK_URL` is set),
-//!   then import every enabled mailbox folder until shortly before the invocation's deadline;
+//! - an EventBridge schedule: apply the discovery rules that are due (daily by default), keep the
+//!   Graph subscriptions (when `MAILROOM_WEBHOOK_URL` is set), then import every enabled mailbox
+//!   folder until shortly before the invocation's deadline;
 //! - the SQS FIFO queue of sync jobs the webhook fills: run each job, and report the ones to
 //!   deliver again as partial batch failures.
 //!
@@ -18,7 +19,8 @@ use mailroom::clock::SystemClock;
 use mailroom::config::ImportSettings;
 use mailroom::credentials::Credentials;
 use mailroom::engine::{
-    Engine, EngineOptions, JobOutcome, NoObserver, RunReport, SubscriptionReport, run_batch,
+    DiscoveryReport, Engine, EngineOptions, JobOutcome, NoObserver, RunReport, SubscriptionReport,
+    run_batch,
 };
 use mailroom::graph::GraphClient;
 use mailroom::lambda::{Trigger, init_tracing, stop_at, to_json};
@@ -56,10 +58,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .as_ref()
         .map(|url| SqsJobQueue::new(clients.sqs.clone(), url));
     let (engine, queue, margin) = (&engine, queue.as_ref(), settings.stop_margin);
+    let discover_every = settings.discover_every;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let stop_at = stop_at(event.context.deadline(), OffsetDateTime::now_utc(), margin);
         match Trigger::parse(event.payload, TRIGGERS)? {
-            Trigger::Schedule => to_json(&scheduled_import(engine, stop_at).await?),
+            Trigger::Schedule => to_json(&scheduled_import(engine, discover_every, stop_at).await?),
             Trigger::Queue(batch) => to_json(&sync_jobs(engine, queue, batch, stop_at).await),
             other => Err(other.unexpected(TRIGGERS)),
         }
@@ -70,19 +73,47 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 /// What a scheduled run returns.
 #[derive(Serialize)]
 struct ScheduledReport {
+    /// The discovery rules applied in this run (those due).
+    discovery: DiscoverySummary,
     /// Present when push is configured.
     subscriptions: Option<SubscriptionReport>,
     #[serde(flatten)]
     run: RunReport,
 }
 
-/// One scheduled run: subscriptions first (so a folder subscribed now gets push while it is
-/// imported), then every mailbox. Per-mailbox failures are in the report (and logged by the
-/// engine); only a failure to read the configuration fails the invocation.
+/// Counts of a discovery run, for the invocation's result.
+#[derive(Serialize)]
+struct DiscoverySummary {
+    rules: usize,
+    failed_rules: usize,
+    added: usize,
+    enabled: usize,
+    disabled: usize,
+}
+
+impl From<&DiscoveryReport> for DiscoverySummary {
+    fn from(report: &DiscoveryReport) -> Self {
+        let plans = || report.rules.iter().filter_map(|r| r.outcome.as_ref().ok());
+        Self {
+            rules: report.rules.len(),
+            failed_rules: report.failed(),
+            added: plans().map(|c| c.plan.add.len()).sum(),
+            enabled: plans().map(|c| c.plan.enable.len()).sum(),
+            disabled: plans().map(|c| c.plan.disable.len()).sum::<usize>() + report.orphaned.len(),
+        }
+    }
+}
+
+/// One scheduled run: discovery first (a new user's mailbox is imported in the same run), then
+/// subscriptions (so a folder subscribed now gets push while it is imported), then every mailbox.
+/// Per-rule and per-mailbox failures are in the report (and logged by the engine); only a failure
+/// to read or write the configuration fails the invocation.
 async fn scheduled_import(
     engine: &Engine,
+    discover_every: std::time::Duration,
     stop_at: OffsetDateTime,
 ) -> Result<ScheduledReport, Diagnostic> {
+    let discovery = DiscoverySummary::from(&engine.discover_due(discover_every).await?);
     let subscriptions = match engine.options.push {
         Some(_) => Some(engine.maintain_subscriptions().await?),
         None => None,
@@ -94,7 +125,11 @@ async fn scheduled_import(
         failed_mailboxes = run.failed_mailboxes(),
         "scheduled import finished"
     );
-    Ok(ScheduledReport { subscriptions, run })
+    Ok(ScheduledReport {
+        discovery,
+        subscriptions,
+        run,
+    })
 }
 
 /// A batch of sync jobs from the FIFO queue. A job started too close to the deadline is one to

@@ -37,6 +37,22 @@ fn function_env(stack: &Stack, table: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// One scheduled invocation of the binary against the stack: its response and its log.
+async fn scheduled_run(stack: &Stack, name: &str) -> (serde_json::Value, String) {
+    let runtime = RuntimeApi::start().await;
+    let log = log_path(name);
+    let mut function = runtime.spawn(binary(), &function_env(stack, stack.state.table()), &log);
+    let id = runtime.invoke(scheduled_event(), Duration::from_secs(120));
+    let outcome = runtime.outcome(&id, Duration::from_secs(60)).await;
+    function.kill().ok();
+    function.wait().ok();
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let Outcome::Response(report) = outcome else {
+        panic!("the function failed: {outcome:?}\n{logs}");
+    };
+    (report, logs)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_event_imports_every_configured_mailbox() {
     let world = World::default_test().mailbox(
@@ -58,18 +74,7 @@ async fn a_scheduled_event_imports_every_configured_mailbox() {
         )
         .await;
 
-    let runtime = RuntimeApi::start().await;
-    let log = log_path("scheduled");
-    let mut function = runtime.spawn(binary(), &function_env(&stack, stack.state.table()), &log);
-    let id = runtime.invoke(scheduled_event(), Duration::from_secs(120));
-    let outcome = runtime.outcome(&id, Duration::from_secs(60)).await;
-    function.kill().ok();
-    function.wait().ok();
-    let logs = std::fs::read_to_string(&log).unwrap();
-
-    let Outcome::Response(report) = outcome else {
-        panic!("the function failed: {outcome:?}\n{logs}");
-    };
+    let (report, logs) = scheduled_run(&stack, "scheduled").await;
     assert_eq!(report["mailboxes"][0]["status"], "ok", "{report:#}");
     assert_eq!(
         report["mailboxes"][0]["folders"][0]["imported"], 30,
@@ -94,6 +99,45 @@ async fn a_scheduled_event_imports_every_configured_mailbox() {
         !logs.contains(DEFAULT_SECRET),
         "the client secret appears in the logs"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_event_discovers_new_users_and_imports_them_in_the_same_run() {
+    use mailroom::discovery::{DiscoverRule, Members};
+    use mailroom::ports::DiscoverRules;
+    let world = World::default_test()
+        .mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new("alice@contoso.com").messages("Inbox", 4),
+        )
+        .mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new("bob@contoso.com").messages("Inbox", 3),
+        );
+    let stack = Stack::start(world).await;
+    stack.sandbox.set_app_permissions(
+        graph_sandbox::DEFAULT_CLIENT_ID,
+        &["Mail.Read", "User.Read.All"],
+    );
+    let rule = DiscoverRule {
+        credential: stack.credential.clone(),
+        members: Members::All,
+        exclude: Vec::new(),
+        shared_mailboxes: false,
+        folder: "Inbox".into(),
+        action: AfterImport::None,
+    };
+    stack.state.put_discover_rule(&rule).await.unwrap();
+
+    let (report, _) = scheduled_run(&stack, "discovery").await;
+    assert_eq!(report["discovery"]["rules"], 1, "{report:#}");
+    assert_eq!(report["discovery"]["added"], 2, "{report:#}");
+    assert_eq!(report["discovery"]["failed_rules"], 0, "{report:#}");
+    for (mailbox, count) in [("alice@contoso.com", 4), ("bob@contoso.com", 3)] {
+        assert_eq!(stack.records(mailbox).await.len(), count, "{report:#}");
+    }
+    let run = stack.state.last_discovery_run(&rule.id()).await.unwrap();
+    assert_eq!(run.map(|r| r.added), Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

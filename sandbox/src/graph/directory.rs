@@ -100,8 +100,11 @@ pub(super) fn handle(
     let rest: Vec<&str> = segments.iter().skip(1).map(String::as_str).collect();
     if is(&segments[0], "users") {
         permitted(&st, tenant, client_id, USER_PERMISSIONS)?;
-        let users: Vec<&MailboxState> =
-            st.mailboxes.iter().filter(|m| m.tenant == tenant).collect();
+        let users: Vec<&MailboxState> = st
+            .mailboxes
+            .iter()
+            .filter(|m| m.tenant == tenant && !m.deleted)
+            .collect();
         return user_page(ctx, &users, "users");
     }
     permitted(&st, tenant, client_id, GROUP_PERMISSIONS)?;
@@ -341,10 +344,10 @@ fn transitive_page(
     let mut queue = vec![group];
     while let Some(g) = queue.pop() {
         for address in &g.members {
-            let Some(idx) = st
-                .find_mailbox(address)
-                .filter(|i| st.mailbox(*i).is_some_and(|m| m.tenant == tenant))
-            else {
+            let Some(idx) = st.find_mailbox(address).filter(|i| {
+                st.mailbox(*i)
+                    .is_some_and(|m| m.tenant == tenant && !m.deleted)
+            }) else {
                 continue;
             };
             if seen_users.contains(&idx) {

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use time::OffsetDateTime;
 
 use crate::credentials::AppCredential;
+use crate::discovery::{DiscoverRule, DiscoveryRun};
 use crate::domain::job::SyncJob;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
@@ -16,8 +17,8 @@ use crate::domain::{
 };
 use crate::ports::{
     AlertClaims, AlertError, Alerter, BlobError, BlobStore, ByteStream, CreateOutcome, Cursors,
-    JobQueue, LeaseOutcome, Leases, MailboxConfigs, MessageRecords, QueueError, RunLog,
-    SecretError, SecretSource, StoreError, SubscriptionLookup, Subscriptions,
+    DiscoverRules, JobQueue, LeaseOutcome, Leases, MailboxConfigs, MessageRecords, QueueError,
+    RunLog, SecretError, SecretSource, StoreError, SubscriptionLookup, Subscriptions,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -35,12 +36,43 @@ struct State {
     subscriptions: HashMap<String, SubscriptionRecord>,
     /// (credential, alert key) → claimed at.
     alerts: BTreeMap<(String, String), OffsetDateTime>,
+    rules: BTreeMap<String, DiscoverRule>,
+    discoveries: HashMap<String, DiscoveryRun>,
 }
 
 /// A [`StateStore`] in memory.
 #[derive(Default)]
 pub struct MemoryStateStore {
     state: Mutex<State>,
+}
+
+#[async_trait]
+impl DiscoverRules for MemoryStateStore {
+    async fn put_discover_rule(&self, rule: &DiscoverRule) -> Result<(), StoreError> {
+        lock(&self.state).rules.insert(rule.id(), rule.clone());
+        Ok(())
+    }
+
+    async fn list_discover_rules(&self) -> Result<Vec<DiscoverRule>, StoreError> {
+        Ok(lock(&self.state).rules.values().cloned().collect())
+    }
+
+    async fn remove_discover_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let mut state = lock(&self.state);
+        state.discoveries.remove(id);
+        Ok(state.rules.remove(id).is_some())
+    }
+
+    async fn put_discovery_run(&self, run: &DiscoveryRun) -> Result<(), StoreError> {
+        lock(&self.state)
+            .discoveries
+            .insert(run.rule.clone(), run.clone());
+        Ok(())
+    }
+
+    async fn last_discovery_run(&self, rule: &str) -> Result<Option<DiscoveryRun>, StoreError> {
+        Ok(lock(&self.state).discoveries.get(rule).cloned())
+    }
 }
 
 #[async_trait]

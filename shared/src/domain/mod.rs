@@ -186,6 +186,10 @@ pub struct MailboxConfig {
     /// Name of the credential (a Secrets Manager secret id, or a `[credential.NAME]` locally).
     pub credential: String,
     pub enabled: bool,
+    /// The `[[discover]]` rule that added this folder ([`crate::discovery::DiscoverRule::id`]);
+    /// `None` for a folder configured by hand. Discovery enables and disables only its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_by: Option<String>,
 }
 
 impl MailboxConfig {
@@ -476,6 +480,7 @@ mod tests {
             },
             credential: "contoso".into(),
             enabled: true,
+            discovered_by: None,
         };
         let json = serde_json::to_string(&config).unwrap();
         assert!(json.contains(r#""action":"move""#), "{json}");

@@ -4,6 +4,7 @@ use time::OffsetDateTime;
 
 use super::report::{FolderReport, MailboxReport, MailboxStatus};
 use super::{Engine, ImportError};
+use crate::credentials::AppCredential;
 use crate::domain::{MailboxAddress, MailboxConfig, RunSummary};
 use crate::graph::MailboxClient;
 use crate::ports::LeaseOutcome;
@@ -148,20 +149,26 @@ impl Engine {
         report
     }
 
-    /// A Graph handle for the folder's mailbox, after proving the credential works. A rejected
-    /// secret is read again once before giving up: it may have just been rotated.
+    /// A Graph handle for the folder's mailbox, after proving the credential works.
     pub async fn connect(&self, config: &MailboxConfig) -> Result<MailboxClient, ImportError> {
-        let credential = self.credentials.get(&config.credential).await?;
+        let credential = self.working_credential(&config.credential).await?;
+        Ok(self.graph.mailbox(credential, config.address.clone()))
+    }
+
+    /// The credential `name`, after proving Graph accepts it. A rejected secret is read again
+    /// once before giving up: it may have just been rotated.
+    pub async fn working_credential(&self, name: &str) -> Result<AppCredential, ImportError> {
+        let credential = self.credentials.get(name).await?;
         match self.graph.check_credential(&credential).await {
-            Ok(()) => Ok(self.graph.mailbox(credential, config.address.clone())),
+            Ok(()) => Ok(credential),
             Err(e) if e.is_credential_rejected() => {
-                let fresh = self.credentials.refresh(&config.credential).await?;
+                let fresh = self.credentials.refresh(name).await?;
                 if fresh.same_secret(&credential) {
                     return Err(e.into());
                 }
                 self.graph.check_credential(&fresh).await?;
-                tracing::info!(credential = %config.credential, "using the credential's new secret");
-                Ok(self.graph.mailbox(fresh, config.address.clone()))
+                tracing::info!(credential = %name, "using the credential's new secret");
+                Ok(fresh)
             }
             Err(e) => Err(e.into()),
         }

@@ -2,10 +2,12 @@
 //! Lambda function, the CLI or a test called it.
 //!
 //! - [`Engine::run`] imports every enabled mailbox folder (mailboxes in parallel, bounded);
+//! - [`Engine::discover`] applies the `[[discover]]` rules (`discover.rs`);
 //! - `mailbox.rs` holds one mailbox's lease and connects to Graph, re-reading a rejected secret once;
 //! - `folder.rs` is the per-folder algorithm (docs/import.md);
 //! - `message.rs` stores one message: MIME → blob → record → action → done.
 
+mod discover;
 mod folder;
 mod jobs;
 mod mailbox;
@@ -27,6 +29,7 @@ use crate::graph::{GraphClient, GraphError};
 use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
 
 pub use crate::domain::job::QueuedJob;
+pub use discover::{DiscoveryReport, RuleChanges, RuleError, RuleReport};
 #[cfg(feature = "local")]
 pub use jobs::run_local_jobs;
 pub use jobs::{JobOutcome, run_batch};

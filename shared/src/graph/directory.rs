@@ -69,6 +69,20 @@ impl DirectoryClient {
         self.all(Operation::ListUsers, url).await
     }
 
+    /// Whether the credential may list the tenant's users: one user read, not the directory.
+    pub async fn can_list_users(&self) -> Result<(), GraphError> {
+        let mut url = self.client.inner.config.v1_url("users");
+        url.set_query(Some("$select=id&$top=1"));
+        self.client
+            .json::<Page<serde_json::Value>>(
+                &self.credential,
+                Target::Directory,
+                Request::get(Operation::ListUsers, url),
+            )
+            .await
+            .map(drop)
+    }
+
     /// The group named `name_or_id`: its object id, or else its display name (case-insensitive,
     /// as Graph compares it). [`GraphError::GroupNotFound`] when there is none.
     pub async fn group(&self, name_or_id: &str) -> Result<DirectoryGroup, GraphError> {

@@ -19,8 +19,9 @@ mod state;
 
 pub use crate::domain::credential::SecretError;
 pub use state::{
-    AlertClaims, Cause, CreateOutcome, Cursors, LeaseOutcome, Leases, MailboxConfigs,
-    MessageRecords, RunLog, StateStore, StoreError, SubscriptionLookup, Subscriptions,
+    AlertClaims, Cause, CreateOutcome, Cursors, DiscoverRules, LeaseOutcome, Leases,
+    MailboxConfigs, MessageRecords, RunLog, StateStore, StoreError, SubscriptionLookup,
+    Subscriptions,
 };
 
 /// A stream of bytes, such as a message's raw MIME on its way from Graph to a blob store.

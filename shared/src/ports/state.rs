@@ -1,5 +1,5 @@
 //! The state store, one capability per trait: mailbox configuration, message records, run
-//! summaries, cursors, leases, subscriptions and alert claims. One table in DynamoDB, one
+//! summaries, cursors, leases, subscriptions, alert claims and discovery rules. One table in DynamoDB, one
 //! database locally; [`StateStore`] is all of them, for adapters and for the engine. Callers that
 //! need less ask for less: the webhook holds a [`SubscriptionLookup`], the expiry check
 //! [`MailboxConfigs`] and [`AlertClaims`].
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::discovery::{DiscoverRule, DiscoveryRun};
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RunSummary,
     SubscriptionRecord,
@@ -201,13 +202,41 @@ pub trait AlertClaims: Send + Sync {
     async fn list_alerts(&self, credential: &str) -> Result<Vec<String>, StoreError>;
 }
 
+/// The `[[discover]]` rules and the latest discovery of each (docs/discovery.md).
+#[async_trait]
+pub trait DiscoverRules: Send + Sync {
+    /// Creates or replaces the rule with id `rule.id()`.
+    async fn put_discover_rule(&self, rule: &DiscoverRule) -> Result<(), StoreError>;
+    /// Every rule, ordered by id.
+    async fn list_discover_rules(&self) -> Result<Vec<DiscoverRule>, StoreError>;
+    /// Removes the rule `id` (and its latest run); returns whether it existed.
+    async fn remove_discover_rule(&self, id: &str) -> Result<bool, StoreError>;
+    /// Replaces the summary of the rule's latest discovery.
+    async fn put_discovery_run(&self, run: &DiscoveryRun) -> Result<(), StoreError>;
+    async fn last_discovery_run(&self, rule: &str) -> Result<Option<DiscoveryRun>, StoreError>;
+}
+
 /// Every capability of the state store: what an adapter implements and the engine holds.
 pub trait StateStore:
-    MailboxConfigs + MessageRecords + RunLog + Cursors + Leases + Subscriptions + AlertClaims
+    MailboxConfigs
+    + MessageRecords
+    + RunLog
+    + Cursors
+    + Leases
+    + Subscriptions
+    + AlertClaims
+    + DiscoverRules
 {
 }
 
 impl<T> StateStore for T where
-    T: MailboxConfigs + MessageRecords + RunLog + Cursors + Leases + Subscriptions + AlertClaims
+    T: MailboxConfigs
+        + MessageRecords
+        + RunLog
+        + Cursors
+        + Leases
+        + Subscriptions
+        + AlertClaims
+        + DiscoverRules
 {
 }

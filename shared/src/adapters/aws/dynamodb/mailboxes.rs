@@ -9,14 +9,7 @@ use crate::ports::MailboxConfigs;
 impl MailboxConfigs for DynamoStateStore {
     async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError> {
         const OPERATION: &str = "put mailbox";
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(config_to_item(config)))
-            .send()
-            .await
-            .map_err(|e| store_error(OPERATION, e))?;
-        Ok(())
+        self.put(OPERATION, config_to_item(config)).await
     }
 
     async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {

@@ -2,13 +2,15 @@
 //!
 //! | item           | pk                   | sk                           | other attributes |
 //! |----------------|----------------------|------------------------------|------------------|
-//! | mailbox config | `CONFIG`             | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled |
+//! | mailbox config | `CONFIG`             | `MAILBOX#{address}#{folder}` | address, folder, action, processed_folder?, credential, enabled, discovered_by? |
 //! | message record | `MBX#{address}`      | `MSG#{message_id}`           | mailbox, message_id, folder, internet_message_id?, subject?, from?, received_at, size, sha256, blob_key, imported_at, state, gsi1pk, gsi1sk, pending_pk? |
 //! | cursor         | `MBX#{address}`      | `CURSOR#{folder}`            | delta_link?, next_link? |
 //! | last run       | `MBX#{address}`      | `RUN#LAST`                   | summary (JSON) |
 //! | lease          | `LEASE#{name}`       | `LEASE`                      | owner, until (epoch ms), ttl (epoch s) |
 //! | subscription   | `SUBSCRIPTION`       | `SUB#{id}`                   | id, mailbox, folder, credential, client_state, expires_at, notification_url, created_at |
 //! | alert claim    | `ALERT#{credential}` | `{alert_key}`                | claimed_at |
+//! | discovery rule | `DISCOVERY`          | `RULE#{rule id}`             | rule (JSON) |
+//! | discovery run  | `DISCOVERY`          | `RUN#{rule id}`              | summary (JSON) |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
 //! lists a mailbox's recent messages by received time. The sparse GSI `pending` (`pending_pk` =
@@ -17,7 +19,7 @@
 //! exactly this table; the SAM template must define the same.
 //!
 //! Each capability of the store is implemented in its own file (`mailboxes.rs`, `records.rs`,
-//! `runs.rs`, `cursors.rs`, `leases.rs`, `subscriptions.rs`, `alerts.rs`); the keys, the wire
+//! `runs.rs`, `cursors.rs`, `leases.rs`, `subscriptions.rs`, `alerts.rs`, `discovery.rs`); the keys, the wire
 //! mapping (domain <-> `AttributeValue` maps), the error mapping and the conditional put they share
 //! live in this file and nowhere else.
 
@@ -48,6 +50,7 @@ use crate::ports::{CreateOutcome, LeaseOutcome, StoreError};
 
 mod alerts;
 mod cursors;
+mod discovery;
 mod leases;
 mod mailboxes;
 mod records;
@@ -254,6 +257,18 @@ impl DynamoStateStore {
         }
     }
 
+    /// Creates or replaces an item, unconditionally.
+    async fn put(&self, operation: &'static str, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error(operation, e))?;
+        Ok(())
+    }
+
     async fn get_item(
         &self,
         operation: &'static str,
@@ -441,6 +456,7 @@ fn config_to_item(config: &MailboxConfig) -> Item {
     );
     item.insert("credential".into(), s(&config.credential));
     item.insert("enabled".into(), AttributeValue::Bool(config.enabled));
+    put_optional(&mut item, "discovered_by", config.discovered_by.as_deref());
     item
 }
 
@@ -619,6 +635,7 @@ fn config_from_item(item: &Item, operation: &'static str) -> Result<MailboxConfi
         action,
         credential: a.string("credential")?.to_owned(),
         enabled: a.boolean("enabled")?,
+        discovered_by: a.optional_string("discovered_by")?.map(str::to_owned),
     })
 }
 

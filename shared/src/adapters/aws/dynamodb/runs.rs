@@ -11,14 +11,7 @@ impl RunLog for DynamoStateStore {
         const OPERATION: &str = "put run summary";
         let mut item = run_key(&run.mailbox);
         item.insert("summary".into(), s(run.to_json()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error(OPERATION, e))?;
-        Ok(())
+        self.put(OPERATION, item).await
     }
 
     async fn last_run(&self, mailbox: &MailboxAddress) -> Result<Option<RunSummary>, StoreError> {

@@ -117,6 +117,7 @@ fn configs_round_trip_through_items() {
             action,
             credential: "contoso".into(),
             enabled: false,
+            discovered_by: None,
         };
         let item = config_to_item(&config);
         assert_eq!(item["sk"], s("MAILBOX#a@contoso.com#Inbox/Reports"));
@@ -152,6 +153,7 @@ fn malformed_items_name_the_attribute_and_the_key() {
         action: AfterImport::None,
         credential: "c".into(),
         enabled: true,
+        discovered_by: None,
     });
     config.insert("action".into(), s("archive"));
     let err = config_from_item(&config, "list mailboxes")

@@ -12,13 +12,16 @@ impl MailboxConfigs for SqliteStateStore {
         let config = config.clone();
         self.run(OPERATION, move |c| {
             c.execute(
-                "INSERT INTO mailboxes (address, folder, action, processed_folder, credential, enabled)
-                 VALUES (:address, :folder, :action, :processed_folder, :credential, :enabled)
+                "INSERT INTO mailboxes
+                     (address, folder, action, processed_folder, credential, enabled, discovered_by)
+                 VALUES
+                     (:address, :folder, :action, :processed_folder, :credential, :enabled, :discovered_by)
                  ON CONFLICT (address, folder) DO UPDATE SET
                      action = excluded.action,
                      processed_folder = excluded.processed_folder,
                      credential = excluded.credential,
-                     enabled = excluded.enabled",
+                     enabled = excluded.enabled,
+                     discovered_by = excluded.discovered_by",
                 named_params! {
                     ":address": config.address.as_str(),
                     ":folder": config.folder,
@@ -26,6 +29,7 @@ impl MailboxConfigs for SqliteStateStore {
                     ":processed_folder": config.action.processed_folder(),
                     ":credential": config.credential,
                     ":enabled": config.enabled,
+                    ":discovered_by": config.discovered_by,
                 },
             )
             .map_err(sql_error(OPERATION))?;
@@ -40,7 +44,8 @@ impl MailboxConfigs for SqliteStateStore {
             // BINARY collation compares UTF-8 bytes, the same order as Rust's `String`.
             let mut statement = c
                 .prepare(
-                    "SELECT address, folder, action, processed_folder, credential, enabled
+                    "SELECT address, folder, action, processed_folder, credential, enabled,
+                            discovered_by
                      FROM mailboxes ORDER BY address, folder",
                 )
                 .map_err(sql_error(OPERATION))?;

@@ -41,6 +41,7 @@ use crate::domain::{
 
 mod alerts;
 mod cursors;
+mod discovery;
 mod leases;
 mod mailboxes;
 mod records;
@@ -50,7 +51,7 @@ mod subscriptions;
 use crate::ports::{CreateOutcome, LeaseOutcome, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// How long a statement waits for another process's write lock before failing (`mailroom status`
 /// reading while `mailroom serve` writes, for example).
@@ -131,9 +132,25 @@ CREATE TABLE alerts (
 ) WITHOUT ROWID;
 ";
 
+/// Version 3: discovery. A mailbox folder remembers the `[[discover]]` rule that added it (NULL
+/// for one configured by hand); rules and their latest run are JSON documents, as run summaries.
+const SCHEMA_V3: &str = "
+ALTER TABLE mailboxes ADD COLUMN discovered_by TEXT;
+
+CREATE TABLE discover_rules (
+    id   TEXT NOT NULL PRIMARY KEY,
+    rule TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE discovery_runs (
+    rule    TEXT NOT NULL PRIMARY KEY,
+    summary TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 /// The schema steps: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`, so an empty
 /// database (version 0) runs them all. Released steps are never edited, only appended to.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SUBSCRIPTION_COLUMNS: &str =
     "id, mailbox, folder, credential, client_state, expires_at, notification_url, created_at";
@@ -523,6 +540,7 @@ fn config_from_row(row: &Row<'_>, operation: &'static str) -> Result<MailboxConf
             1 => true,
             _ => return Err(c.malformed("enabled", "is not 0 or 1")),
         },
+        discovered_by: c.optional_text("discovered_by")?,
     })
 }
 
@@ -688,6 +706,13 @@ mod tests {
                     [],
                 )
                 .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO mailboxes (address, folder, action, credential, enabled)
+                     VALUES ('a@contoso.com', 'Inbox', 'none', 'contoso', 1)",
+                    [],
+                )
+                .unwrap();
             connection.pragma_update(None, "user_version", 1).unwrap();
         }
         let store = SqliteStateStore::open(&path).unwrap();
@@ -704,6 +729,10 @@ mod tests {
         );
         assert_eq!(store.list_alerts("contoso").await.unwrap(), ["k"]);
         assert!(store.list_subscriptions().await.unwrap().is_empty());
+        let mailboxes = store.list_mailboxes().await.unwrap();
+        assert_eq!(mailboxes.len(), 1);
+        assert_eq!(mailboxes[0].discovered_by, None, "configured by hand");
+        assert!(store.list_discover_rules().await.unwrap().is_empty());
         drop(store);
         // Opening again finds the current version and changes nothing.
         let store = SqliteStateStore::open(&path).unwrap();
