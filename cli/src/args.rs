@@ -200,7 +200,8 @@ pub struct DiscoverArgs {
     /// Include shared mailboxes
     #[arg(long)]
     pub shared_mailboxes: bool,
-    /// The folder to import in each mailbox, e.g. Inbox
+    /// The folder to import in each mailbox, e.g. Inbox, or "*" for every folder (but Deleted
+    /// Items, Junk Email and search folders; with --action none or mark_read)
     #[arg(long)]
     pub folder: String,
     /// What to do with a message once it is stored

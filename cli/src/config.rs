@@ -341,12 +341,15 @@ impl RawDiscover {
         if folder.is_empty() {
             bail!("folder is empty; use a path such as Inbox");
         }
-        if folder == "*" {
+        let action = AfterImport::from_parts(&self.action, self.processed_folder.as_deref())?;
+        if folder == MailboxConfig::EVERY_FOLDER
+            && !matches!(action, AfterImport::None | AfterImport::MarkRead)
+        {
             bail!(
-                "folder = \"*\" (every folder of each mailbox) is not supported yet; name one folder, such as Inbox"
+                "folder = \"*\" (every folder) takes action \"none\" or \"mark_read\", not \"{}\": moving or deleting the mail of every folder is not an archive",
+                action.name()
             );
         }
-        let action = AfterImport::from_parts(&self.action, self.processed_folder.as_deref())?;
         if self.exclude.iter().any(|p| p.trim().is_empty()) {
             bail!(
                 "exclude has an empty pattern; give addresses or patterns such as \"*-admin@contoso.com\""
@@ -561,7 +564,7 @@ processed_folder = "Inbox/Processed"
 # users = "all"                     # or: group = "Finance" (a group's id or display name)
 # exclude = ["ceo@contoso.com", "*-admin@contoso.com"]   # addresses or patterns (* and ?)
 # shared_mailboxes = false          # true: shared mailboxes too
-# folder = "Inbox"
+# folder = "Inbox"                 # or "*": every folder (action none or mark_read)
 # action = "none"
 
 # [settings]
@@ -641,6 +644,9 @@ processed_folder = "Inbox/Done"
         assert!(group.exclude.is_empty() && !group.shared_mailboxes);
         assert_eq!(group.action.processed_folder(), Some("Inbox/Done"));
         assert_eq!(config.discover_every, Duration::from_secs(24 * 3600));
+        let every = DISCOVER.replacen(r#"folder = "Inbox""#, r#"folder = "*""#, 1);
+        let config = parse(&format!("{EXAMPLE}{every}")).unwrap();
+        assert_eq!(config.discover[0].id(), "contoso/all/*");
     }
 
     #[test]
@@ -658,9 +664,9 @@ processed_folder = "Inbox/Done"
                 "both users and group",
             ),
             (
-                r#"folder = "Inbox""#,
-                r#"folder = "*""#,
-                "not supported yet",
+                "folder = \"Inbox\"\naction = \"none\"",
+                "folder = \"*\"\naction = \"delete\"",
+                "takes action \"none\" or \"mark_read\", not \"delete\"",
             ),
             (r#"folder = "Inbox""#, r#"folder = " ""#, "folder is empty"),
             (

@@ -199,6 +199,21 @@ impl Core {
         }
     }
 
+    pub(crate) fn rename_folder(
+        &self,
+        mailbox: &str,
+        path: &str,
+        name: &str,
+        parent_path: Option<&str>,
+    ) -> bool {
+        let mut st = lock(&self.state);
+        let Some(idx) = st.find_mailbox(mailbox) else {
+            return false;
+        };
+        st.mailbox_mut(idx)
+            .is_some_and(|mb| mb.rename_folder(path, name, parent_path))
+    }
+
     pub(crate) fn delete_user(&self, mailbox: &str) -> bool {
         let mut st = lock(&self.state);
         let Some(idx) = st.find_mailbox(mailbox) else {

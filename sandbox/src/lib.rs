@@ -202,6 +202,18 @@ impl Sandbox {
         self.core().add_folder(mailbox, path);
     }
 
+    /// Renames the folder at `path` to `name` and, with `parent_path`, moves it there: its id
+    /// and messages stay (as Outlook's rename and move do). Returns whether the folders exist.
+    pub fn rename_folder(
+        &self,
+        mailbox: &str,
+        path: &str,
+        name: &str,
+        parent_path: Option<&str>,
+    ) -> bool {
+        self.core().rename_folder(mailbox, path, name, parent_path)
+    }
+
     /// Deletes the user owning `mailbox` from the directory: `/users` and group members no
     /// longer list it. Its mailbox is left as it was (Entra keeps a deleted user for 30 days;
     /// what mail requests answer meanwhile is not documented, so the sandbox does not model it).

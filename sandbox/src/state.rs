@@ -444,6 +444,35 @@ impl MailboxState {
         Some(current)
     }
 
+    /// Renames the folder at `path` and moves it under the folder at `parent_path` (when given),
+    /// keeping its id and messages, as a person does in Outlook. Returns whether both exist.
+    pub(crate) fn rename_folder(
+        &mut self,
+        path: &str,
+        name: &str,
+        parent_path: Option<&str>,
+    ) -> bool {
+        let Some(folder) = self.resolve_path(path, false) else {
+            return false;
+        };
+        let parent = match parent_path {
+            Some(p) => match self.resolve_path(p, false) {
+                Some(parent) => Some(parent),
+                None => return false,
+            },
+            None => None,
+        };
+        if let Some(new_parent) = parent {
+            if let Some(old) = self.folders[folder].parent {
+                self.folders[old].children.retain(|c| *c != folder);
+            }
+            self.folders[new_parent].children.push(folder);
+            self.folders[folder].parent = Some(new_parent);
+        }
+        self.folders[folder].display_name = name.to_owned();
+        true
+    }
+
     /// The display-name path of a folder ("Inbox/Backup Reports").
     pub(crate) fn path_of(&self, folder: usize) -> String {
         let mut names = Vec::new();

@@ -274,11 +274,36 @@ async fn mailbox_checks(mailbox: &MailboxClient, config: &MailboxConfig, checks:
     }
     checks.push(Check::pass(MAILBOX, format!("{address} is readable")));
 
-    let source = mailbox.resolve_folder_path(&config.folder).await;
-    checks.push(match &source {
-        Ok((folder, path)) => Check::pass(FOLDER, describe_folder(folder, path)),
-        Err(e) => Check::fail(FOLDER, e.to_string(), folder_fix(e, "folder", address)),
-    });
+    let source = if config.is_every_folder() {
+        // Every folder: the permission probe writes to a message of the Inbox.
+        match mailbox.archive_folders().await {
+            Ok(folders) => {
+                checks.push(Check::pass(
+                    FOLDER,
+                    format!(
+                        "every folder: {} now (Deleted Items, Junk Email, Recoverable Items and search folders left out)",
+                        folders.len()
+                    ),
+                ));
+                mailbox.resolve_folder_path("inbox").await
+            }
+            Err(e) => {
+                checks.push(Check::fail(
+                    FOLDER,
+                    e.to_string(),
+                    "check that the app may list the mailbox's folders (Mail.Read)",
+                ));
+                Err(e)
+            }
+        }
+    } else {
+        let source = mailbox.resolve_folder_path(&config.folder).await;
+        checks.push(match &source {
+            Ok((folder, path)) => Check::pass(FOLDER, describe_folder(folder, path)),
+            Err(e) => Check::fail(FOLDER, e.to_string(), folder_fix(e, "folder", address)),
+        });
+        source
+    };
 
     if let Some(processed) = action.processed_folder() {
         checks.push(match mailbox.resolve_folder_path(processed).await {

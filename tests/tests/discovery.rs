@@ -300,3 +300,151 @@ async fn one_runner_discovers_at_a_time() {
     );
     assert_eq!(stack.state.list_mailboxes().await.unwrap().len(), USERS);
 }
+
+// ---- folder = "*" -------------------------------------------------------------------------------
+
+const ARCHIVIST: &str = "archivist@contoso.com";
+
+/// Stops the run before the nth `step`, as a crash would.
+struct CrashAt {
+    step: mailroom::engine::Step,
+    nth: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl mailroom::engine::ImportObserver for CrashAt {
+    fn before(
+        &self,
+        step: mailroom::engine::Step,
+        _key: &mailroom::domain::FolderKey,
+        _id: Option<&mailroom::domain::MessageId>,
+    ) -> Result<(), mailroom::engine::Interrupted> {
+        use std::sync::atomic::Ordering;
+        if step == self.step && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            return Err(mailroom::engine::Interrupted(step));
+        }
+        Ok(())
+    }
+}
+
+fn archive_world() -> World {
+    World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(ARCHIVIST)
+            .messages("Inbox", 3)
+            .messages("Inbox/Projects", 2)
+            .messages("Archive 2025", 2)
+            .messages("Deleted Items", 2)
+            .messages("Junk Email", 1),
+    )
+}
+
+/// Every message the archive should hold: all but Deleted Items' and Junk Email's.
+fn archived(stack: &Stack) -> Vec<graph_sandbox::MessageInfo> {
+    stack
+        .sandbox
+        .messages(ARCHIVIST)
+        .into_iter()
+        .filter(|m| {
+            !["Deleted Items", "Junk Email", "Recoverable Items"]
+                .iter()
+                .any(|f| m.folder_path.starts_with(f))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_folder_is_archived_and_followed_through_renames_moves_and_crashes() {
+    let stack = Stack::start(archive_world()).await;
+    stack
+        .sandbox
+        .add_search_folder(ARCHIVIST, "Inbox", "Unread mail");
+    stack
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.Read", "User.Read.All"]);
+    let rule = DiscoverRule {
+        folder: "*".into(),
+        exclude: Vec::new(),
+        ..every_user(&stack)
+    };
+    stack.state.put_discover_rule(&rule).await.unwrap();
+    discover(&stack.engine()).await;
+
+    let first = stack.run().await;
+    let folders: Vec<&str> = first.mailboxes[0]
+        .folders
+        .iter()
+        .map(|f| f.folder.as_str())
+        .collect();
+    assert_eq!(
+        folders,
+        [
+            "Archive",
+            "Archive 2025",
+            "Conversation History",
+            "Drafts",
+            "Inbox",
+            "Inbox/Projects",
+            "Outbox",
+            "Sent Items"
+        ],
+        "every folder but Deleted Items, Junk Email and the search folder"
+    );
+    assert_eq!(first.imported(), 7);
+    stack
+        .assert_stored_exactly_once(ARCHIVIST, &archived(&stack))
+        .await;
+
+    // Renamed and moved: the folder keeps its cursor (only the new message is read), and a new
+    // folder is picked up.
+    assert!(stack.sandbox.rename_folder(
+        ARCHIVIST,
+        "Inbox/Projects",
+        "Projects 2026",
+        Some("Archive 2025")
+    ));
+    stack.sandbox.add_message(
+        ARCHIVIST,
+        "Archive 2025/Projects 2026",
+        graph_sandbox::NewMessage::new("Kick-off notes"),
+    );
+    stack.sandbox.add_message(
+        ARCHIVIST,
+        "Clients",
+        graph_sandbox::NewMessage::new("Contract"),
+    );
+    let second = stack.run().await;
+    let moved = second.mailboxes[0]
+        .folders
+        .iter()
+        .find(|f| f.folder == "Archive 2025/Projects 2026")
+        .unwrap_or_else(|| panic!("{second:#?}"));
+    assert_eq!((moved.imported, moved.already_stored), (1, 0), "{moved:#?}");
+    assert_eq!(second.imported(), 2);
+
+    // A crash between storing and finishing, then the folder renamed: the next run finishes the
+    // record all the same.
+    stack.sandbox.add_message(
+        ARCHIVIST,
+        "Clients",
+        graph_sandbox::NewMessage::new("Invoice"),
+    );
+    let crash = std::sync::Arc::new(CrashAt {
+        step: mailroom::engine::Step::MarkDone,
+        nth: 1,
+        seen: Default::default(),
+    });
+    stack
+        .run_with(stack.engine_with(crash, mailroom::engine::EngineOptions::default()))
+        .await;
+    stack.clock.advance(time::Duration::hours(1));
+    assert!(
+        stack
+            .sandbox
+            .rename_folder(ARCHIVIST, "Clients", "Customers", None)
+    );
+    stack.run().await;
+    stack
+        .assert_stored_exactly_once(ARCHIVIST, &archived(&stack))
+        .await;
+}

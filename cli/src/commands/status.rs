@@ -15,11 +15,20 @@ pub async fn run(context: &Context) -> anyhow::Result<bool> {
         "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} last run",
         "mailbox", "folder", "stored", "pending", "cursor", "last import"
     );
-    for config in configs {
+    for config in &configs {
         let records = context.state.list_records(&config.address).await?;
+        // `folder = "*"` holds what the mailbox's folders configured on their own do not.
+        let configured: Vec<&str> = configs
+            .iter()
+            .filter(|c| c.address == config.address && !c.is_every_folder())
+            .map(|c| c.folder.as_str())
+            .collect();
         let of_folder: Vec<_> = records
             .iter()
-            .filter(|r| r.folder == config.folder)
+            .filter(|r| match config.is_every_folder() {
+                true => !configured.iter().any(|c| c.eq_ignore_ascii_case(&r.folder)),
+                false => r.folder == config.folder,
+            })
             .collect();
         let pending = of_folder
             .iter()
@@ -31,7 +40,9 @@ pub async fn run(context: &Context) -> anyhow::Result<bool> {
             .max()
             .map(|t| t.replace_nanosecond(0).unwrap_or(t).to_string())
             .unwrap_or_else(|| "never".into());
-        let cursor = if config.action.uses_delta() {
+        let cursor = if config.is_every_folder() {
+            "one per folder"
+        } else if config.action.uses_delta() {
             match context.state.get_cursor(&config.key()).await? {
                 Some(c) if c.next_link.is_some() => "mid-round (resumes)",
                 Some(c) if c.delta_link.is_some() => "delta link saved",

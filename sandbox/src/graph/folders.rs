@@ -41,6 +41,15 @@ pub(crate) fn folder_json(mb: &MailboxState, idx: usize) -> Map<String, Value> {
         || mb.folder(mb.root).map(|r| r.id.clone()),
         |p| Some(p.id.clone()),
     );
+    if f.search {
+        // An entity of a derived type in a collection of its base type carries its type
+        // (OData JSON Format 4.01, §4.5.3 "Control Information: type"); Graph's mailFolder
+        // listings mark search folders so.
+        map.insert(
+            "@odata.type".into(),
+            json!("#microsoft.graph.mailSearchFolder"),
+        );
+    }
     map.insert("id".into(), json!(f.id));
     map.insert("displayName".into(), json!(f.display_name));
     map.insert("parentFolderId".into(), json!(parent_id));
@@ -55,7 +64,7 @@ pub(crate) fn folder_json(mb: &MailboxState, idx: usize) -> Map<String, Value> {
 /// `$select` is honoured loosely for folders: unknown names are ignored.
 fn project(mut map: Map<String, Value>, select: Option<&[&str]>) -> Value {
     if let Some(select) = select {
-        map.retain(|k, _| k == "id" || select.contains(&k.as_str()));
+        map.retain(|k, _| k == "id" || k == "@odata.type" || select.contains(&k.as_str()));
     }
     Value::Object(map)
 }

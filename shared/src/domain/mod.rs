@@ -193,10 +193,28 @@ pub struct MailboxConfig {
 }
 
 impl MailboxConfig {
+    /// The folder name that stands for every folder of the mailbox (`folder = "*"`).
+    pub const EVERY_FOLDER: &str = "*";
+
     pub fn key(&self) -> FolderKey {
         FolderKey {
             mailbox: self.address.clone(),
             folder: self.folder.clone(),
+        }
+    }
+
+    /// Whether this archives every folder of the mailbox (`folder = "*"`).
+    pub fn is_every_folder(&self) -> bool {
+        self.folder == Self::EVERY_FOLDER
+    }
+
+    /// The cursor key of folder `id` found by `folder = "*"`: `*#{id}`, by id, so a renamed or
+    /// moved folder keeps its cursor (folder ids are stable, docs/graph.md §3). A configured
+    /// path would have to be a top-level folder named `*#` followed by that id to share it.
+    pub fn every_folder_key(&self, id: &str) -> FolderKey {
+        FolderKey {
+            mailbox: self.address.clone(),
+            folder: format!("{}#{id}", Self::EVERY_FOLDER),
         }
     }
 }

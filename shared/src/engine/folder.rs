@@ -18,17 +18,55 @@ use time::OffsetDateTime;
 use super::message::{Action, FolderRun};
 use super::report::{FolderReport, MessageOutcome};
 use super::{Engine, ImportError, Step};
-use crate::domain::{AfterImport, Cursor, MailboxConfig, MessageId};
+use crate::domain::{AfterImport, Cursor, FolderKey, MailboxConfig, MessageId, MessageRecord};
 use crate::graph::{DeltaStart, GraphError, MailboxClient, MessageSummary, Page};
 
+/// Which folder a run imports.
+pub(super) enum FolderTarget<'a> {
+    /// The configuration's own folder path, resolved now.
+    Configured,
+    /// A folder `folder = "*"` found (`config.folder` is its path): its cursor is keyed by its
+    /// id, so a renamed or moved folder keeps its place.
+    Found {
+        key: FolderKey,
+        id: String,
+        /// For the first folder of the mailbox only: finish the records earlier runs left
+        /// pending in any folder but these (configured on their own), whatever the folder's
+        /// path was then.
+        finish_pending_except: Option<&'a [String]>,
+    },
+}
+
+/// Which of the mailbox's pending records a folder run finishes.
+enum Pending<'a> {
+    /// Those of this folder path.
+    OfFolder(&'a str),
+    /// Those of every folder but these (configured on their own).
+    AllBut(&'a [String]),
+    None,
+}
+
+impl Pending<'_> {
+    fn includes(&self, record: &MessageRecord) -> bool {
+        match self {
+            Self::OfFolder(folder) => record.folder == *folder,
+            Self::AllBut(configured) => !configured
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&record.folder)),
+            Self::None => false,
+        }
+    }
+}
+
 impl Engine {
-    /// Imports one configured mailbox folder until it is drained, its delta round is complete,
-    /// or `stop_at` passes. Counts go into `report`; the error, if any, says why it stopped.
+    /// Imports one mailbox folder until it is drained, its delta round is complete, or
+    /// `stop_at` passes. Counts go into `report`; the error, if any, says why it stopped.
     #[tracing::instrument(skip_all, fields(mailbox = %config.address, folder = %config.folder))]
     pub(super) async fn import_folder(
         &self,
         graph: &MailboxClient,
         config: &MailboxConfig,
+        target: FolderTarget<'_>,
         stop_at: OffsetDateTime,
         report: &mut FolderReport,
     ) -> Result<(), ImportError> {
@@ -46,20 +84,37 @@ impl Engine {
                 AfterImport::None => Ok(Action::None),
             }
         };
-        let (folder, action) = tokio::join!(graph.resolve_folder(&config.folder), destination);
-        let (folder, action) = (folder?, action?);
+        let folder = async {
+            match &target {
+                FolderTarget::Configured => {
+                    graph.resolve_folder(&config.folder).await.map(|f| f.id)
+                }
+                FolderTarget::Found { id, .. } => Ok(id.clone()),
+            }
+        };
+        let (folder_id, action) = tokio::join!(folder, destination);
+        let (folder_id, action) = (folder_id?, action?);
+        let (key, pending) = match target {
+            FolderTarget::Configured => (config.key(), Pending::OfFolder(&config.folder)),
+            FolderTarget::Found {
+                key,
+                finish_pending_except: Some(configured),
+                ..
+            } => (key, Pending::AllBut(configured)),
+            FolderTarget::Found { key, .. } => (key, Pending::None),
+        };
         let run = FolderRun {
             engine: self,
             graph,
             config,
-            key: config.key(),
+            key,
             action,
         };
-        self.finish_pending(&run, report).await?;
+        self.finish_pending(&run, pending, report).await?;
         if config.action.uses_delta() {
-            self.sync_delta(&run, &folder.id, stop_at, report).await
+            self.sync_delta(&run, &folder_id, stop_at, report).await
         } else {
-            self.drain_queue(&run, &folder.id, stop_at, report).await
+            self.drain_queue(&run, &folder_id, stop_at, report).await
         }
     }
 
@@ -69,14 +124,18 @@ impl Engine {
     async fn finish_pending(
         &self,
         run: &FolderRun<'_>,
+        which: Pending<'_>,
         report: &mut FolderReport,
     ) -> Result<(), ImportError> {
+        if let Pending::None = which {
+            return Ok(());
+        }
         let pending: Vec<_> = self
             .state
             .pending_records(&run.config.address)
             .await?
             .into_iter()
-            .filter(|r| r.folder == run.config.folder)
+            .filter(|r| which.includes(r))
             .collect();
         if pending.is_empty() {
             return Ok(());

@@ -2,10 +2,11 @@
 
 use time::OffsetDateTime;
 
+use super::folder::FolderTarget;
 use super::report::{FolderReport, MailboxReport, MailboxStatus};
 use super::{Engine, ImportError};
 use crate::credentials::AppCredential;
-use crate::domain::{MailboxAddress, MailboxConfig, RunSummary};
+use crate::domain::{FolderKey, MailboxAddress, MailboxConfig, RunSummary};
 use crate::graph::MailboxClient;
 use crate::ports::LeaseOutcome;
 
@@ -64,26 +65,64 @@ impl Engine {
             }
         }
 
+        // `folder = "*"` stands for the folders found in the mailbox now, less those configured on
+        // their own.
+        let configured: Vec<String> = configs
+            .iter()
+            .filter(|c| !c.is_every_folder())
+            .map(|c| c.folder.clone())
+            .collect();
+        let mut work: Vec<(MailboxConfig, Option<(FolderKey, String)>)> = Vec::new();
         for config in configs {
+            if !config.is_every_folder() {
+                work.push((config, None));
+                continue;
+            }
+            match self.every_folder(&config, &configured).await {
+                Ok(found) => work.extend(found.into_iter().map(|(c, k, id)| (c, Some((k, id))))),
+                Err(e) => {
+                    report.status = MailboxStatus::Failed;
+                    report.folders.push(FolderReport {
+                        folder: config.folder.clone(),
+                        action: config.action.to_string(),
+                        error: Some(e.to_string()),
+                        ..FolderReport::default()
+                    });
+                }
+            }
+        }
+
+        let mut first_found = true;
+        for (config, found) in work {
             let mut folder = FolderReport {
                 folder: config.folder.clone(),
                 action: config.action.to_string(),
                 ..FolderReport::default()
             };
+            let key = found
+                .as_ref()
+                .map_or_else(|| config.key(), |(key, _)| key.clone());
             let reset = async {
                 if full_resync && config.action.uses_delta() {
                     tracing::info!(folder = %config.folder, "full resync: reading the folder from scratch");
-                    self.state
-                        .put_cursor(&config.key(), &Default::default())
-                        .await?;
+                    self.state.put_cursor(&key, &Default::default()).await?;
                 }
                 Ok::<(), ImportError>(())
+            };
+            let target = match found {
+                None => FolderTarget::Configured,
+                Some((key, id)) => FolderTarget::Found {
+                    key,
+                    id,
+                    finish_pending_except: std::mem::take(&mut first_found)
+                        .then_some(configured.as_slice()),
+                },
             };
             let result = match reset.await {
                 Err(e) => Err(e),
                 Ok(()) => match self.connect(&config).await {
                     Ok(graph) => {
-                        self.import_folder(&graph, &config, stop_at, &mut folder)
+                        self.import_folder(&graph, &config, target, stop_at, &mut folder)
                             .await
                     }
                     Err(e) => Err(e),
@@ -147,6 +186,29 @@ impl Engine {
             "mailbox import finished"
         );
         report
+    }
+
+    /// The folders `config` (`folder = "*"`) archives now, less those `configured` on their own:
+    /// each as a configuration of its own path, with the cursor key of its id.
+    async fn every_folder(
+        &self,
+        config: &MailboxConfig,
+        configured: &[String],
+    ) -> Result<Vec<(MailboxConfig, FolderKey, String)>, ImportError> {
+        let graph = self.connect(config).await?;
+        let folders = graph.archive_folders().await?;
+        Ok(folders
+            .into_iter()
+            .filter(|(path, _)| !configured.iter().any(|c| c.eq_ignore_ascii_case(path)))
+            .map(|(path, folder)| {
+                let key = config.every_folder_key(&folder.id);
+                let child = MailboxConfig {
+                    folder: path,
+                    ..config.clone()
+                };
+                (child, key, folder.id)
+            })
+            .collect())
     }
 
     /// A Graph handle for the folder's mailbox, after proving the credential works.

@@ -107,7 +107,9 @@ impl Engine {
             .list_mailboxes()
             .await?
             .into_iter()
-            .filter(|c| c.enabled)
+            // `folder = "*"` is polled only: its folders change, and a subscription is per
+            // folder (docs/push.md).
+            .filter(|c| c.enabled && !c.is_every_folder())
             .collect();
         let mut by_key: BTreeMap<FolderKey, Vec<SubscriptionRecord>> = BTreeMap::new();
         for record in self.state.list_subscriptions().await? {

@@ -30,6 +30,10 @@ pub const WELL_KNOWN_FOLDERS: &[&str] = &[
     "syncissues",
 ];
 
+/// The well-known folders `folder = "*"` leaves out, with their subfolders, unless a
+/// configuration names them: deleted mail, junk and what Exchange keeps after deletion.
+pub const ARCHIVE_EXCLUDES: [&str; 3] = ["deleteditems", "junkemail", "recoverableitemsdeletions"];
+
 const FOLDER_SELECT: &str =
     "id,displayName,parentFolderId,childFolderCount,totalItemCount,unreadItemCount";
 
@@ -181,6 +185,44 @@ impl MailboxClient {
         orphans.sort_by(|a, b| a.display_name.cmp(&b.display_name));
         tree.extend(orphans.into_iter().map(|f| (f.display_name.clone(), f)));
         Ok(tree)
+    }
+
+    /// The folders `folder = "*"` archives: every folder of [`Self::folder_tree`] except Deleted
+    /// Items, Junk Email and Recoverable Items (each with its subfolders) and search folders
+    /// (their messages live in other folders). Each with its path, as in the tree.
+    pub async fn archive_folders(&self) -> Result<Vec<(String, MailFolder)>, GraphError> {
+        let mut left_out = Vec::new();
+        for name in ARCHIVE_EXCLUDES {
+            // A mailbox may lack one (Recoverable Items is outside the tree anyway): skip it.
+            match self.get_folder(name).await {
+                Ok(folder) => left_out.push(folder.id),
+                Err(GraphError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let tree = self.folder_tree().await?;
+        let parents: HashMap<&str, Option<&str>> = tree
+            .iter()
+            .map(|(_, f)| (f.id.as_str(), f.parent_folder_id.as_deref()))
+            .collect();
+        // Whether `id` or one of its ancestors is left out (bounded by the tree's size, should
+        // Graph ever report a cycle).
+        let under_left_out = |id: &str| {
+            let mut next = Some(id);
+            for _ in 0..=tree.len() {
+                let Some(current) = next else { return false };
+                if left_out.iter().any(|x| x == current) {
+                    return true;
+                }
+                next = parents.get(current).copied().flatten();
+            }
+            false
+        };
+        Ok(tree
+            .iter()
+            .filter(|(_, f)| !f.is_search_folder() && !under_left_out(&f.id))
+            .cloned()
+            .collect())
     }
 
     async fn find_child(

@@ -22,6 +22,10 @@ pub struct Page<T> {
 #[serde(rename_all = "camelCase")]
 pub struct MailFolder {
     pub id: String,
+    /// `#microsoft.graph.mailSearchFolder` for a search folder: OData marks an entity of a
+    /// derived type in a collection of its base type (OData JSON Format 4.01, §4.5.3).
+    #[serde(rename = "@odata.type", default)]
+    pub odata_type: Option<String>,
     #[serde(default)]
     pub display_name: String,
     pub parent_folder_id: Option<String>,
@@ -31,6 +35,15 @@ pub struct MailFolder {
     pub total_item_count: u64,
     #[serde(default)]
     pub unread_item_count: u64,
+}
+
+impl MailFolder {
+    /// A search folder: a saved query over other folders, holding no messages of its own.
+    pub fn is_search_folder(&self) -> bool {
+        self.odata_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("#microsoft.graph.mailSearchFolder"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
