@@ -7,12 +7,14 @@
 #![allow(clippy::expect_used)]
 
 mod coldstart;
+mod fanout;
 mod import;
 mod memory;
 mod push;
 mod report;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -69,6 +71,9 @@ enum Section {
     Budget,
     /// 1, 4, 16 and 32 mailboxes in one process.
     Scaling,
+    /// Tenant scale: 1,000 mailboxes x 50 messages worked by 1, 4 and 16 queue consumers; the
+    /// time to queue one tick's jobs.
+    Fanout,
     /// Message arrives -> record done, through the local webhook and through SQS on moto.
     Push,
     /// Peak RSS importing one large message and many small ones; CPU per message.
@@ -125,6 +130,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     if args.runs(Section::Scaling) {
         scaling_section(args, model, &mut report).await?;
+    }
+    if args.runs(Section::Fanout) {
+        fanout_section(args, model, &mut report).await?;
     }
     if args.runs(Section::Push) {
         push_section(args, model, &mut report).await?;
@@ -306,6 +314,83 @@ async fn scaling_section(
         details.push(json!({"mailboxes": mailboxes, "efficiency": efficiency, "run": run}));
     }
     report.detail("scaling", details);
+    Ok(())
+}
+
+/// Tenant scale: throughput with 1, 4 and 16 consumers of mailbox jobs on one backlog, paced to
+/// the (time-scaled) budget; and the time one tick takes to queue a job per mailbox on SQS.
+async fn fanout_section(
+    args: &Args,
+    model: LatencyModel,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (mailboxes, messages, window) = if args.quick {
+        (64, 20, Duration::from_secs(4))
+    } else {
+        (1000, 50, Duration::from_secs(30))
+    };
+    let scale = args
+        .time_scale
+        .unwrap_or(if args.quick { 300 } else { 120 });
+    let real = RequestBudget::default();
+    let budget = RequestBudget {
+        requests: real.requests / scale,
+        window: real.window / scale,
+    };
+    // Slices shorter than a mailbox's backlog takes, so runs see continuations.
+    let slice = window / 12;
+    report.parameter(
+        "fanout",
+        json!({"mailboxes": mailboxes, "messages_per_mailbox": messages,
+               "window_seconds": window.as_secs_f64(), "slice_seconds": slice.as_secs_f64()}),
+    );
+    println!(
+        "
+== fanout: {mailboxes} mailboxes x {messages} messages (none), jobs on one queue, {:.1} s slices, budget {} requests per {:.1} s per mailbox; {:.0} s per consumer count",
+        slice.as_secs_f64(),
+        budget.requests,
+        budget.window.as_secs_f64(),
+        window.as_secs_f64()
+    );
+    let mut details = Vec::new();
+    let mut single = None;
+    let mut throttled_after_warmup = 0;
+    for consumers in [1, 4, 16] {
+        let run = fanout::consumers_run(
+            mailboxes, messages, consumers, window, slice, budget, &model,
+        )
+        .await?;
+        let single_rate = *single.get_or_insert(run.messages_per_second);
+        let efficiency = run.messages_per_second / (single_rate * consumers as f64);
+        println!(
+            "{consumers:>3} consumers: {:>6} msgs in {:>5.1} s = {:>7.1} msg/s; {:.2} of linear; {} continuations; 429s {} ({} after warm-up)",
+            run.messages,
+            run.seconds,
+            run.messages_per_second,
+            efficiency,
+            run.continuations,
+            run.throttled,
+            run.throttled_after_warmup
+        );
+        throttled_after_warmup += run.throttled_after_warmup;
+        if consumers == 16 {
+            report.figure("fanout_efficiency_16", round2(efficiency));
+        }
+        details.push(json!({"efficiency": efficiency, "run": run}));
+    }
+    report.figure("fanout_throttled_after_warmup", throttled_after_warmup);
+    let tick_mailboxes = if args.quick { 100 } else { 1000 };
+    let seconds = fanout::fan_out_seconds(tick_mailboxes).await?;
+    println!("one tick queues {tick_mailboxes} mailbox jobs on SQS (moto) in {seconds:.2} s");
+    report.parameter("fanout_tick_mailboxes", tick_mailboxes);
+    report.figure("fanout_tick_seconds", round2(seconds));
+    let idle_mailboxes = if args.quick { 10 } else { 50 };
+    let idle = fanout::idle_tick_calls(idle_mailboxes).await?;
+    let total: f64 = idle.values().sum();
+    println!("an idle tick makes {total:.2} AWS calls per mailbox: {idle:?}");
+    report.figure("aws_calls_per_idle_mailbox_tick", &idle);
+    details.push(json!({"tick_mailboxes": tick_mailboxes, "tick_seconds": seconds}));
+    report.detail("fanout", details);
     Ok(())
 }
 

@@ -259,6 +259,9 @@ pub struct ImportSettings {
     /// `MAILROOM_DISCOVER_HOURS`: how often a scheduled run applies each discovery rule again
     /// (default 24, from 1 to 168).
     pub discover_every: Duration,
+    /// `MAILROOM_JOB_SLICE_SECONDS`: how long a mailbox job works before it queues its
+    /// continuation (default 300, from 30 to 840).
+    pub job_slice: Duration,
 }
 
 impl ImportSettings {
@@ -271,6 +274,7 @@ impl ImportSettings {
         EnvVar::optional("MAILROOM_SUBSCRIPTION_RENEW_HOURS"),
         EnvVar::optional("MAILROOM_QUEUE_URL"),
         EnvVar::optional("MAILROOM_DISCOVER_HOURS"),
+        EnvVar::optional("MAILROOM_JOB_SLICE_SECONDS"),
     ];
 
     /// Every variable the import function reads at start-up.
@@ -295,6 +299,7 @@ impl ImportSettings {
         let queue_url = env.optional("MAILROOM_QUEUE_URL");
         let discover_every =
             Duration::from_secs(env.number("MAILROOM_DISCOVER_HOURS", 24, 1, 168) * 3600);
+        let job_slice = Duration::from_secs(env.number("MAILROOM_JOB_SLICE_SECONDS", 300, 30, 840));
         env.finish(Self {
             aws,
             mailbox_parallelism,
@@ -302,6 +307,7 @@ impl ImportSettings {
             push,
             queue_url,
             discover_every,
+            job_slice,
         })
     }
 }

@@ -92,6 +92,7 @@ pub async fn state_store_contract(store: &dyn StateStore) {
     mailbox_configs_are_listed_by_address_then_folder(store).await;
     putting_a_mailbox_config_replaces_it(store).await;
     removing_a_mailbox_config_reports_whether_it_existed(store).await;
+    mailbox_folders_are_those_of_one_mailbox(store).await;
     create_record_returns_the_original_when_already_stored(store).await;
     concurrent_creates_of_one_record_create_it_once(store).await;
     get_record_of_an_unknown_message_is_none(store).await;
@@ -246,6 +247,30 @@ pub async fn removing_a_discover_rule_removes_its_last_run(store: &dyn StateStor
     assert!(!must(store.remove_discover_rule(&id).await));
     assert_eq!(must(store.last_discovery_run(&id).await), None);
     assert!(rules_of(store, &credential).await.is_empty());
+}
+
+pub async fn mailbox_folders_are_those_of_one_mailbox(store: &dyn StateStore) {
+    let suffix = unique();
+    let a = must(MailboxAddress::parse(&format!("a-{suffix}@contoso.com")));
+    // Shares `a`'s address as a prefix of its own.
+    let longer = must(MailboxAddress::parse(&format!("a-{suffix}@contoso.com.au")));
+    let mine = vec![
+        config(&a, "Archive", AfterImport::None),
+        MailboxConfig {
+            enabled: false,
+            ..config(&a, "Inbox", AfterImport::MarkRead)
+        },
+    ];
+    must(store.put_mailbox(&mine[1]).await);
+    must(
+        store
+            .put_mailbox(&config(&longer, "Inbox", AfterImport::None))
+            .await,
+    );
+    must(store.put_mailbox(&mine[0]).await);
+    assert_eq!(must(store.mailbox_folders(&a).await), mine);
+    let nobody = mailbox("nobody");
+    assert!(must(store.mailbox_folders(&nobody).await).is_empty());
 }
 
 pub async fn removing_a_mailbox_config_reports_whether_it_existed(store: &dyn StateStore) {
@@ -1045,6 +1070,7 @@ pub async fn job_queue_contract(
     jobs_arrive_in_order_within_each_mailbox(queue, &drain).await;
     identical_jobs_within_a_window_arrive_once(queue, &drain).await;
     the_same_job_in_a_later_window_is_enqueued_again(queue, clock, &drain).await;
+    a_continuation_is_never_taken_for_a_repeat(queue, &drain).await;
 }
 
 /// A job for `mailbox`'s `folder`.
@@ -1053,6 +1079,7 @@ pub fn job(mailbox: &MailboxAddress, folder: &str, kind: JobKind) -> SyncJob {
         mailbox: mailbox.clone(),
         folder: folder.into(),
         kind,
+        slice: 0,
     }
 }
 
@@ -1126,4 +1153,21 @@ pub async fn the_same_job_in_a_later_window_is_enqueued_again(
     must(queue.enqueue(&j).await);
     let got: Vec<SyncJob> = drain().await.into_iter().map(|d| d.job).collect();
     assert_eq!(got, [j.clone(), j]);
+}
+
+pub async fn a_continuation_is_never_taken_for_a_repeat(
+    queue: &dyn JobQueue,
+    drain: &impl AsyncFn() -> Vec<Delivered>,
+) {
+    let m = mailbox("queue-slices");
+    let first = SyncJob::mailbox(m.clone());
+    let second = first.continuation();
+    let third = second.continuation();
+    for j in [&first, &first, &second, &third, &third] {
+        must(queue.enqueue(j).await);
+    }
+    let got: Vec<Delivered> = drain().await;
+    assert!(got.iter().all(|d| d.group == m.as_str()), "{got:?}");
+    let slices: Vec<u32> = got.iter().map(|d| d.job.slice).collect();
+    assert_eq!(slices, [0, 1, 2], "each slice once, in order");
 }

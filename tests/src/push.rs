@@ -83,9 +83,23 @@ impl PushRig {
         rig
     }
 
+    /// The queue, as the webhook and the scheduled run's fan-out send to it.
+    pub fn queue(&self) -> SqsJobQueue {
+        SqsJobQueue::new(self.sqs.clone(), &self.queue_url)
+    }
+
+    /// Starts `n` more consumers: Lambda scaling out on the queue.
+    pub fn add_consumers(&mut self, n: usize) {
+        for _ in 0..n {
+            let consumer = self.consumer();
+            self.tasks.push(tokio::spawn(consumer.run()));
+        }
+    }
+
     fn consumer(&self) -> QueueConsumer {
         QueueConsumer {
             engine: self.engine.clone(),
+            queue: self.queue(),
             sqs: self.sqs.clone(),
             queue_url: self.queue_url.clone(),
             clock: self.stack.clock.clone(),
@@ -176,6 +190,7 @@ impl Drop for PushRig {
 /// for the visibility timeout; tests do not).
 struct QueueConsumer {
     engine: Arc<Engine>,
+    queue: SqsJobQueue,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     clock: Arc<mailroom::clock::ManualClock>,
@@ -221,10 +236,10 @@ impl QueueConsumer {
                 })
                 .collect();
             self.jobs_run.fetch_add(batch.len(), Ordering::SeqCst);
-            let engine = &self.engine;
+            let (engine, queue) = (&self.engine, &self.queue);
             let stop_at = self.clock_now() + RUN_BUDGET;
             let failed = run_batch(batch, 4, |job| async move {
-                engine.run_job(&job, stop_at).await
+                engine.run_job_continuing(&job, stop_at, queue).await
             })
             .await;
             self.jobs_failed.fetch_add(failed.len(), Ordering::SeqCst);

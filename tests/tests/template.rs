@@ -271,6 +271,8 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
         S3BlobStore::IAM_ACTIONS,
         SecretsManagerSource::IAM_ACTIONS,
         SqsJobQueue::CONSUMER_IAM_ACTIONS,
+        // The fan-out and continuations send to the queue it consumes.
+        SqsJobQueue::IAM_ACTIONS,
     ]
     .into_iter()
     .flatten()
@@ -447,6 +449,16 @@ fn jobs_go_through_a_fifo_queue_with_a_dead_letter_queue_to_the_import_function(
         properties["BatchSize"].as_u64().unwrap() <= 10,
         "FIFO batches hold at most 10"
     );
+    // The fan-out's consumers are bounded by a parameter, within what Lambda accepts (2 to
+    // 1,000 for MaximumConcurrency).
+    assert_eq!(
+        properties["ScalingConfig"]["MaximumConcurrency"],
+        json!({"Ref": "ImportConcurrency"})
+    );
+    let concurrency = &template["Parameters"]["ImportConcurrency"];
+    assert_eq!(concurrency["Type"], "Number");
+    assert!(concurrency["MinValue"].as_u64().unwrap() >= 2);
+    assert!(concurrency["MaxValue"].as_u64().unwrap() <= 1000);
 
     // A job in the dead-letter queue raises the alarm.
     let alarm = &resource(&template, "JobDeadLetterAlarm")["Properties"];

@@ -126,6 +126,9 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
         JobOutcome::Skipped(why) => eprintln!("push: {what}: skipped: {why}"),
         JobOutcome::Busy(why) => eprintln!("push: {what}: busy, retrying shortly: {why}"),
         JobOutcome::Incomplete => eprintln!("push: {what}: more to do, continuing"),
+        JobOutcome::Continued { imported } => {
+            eprintln!("push: {what}: {imported} message(s) stored, more to do, continuing")
+        }
         JobOutcome::Failed {
             error,
             retry_can_help: true,

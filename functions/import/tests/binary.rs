@@ -39,9 +39,17 @@ fn function_env(stack: &Stack, table: &str) -> Vec<(&'static str, String)> {
 
 /// One scheduled invocation of the binary against the stack: its response and its log.
 async fn scheduled_run(stack: &Stack, name: &str) -> (serde_json::Value, String) {
+    scheduled_run_with(&function_env(stack, stack.state.table()), name).await
+}
+
+/// [`scheduled_run`] with the function's environment `env`.
+async fn scheduled_run_with(
+    env: &[(&'static str, String)],
+    name: &str,
+) -> (serde_json::Value, String) {
     let runtime = RuntimeApi::start().await;
     let log = log_path(name);
-    let mut function = runtime.spawn(binary(), &function_env(stack, stack.state.table()), &log);
+    let mut function = runtime.spawn(binary(), env, &log);
     let id = runtime.invoke(scheduled_event(), Duration::from_secs(120));
     let outcome = runtime.outcome(&id, Duration::from_secs(60)).await;
     function.kill().ok();
@@ -138,6 +146,60 @@ async fn a_scheduled_event_discovers_new_users_and_imports_them_in_the_same_run(
     }
     let run = stack.state.last_discovery_run(&rule.id()).await.unwrap();
     assert_eq!(run.map(|r| r.added), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_queue_a_scheduled_event_queues_one_job_per_mailbox_and_imports_nothing() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let world = World::default_test()
+        .mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new("alice@contoso.com").messages("Inbox", 2),
+        )
+        .mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new("bob@contoso.com")
+                .messages("Inbox", 2)
+                .messages("Archive", 1),
+        );
+    let stack = Stack::start(world).await;
+    stack
+        .configure("alice@contoso.com", "Inbox", AfterImport::None)
+        .await;
+    for folder in ["Inbox", "Archive"] {
+        stack
+            .configure("bob@contoso.com", folder, AfterImport::None)
+            .await;
+    }
+    let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
+    let mut env = function_env(&stack, stack.state.table());
+    env.push(("MAILROOM_QUEUE_URL", queue_url.clone()));
+
+    let (report, _) = scheduled_run_with(&env, "fan-out").await;
+    assert_eq!(report["fan_out"]["queued"], 2, "{report:#}");
+    assert!(report.get("mailboxes").is_none(), "{report:#}");
+    assert!(
+        stack.records("bob@contoso.com").await.is_empty(),
+        "the consumers import"
+    );
+
+    let received = stack
+        .clients()
+        .sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await
+        .unwrap();
+    let mut groups: Vec<String> = received
+        .messages()
+        .iter()
+        .map(|m| m.attributes().unwrap()[&MessageSystemAttributeName::MessageGroupId].clone())
+        .collect();
+    groups.sort();
+    assert_eq!(groups, ["alice@contoso.com", "bob@contoso.com"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

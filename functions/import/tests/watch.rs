@@ -101,6 +101,7 @@ async fn an_sqs_batch_reports_exactly_the_malformed_message_as_failed() {
         mailbox: MailboxAddress::parse(MAILBOX).unwrap(),
         folder: FOLDER.to_owned(),
         kind: JobKind::Sync,
+        slice: 0,
     })
     .unwrap();
     assert!(job.contains(r#""kind":"sync""#), "{job}");

@@ -176,6 +176,7 @@ async fn a_notification_for_a_known_subscription_puts_one_sync_job_on_the_fifo_q
             mailbox: MailboxAddress::parse(MAILBOX).unwrap(),
             folder: FOLDER.to_owned(),
             kind: JobKind::Sync,
+            slice: 0,
         }
     );
     let logs = fixture.webhook.logs();

@@ -89,6 +89,18 @@ impl MailboxConfigs for MemoryStateStore {
         Ok(lock(&self.state).mailboxes.values().cloned().collect())
     }
 
+    async fn mailbox_folders(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Vec<MailboxConfig>, StoreError> {
+        Ok(lock(&self.state)
+            .mailboxes
+            .values()
+            .filter(|c| &c.address == address)
+            .cloned()
+            .collect())
+    }
+
     async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
         Ok(lock(&self.state)
             .mailboxes

@@ -1,4 +1,5 @@
-//! Sync jobs: what the webhook asks the import function to do for one mailbox folder.
+//! Sync jobs: what the webhook asks the import function to do for one mailbox folder, and what
+//! the scheduled run asks for each mailbox (docs/architecture.md, "Fan-out").
 
 use time::OffsetDateTime;
 
@@ -17,6 +18,9 @@ pub enum JobKind {
     /// `subscriptionRemoved` lifecycle event). Needs Graph credentials, so the import function
     /// does it, not the webhook.
     Resubscribe,
+    /// Import every enabled folder of the mailbox (`folder` is empty): the scheduled run, fanned
+    /// out one job per mailbox, and the continuation of such a job that ran out of time.
+    Mailbox,
 }
 
 impl JobKind {
@@ -25,6 +29,7 @@ impl JobKind {
             Self::Sync => "sync",
             Self::FullResync => "full_resync",
             Self::Resubscribe => "resubscribe",
+            Self::Mailbox => "mailbox",
         }
     }
 }
@@ -35,9 +40,36 @@ pub struct SyncJob {
     pub mailbox: MailboxAddress,
     pub folder: String,
     pub kind: JobKind,
+    /// For a [`JobKind::Mailbox`] job, which slice of the mailbox's work it is: 0 from the
+    /// scheduled run, one more for each continuation. Part of the deduplication id, so a
+    /// continuation is never taken for a repeat of the job that queued it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slice: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SyncJob {
+    /// The job that imports every enabled folder of `mailbox` ([`JobKind::Mailbox`]).
+    pub fn mailbox(mailbox: MailboxAddress) -> Self {
+        Self {
+            mailbox,
+            folder: String::new(),
+            kind: JobKind::Mailbox,
+            slice: 0,
+        }
+    }
+
+    /// The job that carries on where this one stopped.
+    pub fn continuation(&self) -> Self {
+        Self {
+            slice: self.slice.saturating_add(1),
+            ..self.clone()
+        }
+    }
+
     /// Identical jobs enqueued within one window of this many seconds (aligned to the Unix epoch)
     /// may be collapsed into one.
     pub const DEDUPLICATION_WINDOW_SECONDS: i64 = 10;
@@ -57,12 +89,14 @@ impl SyncJob {
         let window = now
             .unix_timestamp()
             .div_euclid(Self::DEDUPLICATION_WINDOW_SECONDS);
-        // Unambiguous: an address holds no whitespace, the kind and window are fixed words, and
+        // Unambiguous: an address holds no whitespace, the kind, window and slice are fixed words
+        // or numbers, and
         // the folder (which may hold anything) comes last.
         let key = format!(
-            "{}\n{}\n{window}\n{}",
+            "{}\n{}\n{window}\n{}\n{}",
             self.mailbox.as_str(),
             self.kind.as_str(),
+            self.slice,
             self.folder
         );
         hex::encode(Sha256::digest(key.as_bytes()))

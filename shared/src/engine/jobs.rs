@@ -1,11 +1,15 @@
-//! Sync jobs from the queue (docs/push.md): one mailbox folder at a time.
+//! Jobs from the queue: a mailbox folder's sync job from push (docs/push.md), and a mailbox's
+//! job from the scheduled run's fan-out, which works a time slice and queues its continuation
+//! (docs/architecture.md, "Fan-out").
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::Engine;
-use super::report::MailboxStatus;
+use super::report::{MailboxReport, MailboxStatus};
 use crate::domain::job::{JobKind, QueuedJob, SyncJob};
+use crate::domain::{MailboxAddress, MailboxConfig};
+use crate::ports::{JobQueue, QueueError, StoreError};
 
 /// How a job went; decides whether the queue delivers it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +23,8 @@ pub enum JobOutcome {
     Busy(String),
     /// Stopped at the deadline with work left; try again.
     Incomplete,
+    /// A mailbox job used its time slice with work left and queued its continuation: done here.
+    Continued { imported: u64 },
     /// Failed; try again (the queue's redrive policy ends hopeless cases in the dead-letter
     /// queue, where they raise an alarm). `retry_can_help` says whether the cause is one a later
     /// attempt can get past (throttling, an unreachable service) or one that needs a person (a
@@ -34,6 +40,81 @@ impl JobOutcome {
 }
 
 impl Engine {
+    /// Queues one [`JobKind::Mailbox`] job for each mailbox with an enabled folder: the
+    /// scheduled run, fanned out. A mailbox whose job cannot be queued is in the report's
+    /// `failed`; the others are queued all the same.
+    pub async fn enqueue_mailboxes(&self, queue: &dyn JobQueue) -> Result<FanOut, StoreError> {
+        use futures::StreamExt;
+        let mut mailboxes: Vec<MailboxAddress> = self
+            .state
+            .list_mailboxes()
+            .await?
+            .into_iter()
+            .filter(|c| c.enabled)
+            .map(|c| c.address)
+            .collect();
+        mailboxes.dedup();
+        let results: Vec<(MailboxAddress, Result<(), QueueError>)> =
+            futures::stream::iter(mailboxes)
+                .map(|mailbox| async move {
+                    let result = queue.enqueue(&SyncJob::mailbox(mailbox.clone())).await;
+                    (mailbox, result)
+                })
+                .buffer_unordered(ENQUEUE_CONCURRENCY)
+                .collect()
+                .await;
+        let mut report = FanOut::default();
+        for (mailbox, result) in results {
+            match result {
+                Ok(()) => report.queued += 1,
+                Err(e) => {
+                    tracing::warn!(%mailbox, error = %e, "could not queue the mailbox's job; the next scheduled run queues it again");
+                    report.failed.push(format!("{mailbox}: {e}"));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// [`Self::run_job`], and for a [`JobKind::Mailbox`] job that ran out of its time slice
+    /// with work left, its continuation queued on `queue` (a new message, so a long backlog
+    /// never reaches the queue's delivery limit).
+    pub async fn run_job_continuing(
+        &self,
+        job: &SyncJob,
+        stop_at: OffsetDateTime,
+        queue: &dyn JobQueue,
+    ) -> JobOutcome {
+        let outcome = self.run_job(job, stop_at).await;
+        if job.kind != JobKind::Mailbox {
+            return outcome;
+        }
+        match outcome {
+            JobOutcome::Incomplete | JobOutcome::Continued { .. } => {}
+            done => return done,
+        }
+        match queue.enqueue(&job.continuation()).await {
+            Ok(()) => {
+                tracing::info!("work left: continuation queued");
+                JobOutcome::Continued {
+                    imported: self.last_imported(job).await,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not queue the continuation; the job is delivered again instead");
+                JobOutcome::Incomplete
+            }
+        }
+    }
+
+    /// What the mailbox's latest run imported (for the continuation's outcome).
+    async fn last_imported(&self, job: &SyncJob) -> u64 {
+        match self.state.last_run(&job.mailbox).await {
+            Ok(Some(run)) => run.imported,
+            _ => 0,
+        }
+    }
+
     /// Runs one job, stopping new work at `stop_at`.
     #[tracing::instrument(skip_all, fields(mailbox = %job.mailbox, folder = %job.folder, kind = job.kind.as_str()))]
     pub async fn run_job(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
@@ -43,10 +124,8 @@ impl Engine {
     }
 
     async fn run_job_inner(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
-        let config = match self.state.list_mailboxes().await {
-            Ok(configs) => configs
-                .into_iter()
-                .find(|c| c.enabled && c.key() == job.key()),
+        let configs = match self.state.mailbox_folders(&job.mailbox).await {
+            Ok(configs) => configs,
             Err(e) => {
                 return JobOutcome::Failed {
                     retry_can_help: e.is_retryable(),
@@ -54,41 +133,41 @@ impl Engine {
                 };
             }
         };
-        let Some(config) = config else {
-            return JobOutcome::Skipped(format!(
-                "{} is not (or no longer) a configured, enabled mailbox folder",
-                job.key()
-            ));
-        };
+        // The enabled folders the job is about: the mailbox's, or the one folder's.
+        let mine: Vec<MailboxConfig> = configs
+            .into_iter()
+            .filter(|c| c.enabled && (job.kind == JobKind::Mailbox || c.key() == job.key()))
+            .collect();
+        if mine.is_empty() {
+            return JobOutcome::Skipped(match job.kind {
+                JobKind::Mailbox => {
+                    format!("{} has no (or no longer an) enabled folder", job.mailbox)
+                }
+                _ => format!(
+                    "{} is not (or no longer) a configured, enabled mailbox folder",
+                    job.key()
+                ),
+            });
+        }
         match job.kind {
+            JobKind::Mailbox => {
+                // One slice, so a mailbox with a long backlog takes turns with the others.
+                let stop_at = stop_at.min(self.clock.now() + self.options.job_slice);
+                let report = self
+                    .import_mailbox(job.mailbox.clone(), mine, stop_at)
+                    .await;
+                outcome_of(&report)
+            }
             JobKind::Sync | JobKind::FullResync => {
                 let report = self
                     .import_mailbox_with(
-                        config.address.clone(),
-                        vec![config],
+                        job.mailbox.clone(),
+                        mine,
                         stop_at,
                         job.kind == JobKind::FullResync,
                     )
                     .await;
-                let error = report
-                    .error
-                    .clone()
-                    .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
-                match report.status {
-                    MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
-                    MailboxStatus::Failed => JobOutcome::Failed {
-                        error: error
-                            .unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
-                        // The report keeps the error's text, not its kind: assume it may pass.
-                        retry_can_help: true,
-                    },
-                    MailboxStatus::Ok if report.folders.iter().any(|f| f.stopped_at_deadline) => {
-                        JobOutcome::Incomplete
-                    }
-                    MailboxStatus::Ok => JobOutcome::Done {
-                        imported: report.imported(),
-                    },
-                }
+                outcome_of(&report)
             }
             JobKind::Resubscribe => {
                 if self.options.push.is_none() {
@@ -96,7 +175,7 @@ impl Engine {
                         "push is not configured here (no public webhook URL)".into(),
                     );
                 }
-                match self.resubscribe(&config).await {
+                match self.resubscribe(&mine[0]).await {
                     Ok(true) => JobOutcome::Done { imported: 0 },
                     Ok(false) => {
                         JobOutcome::Busy("another runner is maintaining subscriptions".into())
@@ -108,6 +187,40 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+/// How many enqueues the fan-out has in flight.
+const ENQUEUE_CONCURRENCY: usize = 16;
+
+/// What the scheduled run's fan-out queued.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FanOut {
+    /// Mailboxes whose job is queued.
+    pub queued: usize,
+    /// Mailboxes whose job could not be queued, each with why.
+    pub failed: Vec<String>,
+}
+
+/// A job's outcome from the import report of its mailbox.
+fn outcome_of(report: &MailboxReport) -> JobOutcome {
+    let error = report
+        .error
+        .clone()
+        .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
+    match report.status {
+        MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
+        MailboxStatus::Failed => JobOutcome::Failed {
+            error: error.unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
+            // The report keeps the error's text, not its kind: assume it may pass.
+            retry_can_help: true,
+        },
+        MailboxStatus::Ok if report.folders.iter().any(|f| f.stopped_at_deadline) => {
+            JobOutcome::Incomplete
+        }
+        MailboxStatus::Ok => JobOutcome::Done {
+            imported: report.imported(),
+        },
     }
 }
 
@@ -179,7 +292,7 @@ pub async fn run_local_jobs(
         };
         let Some(job) = job else { return };
         let stop_at = OffsetDateTime::now_utc() + time::Duration::minutes(14);
-        let outcome = engine.run_job(&job, stop_at).await;
+        let outcome = engine.run_job_continuing(&job, stop_at, &queue).await;
         report(&job, &outcome);
         if outcome.retry() && !stop.is_cancelled() {
             let queue = queue.clone();
@@ -208,6 +321,7 @@ mod tests {
                 mailbox: MailboxAddress::parse(mailbox).unwrap(),
                 folder: folder.into(),
                 kind: JobKind::Sync,
+                slice: 0,
             }),
         }
     }

@@ -32,7 +32,7 @@ pub use crate::domain::job::QueuedJob;
 pub use discover::{DiscoveryReport, RuleChanges, RuleError, RuleReport};
 #[cfg(feature = "local")]
 pub use jobs::run_local_jobs;
-pub use jobs::{JobOutcome, run_batch};
+pub use jobs::{FanOut, JobOutcome, run_batch};
 pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
 pub use subscriptions::{PushOptions, SubscriptionReport};
 
@@ -46,6 +46,9 @@ pub struct EngineOptions {
     pub message_concurrency: usize,
     /// Mailboxes imported at once.
     pub mailbox_parallelism: usize,
+    /// How long a mailbox job of the fan-out works before it queues its continuation, so one
+    /// mailbox's backlog never holds a consumer for long.
+    pub job_slice: Duration,
     /// Attempts per message within a run for transient failures (a cut-off download, say).
     pub message_attempts: u32,
     /// How long a lease outlives the deadline: covers work still finishing after it.
@@ -62,6 +65,7 @@ impl Default for EngineOptions {
             page_size: 100,
             message_concurrency: 16,
             mailbox_parallelism: 4,
+            job_slice: Duration::from_secs(300),
             message_attempts: 3,
             lease_margin: Duration::from_secs(120),
             owner: format!("mailroom-{}", uuid::Uuid::new_v4()),

@@ -105,6 +105,12 @@ pub trait MailboxConfigs: Send + Sync {
     async fn put_mailbox(&self, config: &MailboxConfig) -> Result<(), StoreError>;
     /// Every configured mailbox folder, enabled or not, ordered by address then folder.
     async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError>;
+    /// The configured folders of one mailbox, enabled or not, ordered by folder: what a job
+    /// reads, so a job costs the same with ten mailboxes configured or ten thousand.
+    async fn mailbox_folders(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Vec<MailboxConfig>, StoreError>;
     /// Removes one mailbox folder's configuration; returns whether it existed.
     async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError>;
 }

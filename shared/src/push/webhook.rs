@@ -239,6 +239,7 @@ impl Webhook {
                     mailbox: record.mailbox.clone(),
                     folder: record.folder.clone(),
                     kind,
+                    slice: 0,
                 };
                 if seen.insert((job.mailbox.to_string(), job.folder.clone(), kind)) {
                     jobs.push(job);

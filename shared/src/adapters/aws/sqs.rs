@@ -219,6 +219,7 @@ mod tests {
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox/Reports".into(),
             kind: crate::domain::job::JobKind::FullResync,
+            slice: 0,
         };
         let body = serde_json::to_string(&job).unwrap();
         assert_eq!(SqsJobQueue::parse_job(&body).unwrap(), job);

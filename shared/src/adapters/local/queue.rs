@@ -84,9 +84,11 @@ mod tests {
             mailbox: MailboxAddress::parse("a@contoso.com").unwrap(),
             folder: "Inbox".into(),
             kind: JobKind::Sync,
+            slice: 0,
         };
         let full = SyncJob {
             kind: JobKind::FullResync,
+            slice: 0,
             ..job.clone()
         };
         for j in [&job, &job, &full, &job] {

@@ -5,6 +5,7 @@
 const SOURCE: &str = concat!(
     include_str!("alerts.rs"),
     include_str!("cursors.rs"),
+    include_str!("discovery.rs"),
     include_str!("leases.rs"),
     include_str!("mailboxes.rs"),
     include_str!("records.rs"),
@@ -14,12 +15,15 @@ const SOURCE: &str = concat!(
 );
 
 /// The DynamoDB actions the bodies of the named store methods call for (following the helpers
-/// that wrap an SDK call: `self.get_item` and `self.conditional_put`).
+/// that wrap an SDK call: `self.get_item`, `self.put`, `self.configs_under` and
+/// `self.conditional_put`).
 fn actions_of(methods: &[&str]) -> std::collections::BTreeSet<&'static str> {
     let source = SOURCE;
     let calls = [
         (".get_item()", "dynamodb:GetItem"),
         ("self.get_item(", "dynamodb:GetItem"),
+        ("self.put(", "dynamodb:PutItem"),
+        (".configs_under(", "dynamodb:Query"),
         (".conditional_put(", "dynamodb:PutItem"),
         (".query()", "dynamodb:Query"),
         (".put_item()", "dynamodb:PutItem"),

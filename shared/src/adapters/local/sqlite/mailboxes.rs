@@ -59,6 +59,30 @@ impl MailboxConfigs for SqliteStateStore {
         .await
     }
 
+    async fn mailbox_folders(
+        &self,
+        address: &MailboxAddress,
+    ) -> Result<Vec<MailboxConfig>, StoreError> {
+        const OPERATION: &str = "list mailbox folders";
+        let address = address.to_string();
+        self.run(OPERATION, move |c| {
+            let mut statement = c
+                .prepare(
+                    "SELECT address, folder, action, processed_folder, credential, enabled,
+                            discovered_by
+                     FROM mailboxes WHERE address = ?1 ORDER BY folder",
+                )
+                .map_err(sql_error(OPERATION))?;
+            let mut rows = statement.query([&address]).map_err(sql_error(OPERATION))?;
+            let mut configs = Vec::new();
+            while let Some(row) = rows.next().map_err(sql_error(OPERATION))? {
+                configs.push(config_from_row(row, OPERATION)?);
+            }
+            Ok(configs)
+        })
+        .await
+    }
+
     async fn remove_mailbox(&self, key: &FolderKey) -> Result<bool, StoreError> {
         const OPERATION: &str = "remove mailbox";
         let key = key.clone();

@@ -1,0 +1,216 @@
+//! The scheduled run fanned out (shared/src/engine/jobs.rs): one job per mailbox on the SQS FIFO
+//! queue on moto, consumed by several consumers at once (Lambda scaling out), each mailbox job
+//! working one time slice and queueing its continuation. Discovery feeds it: hundreds of
+//! mailboxes with `folder = "*"`, imported exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use graph_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_TENANT, Mailbox, MessageInfo, NewMessage, World};
+use mailroom::adapters::aws::SqsJobQueue;
+use mailroom::clock::SystemClock;
+use mailroom::discovery::{DiscoverRule, Members};
+use mailroom::domain::job::{JobKind, SyncJob};
+use mailroom::domain::{AfterImport, MailboxAddress};
+use mailroom::engine::{EngineOptions, JobOutcome, NoObserver};
+use mailroom::ports::DiscoverRules;
+use mailroom_tests::push::PushRig;
+use mailroom_tests::stack::Stack;
+
+fn user(i: usize) -> String {
+    format!("user{i:03}@contoso.com")
+}
+
+fn every_folder(stack: &Stack) -> DiscoverRule {
+    DiscoverRule {
+        credential: stack.credential.clone(),
+        members: Members::All,
+        exclude: Vec::new(),
+        shared_mailboxes: false,
+        folder: "*".into(),
+        action: AfterImport::None,
+    }
+}
+
+/// What the archive must hold for `mailbox`: every message outside Deleted Items and Junk.
+fn held(stack: &Stack, mailbox: &str) -> Vec<MessageInfo> {
+    stack
+        .sandbox
+        .messages(mailbox)
+        .into_iter()
+        .filter(|m| {
+            !["Deleted Items", "Junk Email", "Recoverable Items"]
+                .iter()
+                .any(|f| m.folder_path.starts_with(f))
+        })
+        .collect()
+}
+
+/// Waits until the queue is empty and stays so, or panics after `within`.
+async fn drained(rig: &PushRig, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut empty_since = None;
+    loop {
+        if rig.queued().await == 0 {
+            let since = *empty_since.get_or_insert_with(tokio::time::Instant::now);
+            if since.elapsed() > Duration::from_millis(1500) {
+                return;
+            }
+        } else {
+            empty_since = None;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue still holds {} job(s)",
+            rig.queued().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_discovered_mailboxes_are_imported_once_by_concurrent_consumers() {
+    const MAILBOXES: usize = 200;
+    let mut world = World::default_test();
+    for i in 0..MAILBOXES {
+        world = world.mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new(&user(i))
+                .messages("Inbox", 2)
+                .messages("Inbox/Projects", 1)
+                .messages("Deleted Items", 1),
+        );
+    }
+    let stack = Stack::start(world).await;
+    stack
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.Read", "User.Read.All"]);
+    let rule = every_folder(&stack);
+    stack.state.put_discover_rule(&rule).await.unwrap();
+    let mut rig = PushRig::start(stack).await;
+    rig.add_consumers(2);
+
+    // The tick: discovery, then one job per mailbox.
+    let report = rig.engine.discover(false).await.unwrap();
+    assert_eq!(report.failed(), 0);
+    let fan_out = rig.engine.enqueue_mailboxes(&rig.queue()).await.unwrap();
+    assert_eq!((fan_out.queued, fan_out.failed.len()), (MAILBOXES, 0));
+    drained(&rig, Duration::from_secs(240)).await;
+    let everyone: Vec<(String, Vec<MessageInfo>)> = (0..MAILBOXES)
+        .map(|i| (user(i), held(&rig.stack, &user(i))))
+        .collect();
+    let expected: Vec<(&str, Vec<MessageInfo>)> = everyone
+        .iter()
+        .map(|(u, m)| (u.as_str(), m.clone()))
+        .collect();
+    rig.stack.assert_each_stored_exactly_once(&expected).await;
+
+    // Between ticks one user leaves and one joins; mail arrives for someone else.
+    assert!(rig.stack.sandbox.delete_user(&user(7)));
+    rig.stack
+        .sandbox
+        .add_message("newcomer@contoso.com", "Inbox", NewMessage::new("Hello"));
+    rig.stack
+        .sandbox
+        .add_message(&user(8), "Inbox/Projects", NewMessage::new("Update"));
+    let report = rig.engine.discover(false).await.unwrap();
+    let plan = &report.rules[0].outcome.as_ref().unwrap().plan;
+    assert_eq!((plan.add.len(), plan.disable.len()), (1, 1));
+    let fan_out = rig.engine.enqueue_mailboxes(&rig.queue()).await.unwrap();
+    assert_eq!(fan_out.queued, MAILBOXES, "the leaver's job is not queued");
+    drained(&rig, Duration::from_secs(240)).await;
+    let mut expected = expected;
+    expected.push((
+        "newcomer@contoso.com",
+        held(&rig.stack, "newcomer@contoso.com"),
+    ));
+    let user8 = held(&rig.stack, &user(8));
+    expected[8].1 = user8;
+    rig.stack.assert_each_stored_exactly_once(&expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_backlog_works_in_slices_each_queueing_its_continuation() {
+    const MESSAGES: usize = 60;
+    const MAILBOX: &str = "backlog@contoso.com";
+    let world = World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(MAILBOX).messages("Inbox", MESSAGES),
+    );
+    let stack = Stack::start(world).await;
+    // Slow enough that a 300 ms slice ends with work left.
+    stack.sandbox.set_latency(Duration::from_millis(40));
+    stack.configure(MAILBOX, "Inbox", AfterImport::None).await;
+    let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
+    let sqs = stack.clients().sqs;
+    let queue = SqsJobQueue::new(sqs.clone(), &queue_url);
+    let mut engine = stack.engine_with(
+        Arc::new(NoObserver),
+        EngineOptions {
+            job_slice: Duration::from_millis(300),
+            // The deadline is checked between pages.
+            page_size: 5,
+            ..EngineOptions::default()
+        },
+    );
+    // Slices are wall-clock time.
+    engine.clock = Arc::new(SystemClock);
+    let job = SyncJob::mailbox(MailboxAddress::parse(MAILBOX).unwrap());
+    use mailroom::ports::JobQueue;
+    queue.enqueue(&job).await.unwrap();
+
+    let mut outcomes = Vec::new();
+    for _ in 0..100 {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .send()
+            .await
+            .unwrap();
+        let Some(message) = received.messages().first() else {
+            break;
+        };
+        assert_eq!(
+            received.messages().len(),
+            1,
+            "one job at a time per mailbox"
+        );
+        let group =
+            message.attributes().unwrap()[&MessageSystemAttributeName::MessageGroupId].clone();
+        assert_eq!(group, MAILBOX);
+        let job = SqsJobQueue::parse_job(message.body().unwrap()).unwrap();
+        assert_eq!(job.kind, JobKind::Mailbox);
+        let stop_at = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+        let outcome = engine.run_job_continuing(&job, stop_at, &queue).await;
+        sqs.delete_message()
+            .queue_url(&queue_url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let done = matches!(outcome, JobOutcome::Done { .. });
+        outcomes.push(outcome);
+        if done {
+            break;
+        }
+    }
+    let continued = outcomes
+        .iter()
+        .filter(|o| matches!(o, JobOutcome::Continued { .. }))
+        .count();
+    assert!(
+        continued >= 2,
+        "the backlog took several slices: {outcomes:?}"
+    );
+    assert!(
+        matches!(outcomes.last(), Some(JobOutcome::Done { .. })),
+        "{outcomes:?}"
+    );
+    let held = stack.sandbox.folder_messages(MAILBOX, "Inbox");
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+}
