@@ -195,12 +195,34 @@ pub async fn consumers_run(
     })
 }
 
-/// How long the scheduled run takes to queue one job per mailbox on an SQS FIFO queue (moto),
-/// the configuration read from memory.
-pub async fn fan_out_seconds(mailboxes: usize) -> anyhow::Result<f64> {
+/// Where the tick's jobs go.
+#[derive(Debug, Clone, Copy)]
+pub enum TickQueue {
+    /// An SQS FIFO queue on moto. Moto's FIFO send slows with the queue's depth (100 jobs take
+    /// half a second, 1,000 over thirty), so this measures moto as much as Mailroom.
+    Moto,
+    /// An endpoint that speaks SQS's JSON protocol and accepts every batch at once: Mailroom's own
+    /// cost (reading the configuration, building the jobs, the SDK's requests over loopback),
+    /// without a queue's.
+    Accepting,
+}
+
+/// How long the scheduled run takes to queue one job per mailbox, the configuration read from
+/// memory.
+pub async fn fan_out_seconds(mailboxes: usize, target: TickQueue) -> anyhow::Result<f64> {
     let moto = Moto::shared();
-    let (_, queue_url) = moto.fresh_fifo_queue().await;
-    let queue = SqsJobQueue::new(moto.clients().sqs, &queue_url);
+    let queue = match target {
+        TickQueue::Moto => {
+            let (_, queue_url) = moto.fresh_fifo_queue().await;
+            SqsJobQueue::new(moto.clients().sqs, &queue_url)
+        }
+        TickQueue::Accepting => {
+            let endpoint = accepting_sqs().await?;
+            let config = mailroom_tests::moto::sdk_config_for(&endpoint);
+            let clients = mailroom::adapters::aws::AwsClients::from_sdk_config(&config, true);
+            SqsJobQueue::new(clients.sqs, format!("{endpoint}/123456789012/jobs.fifo"))
+        }
+    };
     let state = Arc::new(MemoryStateStore::default());
     for i in 0..mailboxes {
         state.put_mailbox(&config(i)).await?;
@@ -228,6 +250,46 @@ pub async fn fan_out_seconds(mailboxes: usize) -> anyhow::Result<f64> {
         fan_out.failed
     );
     Ok(seconds)
+}
+
+/// Serves SQS's JSON protocol on loopback, answering every SendMessageBatch with each entry
+/// sent; returns its base URL.
+async fn accepting_sqs() -> anyhow::Result<String> {
+    use axum::http::HeaderMap;
+    use serde_json::{Value, json};
+
+    async fn answer(headers: HeaderMap, body: axum::body::Bytes) -> axum::Json<Value> {
+        let target = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let ids: Vec<Value> = match target {
+            "AmazonSQS.SendMessageBatch" => request["Entries"]
+                .as_array()
+                .map(|entries| entries.iter().map(|e| e["Id"].clone()).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let successful: Vec<Value> = ids
+            .into_iter()
+            .enumerate()
+            .map(|(n, id)| {
+                json!({"Id": id, "MessageId": format!("m-{n}"),
+                       "MD5OfMessageBody": "00000000000000000000000000000000",
+                       "SequenceNumber": "1"})
+            })
+            .collect();
+        axum::Json(json!({"Successful": successful, "Failed": []}))
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().fallback(answer);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }
 
 /// The AWS calls of one tick per mailbox when no mail is new (the scheduled run's fan-out and the

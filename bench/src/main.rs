@@ -380,10 +380,15 @@ async fn fanout_section(
     }
     report.figure("fanout_throttled_after_warmup", throttled_after_warmup);
     let tick_mailboxes = if args.quick { 100 } else { 1000 };
-    let seconds = fanout::fan_out_seconds(tick_mailboxes).await?;
-    println!("one tick queues {tick_mailboxes} mailbox jobs on SQS (moto) in {seconds:.2} s");
+    let seconds = fanout::fan_out_seconds(tick_mailboxes, fanout::TickQueue::Accepting).await?;
+    let on_moto = fanout::fan_out_seconds(tick_mailboxes, fanout::TickQueue::Moto).await?;
+    println!(
+        "one tick queues {tick_mailboxes} mailbox jobs in {seconds:.2} s (an SQS endpoint that \
+         accepts at once; {on_moto:.2} s on moto, whose FIFO send slows with the queue's depth)"
+    );
     report.parameter("fanout_tick_mailboxes", tick_mailboxes);
     report.figure("fanout_tick_seconds", round2(seconds));
+    report.figure("fanout_tick_seconds_moto", round2(on_moto));
     let idle_mailboxes = if args.quick { 10 } else { 50 };
     let idle = fanout::idle_tick_calls(idle_mailboxes).await?;
     let total: f64 = idle.values().sum();

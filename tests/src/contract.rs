@@ -1071,6 +1071,7 @@ pub async fn job_queue_contract(
     identical_jobs_within_a_window_arrive_once(queue, &drain).await;
     the_same_job_in_a_later_window_is_enqueued_again(queue, clock, &drain).await;
     a_continuation_is_never_taken_for_a_repeat(queue, &drain).await;
+    enqueue_all_queues_each_job_as_enqueue_would(queue, &drain).await;
 }
 
 /// A job for `mailbox`'s `folder`.
@@ -1170,4 +1171,35 @@ pub async fn a_continuation_is_never_taken_for_a_repeat(
     assert!(got.iter().all(|d| d.group == m.as_str()), "{got:?}");
     let slices: Vec<u32> = got.iter().map(|d| d.job.slice).collect();
     assert_eq!(slices, [0, 1, 2], "each slice once, in order");
+}
+
+pub async fn enqueue_all_queues_each_job_as_enqueue_would(
+    queue: &dyn JobQueue,
+    drain: &impl AsyncFn() -> Vec<Delivered>,
+) {
+    // More than one SQS batch, three mailboxes, and a repeat that deduplication folds.
+    let mailboxes = [
+        mailbox("queue-all-a"),
+        mailbox("queue-all-b"),
+        mailbox("queue-all-c"),
+    ];
+    let mut jobs: Vec<SyncJob> = (0..23)
+        .map(|i| job(&mailboxes[i % 3], &format!("Folder {i:02}"), JobKind::Sync))
+        .collect();
+    jobs.push(jobs[4].clone());
+    assert!(
+        queue.enqueue_all(&jobs).await.is_empty(),
+        "every job queued"
+    );
+    let got = drain().await;
+    assert_eq!(got.len(), 23, "each job once: {got:?}");
+    for m in &mailboxes {
+        let sent: Vec<&SyncJob> = jobs[..23].iter().filter(|j| &j.mailbox == m).collect();
+        let arrived: Vec<&SyncJob> = got
+            .iter()
+            .filter(|d| d.group == m.as_str())
+            .map(|d| &d.job)
+            .collect();
+        assert_eq!(arrived, sent, "in order within {m}");
+    }
 }

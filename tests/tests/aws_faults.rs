@@ -100,3 +100,86 @@ async fn a_store_that_keeps_throttling_fails_the_run_clearly_and_the_next_run_st
     assert_eq!(second.imported(), MESSAGES as u64);
     stack.assert_stored_exactly_once(MAILBOX, &held).await;
 }
+
+#[tokio::test]
+async fn a_throttled_fan_out_names_the_mailboxes_not_queued_and_the_next_tick_queues_them() {
+    use mailroom::adapters::aws::SqsJobQueue;
+    use mailroom::engine::NoObserver;
+    use std::collections::BTreeSet;
+
+    const MAILBOXES: usize = 30;
+    let proxy = AwsProxy::start(&Moto::shared().endpoint()).await;
+    let world = (0..MAILBOXES).fold(World::default_test(), |w, i| {
+        w.mailbox(
+            DEFAULT_TENANT,
+            Mailbox::new(&format!("user{i:02}@contoso.com")),
+        )
+    });
+    let stack = Stack::start(world).await.via(proxy.endpoint());
+    for i in 0..MAILBOXES {
+        stack
+            .configure(
+                &format!("user{i:02}@contoso.com"),
+                "Inbox",
+                AfterImport::None,
+            )
+            .await;
+    }
+    let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
+    let sqs = stack.clients().sqs;
+    let queue = SqsJobQueue::new(sqs.clone(), &queue_url);
+    let engine = stack.engine_with(std::sync::Arc::new(NoObserver), Default::default());
+
+    // Throttled past the SDK's attempts for the first batches.
+    proxy.inject(FaultRule::new(
+        "sqs",
+        "SendMessageBatch",
+        AwsFault::Throttle,
+        7,
+    ));
+    let first = engine.enqueue_mailboxes(&queue).await.unwrap();
+    println!("first tick: {first:?}; calls {:?}", proxy.calls());
+    assert_eq!(proxy.pending_faults(), 0);
+    assert!(!first.failed.is_empty(), "{first:?}");
+    assert_eq!(first.queued + first.failed.len(), MAILBOXES);
+    assert!(
+        first.failed[0].contains("user"),
+        "names the mailbox: {first:?}"
+    );
+
+    proxy.clear_faults();
+    let second = engine.enqueue_mailboxes(&queue).await.unwrap();
+    assert_eq!((second.queued, second.failed.len()), (MAILBOXES, 0));
+
+    // Every mailbox has a job; none is lost.
+    let mut groups = BTreeSet::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+            )
+            .send()
+            .await
+            .unwrap();
+        if received.messages().is_empty() {
+            break;
+        }
+        for m in received.messages() {
+            groups.insert(
+                m.attributes().unwrap()
+                    [&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId]
+                    .clone(),
+            );
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(groups.len(), MAILBOXES);
+}

@@ -214,3 +214,86 @@ async fn a_long_backlog_works_in_slices_each_queueing_its_continuation() {
     let held = stack.sandbox.folder_messages(MAILBOX, "Inbox");
     stack.assert_stored_exactly_once(MAILBOX, &held).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_delays_the_small_mailboxes_by_at_most_one_slice() {
+    const BIG: &str = "big@contoso.com";
+    let small: Vec<String> = (0..5).map(|i| format!("small{i}@contoso.com")).collect();
+    let mut world =
+        World::default_test().mailbox(DEFAULT_TENANT, Mailbox::new(BIG).messages("Inbox", 150));
+    for address in &small {
+        world = world.mailbox(DEFAULT_TENANT, Mailbox::new(address).messages("Inbox", 3));
+    }
+    let stack = Stack::start(world).await;
+    stack.sandbox.set_latency(Duration::from_millis(20));
+    stack.configure(BIG, "Inbox", AfterImport::None).await;
+    for address in &small {
+        stack.configure(address, "Inbox", AfterImport::None).await;
+    }
+    let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
+    let sqs = stack.clients().sqs;
+    let queue = SqsJobQueue::new(sqs.clone(), &queue_url);
+    let mut engine = stack.engine_with(
+        Arc::new(NoObserver),
+        EngineOptions {
+            job_slice: Duration::from_millis(250),
+            page_size: 5,
+            ..EngineOptions::default()
+        },
+    );
+    engine.clock = Arc::new(SystemClock);
+    // The big mailbox's job first, as the worst case.
+    use mailroom::ports::JobQueue;
+    queue
+        .enqueue(&SyncJob::mailbox(MailboxAddress::parse(BIG).unwrap()))
+        .await
+        .unwrap();
+    for address in &small {
+        queue
+            .enqueue(&SyncJob::mailbox(MailboxAddress::parse(address).unwrap()))
+            .await
+            .unwrap();
+    }
+
+    // One consumer, one job at a time: the order the jobs ran in.
+    let mut ran: Vec<(String, u32)> = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let Some(message) = received.messages().first() else {
+            break;
+        };
+        let job = SqsJobQueue::parse_job(message.body().unwrap()).unwrap();
+        let stop_at = time::OffsetDateTime::now_utc() + time::Duration::minutes(10);
+        engine.run_job_continuing(&job, stop_at, &queue).await;
+        sqs.delete_message()
+            .queue_url(&queue_url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+        ran.push((job.mailbox.to_string(), job.slice));
+        assert!(ran.len() < 200, "{ran:?}");
+    }
+    let last_small = ran.iter().rposition(|(m, _)| m != BIG).unwrap();
+    let big_before = ran[..last_small].iter().filter(|(m, _)| m == BIG).count();
+    assert!(
+        big_before <= 1,
+        "the small mailboxes waited for {big_before} slices of the big one: {ran:?}"
+    );
+    let big_slices = ran.iter().filter(|(m, _)| m == BIG).count();
+    assert!(big_slices >= 3, "the backlog took several slices: {ran:?}");
+    for address in std::iter::once(BIG).chain(small.iter().map(String::as_str)) {
+        assert_eq!(
+            stack.records(address).await.len(),
+            stack.sandbox.folder_messages(address, "Inbox").len(),
+            "{address}"
+        );
+    }
+}

@@ -54,24 +54,22 @@ impl Engine {
             .map(|c| c.address)
             .collect();
         mailboxes.dedup();
-        let results: Vec<(MailboxAddress, Result<(), QueueError>)> =
-            futures::stream::iter(mailboxes)
-                .map(|mailbox| async move {
-                    let result = queue.enqueue(&SyncJob::mailbox(mailbox.clone())).await;
-                    (mailbox, result)
-                })
-                .buffer_unordered(ENQUEUE_CONCURRENCY)
-                .collect()
-                .await;
-        let mut report = FanOut::default();
-        for (mailbox, result) in results {
-            match result {
-                Ok(()) => report.queued += 1,
-                Err(e) => {
-                    tracing::warn!(%mailbox, error = %e, "could not queue the mailbox's job; the next scheduled run queues it again");
-                    report.failed.push(format!("{mailbox}: {e}"));
-                }
-            }
+        let jobs: Vec<SyncJob> = mailboxes.into_iter().map(SyncJob::mailbox).collect();
+        let failed: Vec<(SyncJob, QueueError)> = futures::stream::iter(jobs.chunks(ENQUEUE_CHUNK))
+            .map(|chunk| queue.enqueue_all(chunk))
+            .buffer_unordered(ENQUEUE_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut report = FanOut {
+            queued: jobs.len() - failed.len(),
+            failed: Vec::new(),
+        };
+        for (job, e) in failed {
+            tracing::warn!(mailbox = %job.mailbox, error = %e, "could not queue the mailbox's job; the next scheduled run queues it again");
+            report.failed.push(format!("{}: {e}", job.mailbox));
         }
         Ok(report)
     }
@@ -190,8 +188,10 @@ impl Engine {
     }
 }
 
-/// How many enqueues the fan-out has in flight.
-const ENQUEUE_CONCURRENCY: usize = 16;
+/// Jobs the fan-out hands the queue at once (SQS sends them ten to a request), and how many such
+/// hand-overs are in flight.
+const ENQUEUE_CHUNK: usize = 50;
+const ENQUEUE_CONCURRENCY: usize = 8;
 
 /// What the scheduled run's fan-out queued.
 #[derive(Debug, Default, Clone, Serialize)]

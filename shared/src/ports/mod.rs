@@ -101,4 +101,16 @@ pub trait JobQueue: Send + Sync {
     /// enqueued close together (within one [`SyncJob::DEDUPLICATION_WINDOW_SECONDS`] window) may
     /// be collapsed into one (deduplication).
     async fn enqueue(&self, job: &SyncJob) -> Result<(), QueueError>;
+
+    /// Enqueues several jobs, as [`Self::enqueue`] would one by one; returns each job that could
+    /// not be queued with why (the others are queued). Adapters with a batch call override it.
+    async fn enqueue_all(&self, jobs: &[SyncJob]) -> Vec<(SyncJob, QueueError)> {
+        let mut failed = Vec::new();
+        for job in jobs {
+            if let Err(e) = self.enqueue(job).await {
+                failed.push((job.clone(), e));
+            }
+        }
+        failed
+    }
 }
