@@ -195,6 +195,7 @@ pub async fn through_local(
         queue,
         stop.clone(),
         Duration::from_millis(200),
+        1,
         |_, _| {},
     ));
     let report = engine.maintain_subscriptions().await?;

@@ -586,6 +586,9 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
     let stderr = std::fs::read_to_string(setup.path("serve.err")).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stopping"), "{stderr}");
+    // The tick queued the mailbox's job; a worker ran it (and finished it before exiting).
+    assert!(stderr.contains("queued 1 mailbox job(s)"), "{stderr}");
+    assert!(stderr.contains("job: reports@contoso.com: "), "{stderr}");
     assert_eq!(
         setup
             .sandbox

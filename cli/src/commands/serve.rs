@@ -1,14 +1,15 @@
-//! `mailroom serve`: the single-machine service — the engine on a schedule until stopped, and
+//! `mailroom serve`: the single-machine service, as the serverless deployment runs: on a schedule
+//! one job per mailbox on an in-process queue, run by a pool of workers a time slice at a time;
 //! with `--listen`/`--public-url` the push path too: the webhook over HTTP, subscriptions kept
-//! for the public URL, and sync jobs run from an in-process queue.
+//! for the public URL, and its sync jobs on the same queue.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use mailroom::adapters::local::local_queue;
-use mailroom::domain::job::SyncJob;
+use mailroom::adapters::local::{LocalJobQueue, local_queue};
+use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions, run_local_jobs};
 use mailroom::expiry::Thresholds;
 use mailroom::push::{PushUrls, Webhook};
@@ -16,8 +17,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
-
-use super::import::import_once;
 
 pub async fn run(
     context: &Context,
@@ -55,9 +54,39 @@ pub fn stop_on_signal() -> CancellationToken {
     stop
 }
 
-/// The push path, running: the webhook server and the job runner.
-pub struct Push {
+/// The jobs, running: an in-process queue (the local stand-in for the SQS FIFO queue) and a pool
+/// of `mailbox_parallelism` workers, as the import function's consumers are in AWS.
+pub struct Jobs {
     pub engine: Arc<Engine>,
+    pub queue: LocalJobQueue,
+    runner: tokio::task::JoinHandle<()>,
+}
+
+impl Jobs {
+    /// Starts the workers on `engine`; they stop at `stop`, after the job in hand.
+    pub fn start(engine: Arc<Engine>, stop: CancellationToken) -> Jobs {
+        let (queue, jobs) = local_queue();
+        let workers = engine.options.mailbox_parallelism;
+        let runner = tokio::spawn(run_local_jobs(
+            engine.clone(),
+            jobs,
+            queue.clone(),
+            stop,
+            Duration::from_secs(5),
+            workers,
+            print_job,
+        ));
+        Jobs {
+            engine,
+            queue,
+            runner,
+        }
+    }
+}
+
+/// The push path, running: the webhook server, and the jobs it queues.
+pub struct Push {
+    pub jobs: Jobs,
 }
 
 impl Push {
@@ -72,11 +101,9 @@ impl Push {
         let local_addr = listener.local_addr()?;
         let mut engine = context.engine(Arc::new(NoObserver), stop.clone())?;
         engine.options.push = Some(PushOptions::new(urls.clone()));
-        let engine = Arc::new(engine);
-
-        let (queue, jobs) = local_queue();
-        let webhook = Webhook::new(context.state.clone(), Arc::new(queue.clone()));
-        let server_stop = stop.clone();
+        let jobs = Jobs::start(Arc::new(engine), stop.clone());
+        let webhook = Webhook::new(context.state.clone(), Arc::new(jobs.queue.clone()));
+        let server_stop = stop;
         tokio::spawn(async move {
             let shutdown = async move { server_stop.cancelled().await };
             if let Err(e) = axum::serve(listener, mailroom::push::server::router(webhook))
@@ -86,24 +113,16 @@ impl Push {
                 eprintln!("the webhook server stopped: {e}");
             }
         });
-        tokio::spawn(run_local_jobs(
-            engine.clone(),
-            jobs,
-            queue,
-            stop,
-            Duration::from_secs(5),
-            print_job,
-        ));
         eprintln!(
             "push: webhook listening on {local_addr}; Graph notifies {}",
             urls.notification_url
         );
-        Ok(Push { engine })
+        Ok(Push { jobs })
     }
 
     /// Creates, renews and removes subscriptions; prints what changed.
     pub async fn maintain(&self) -> anyhow::Result<()> {
-        let report = self.engine.maintain_subscriptions().await?;
+        let report = self.jobs.engine.maintain_subscriptions().await?;
         if report.created + report.renewed + report.removed > 0 || !report.errors.is_empty() {
             eprintln!(
                 "push: subscriptions created {}, renewed {}, removed {}, unchanged {}",
@@ -118,43 +137,53 @@ impl Push {
 }
 
 fn print_job(job: &SyncJob, outcome: &JobOutcome) {
-    let what = format!("{} {} ({})", job.mailbox, job.folder, job.kind.as_str());
+    let what = match job.kind {
+        JobKind::Mailbox => job.mailbox.to_string(),
+        kind => format!("{} {} ({})", job.mailbox, job.folder, kind.as_str()),
+    };
     match outcome {
-        JobOutcome::Done { imported } => {
-            eprintln!("push: {what}: {imported} message(s) stored")
-        }
-        JobOutcome::Skipped(why) => eprintln!("push: {what}: skipped: {why}"),
-        JobOutcome::Busy(why) => eprintln!("push: {what}: busy, retrying shortly: {why}"),
-        JobOutcome::Incomplete => eprintln!("push: {what}: more to do, continuing"),
+        JobOutcome::Done { imported } => eprintln!("job: {what}: {imported} message(s) stored"),
+        JobOutcome::Skipped(why) => eprintln!("job: {what}: skipped: {why}"),
+        JobOutcome::Busy(why) => eprintln!("job: {what}: busy, retrying shortly: {why}"),
+        JobOutcome::Incomplete => eprintln!("job: {what}: more to do, continuing"),
         JobOutcome::Continued { imported } => {
-            eprintln!("push: {what}: {imported} message(s) stored, more to do, continuing")
+            eprintln!("job: {what}: {imported} message(s) stored, more to do, continuing")
         }
         JobOutcome::Failed {
             error,
             retry_can_help: true,
-        } => eprintln!("push: {what}: failed, retrying shortly: {error}"),
+        } => eprintln!("job: {what}: failed, retrying shortly: {error}"),
         JobOutcome::Failed { error, .. } => {
-            eprintln!(
-                "push: {what}: failed, and a retry will not help until this is fixed: {error}"
-            )
+            eprintln!("job: {what}: failed, and a retry will not help until this is fixed: {error}")
         }
     }
 }
 
 const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
-/// Runs now, then every `interval`, until `stop` is cancelled (Ctrl-C or SIGTERM). A signal during a
-/// run stops new work; the messages in hand finish and cursors are saved before it exits.
+/// Queues every mailbox's job now, then every `interval`, until `stop` is cancelled (Ctrl-C or
+/// SIGTERM); the workers run them a slice at a time, so one mailbox's backlog never holds up the
+/// others. On a signal the workers finish the messages in hand and save cursors before it exits.
 pub async fn serve(
     context: &Context,
     interval: Duration,
     push: Option<&Push>,
     stop: CancellationToken,
 ) -> anyhow::Result<bool> {
+    let own;
+    let jobs = match push {
+        Some(push) => &push.jobs,
+        None => {
+            let engine = context.engine(Arc::new(NoObserver), stop.clone())?;
+            own = Jobs::start(Arc::new(engine), stop.clone());
+            &own
+        }
+    };
     eprintln!(
-        "serving: importing every {} minutes from {}; Ctrl-C stops",
+        "serving: importing every {} minutes from {}, {} mailboxes at a time; Ctrl-C stops",
         interval.as_secs() / 60,
-        context.location
+        context.location,
+        jobs.engine.options.mailbox_parallelism
     );
     // The credential check runs at start and then daily, as the secret-expiry function does in
     // AWS; locally its alerts are printed, once per threshold.
@@ -170,7 +199,7 @@ pub async fn serve(
         }
         if let Some(local) = &context.local {
             // Daily by default ([settings] discover_hours), and at once for a new or changed
-            // rule; a new user's mailbox is imported in the same run.
+            // rule; a new user's mailbox is queued in the same tick.
             if let Err(e) = super::discover::discover_due(context, local.discover_every).await {
                 eprintln!("discovery failed (the import still runs): {e:#}");
             }
@@ -178,15 +207,21 @@ pub async fn serve(
         if let Some(push) = push {
             push.maintain().await?;
         }
-        let report = import_once(context, None, Some(stop.clone())).await?;
-        if report.failed_mailboxes() > 0 {
-            eprintln!("some mailboxes failed; they are retried on the next run (see above)");
+        let fan_out = jobs.engine.enqueue_mailboxes(&jobs.queue).await?;
+        eprintln!("queued {} mailbox job(s)", fan_out.queued);
+        for failed in &fan_out.failed {
+            eprintln!("not queued (the next run queues it): {failed}");
         }
         tokio::select! {
-            _ = stop.cancelled() => return Ok(true),
+            _ = stop.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
     }
+    // The workers finish the job in hand (its messages stored, cursors saved), then stop.
+    while !jobs.runner.is_finished() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(true)
 }
 
 async fn shutdown_signal() {

@@ -272,38 +272,44 @@ where
     failed.into_iter().flatten().collect()
 }
 
-/// Runs the jobs of a local queue (`mailroom serve --listen`) one after another until `stop`,
-/// each with as long as a Lambda invocation would have; a job whose outcome asks for a retry is
-/// queued again after `retry_after`. `report` hears of every outcome.
+/// Runs the jobs of a local queue (`mailroom serve`) with `workers` workers until `stop`, each
+/// job with as long as a Lambda invocation would have, a mailbox job for its slice (queueing its
+/// continuation); a job whose outcome asks for a retry is queued again after `retry_after`.
+/// `report` hears of every outcome. Returns once every worker has finished the job in hand.
 #[cfg(feature = "local")]
 pub async fn run_local_jobs(
     engine: std::sync::Arc<Engine>,
-    mut jobs: crate::adapters::local::LocalJobs,
+    jobs: crate::adapters::local::LocalJobs,
     queue: crate::adapters::local::LocalJobQueue,
     stop: tokio_util::sync::CancellationToken,
     retry_after: std::time::Duration,
+    workers: usize,
     report: impl Fn(&SyncJob, &JobOutcome),
 ) {
     use crate::ports::JobQueue;
-    loop {
-        let job = tokio::select! {
-            job = jobs.recv() => job,
-            _ = stop.cancelled() => None,
-        };
-        let Some(job) = job else { return };
-        let stop_at = OffsetDateTime::now_utc() + time::Duration::minutes(14);
-        let outcome = engine.run_job_continuing(&job, stop_at, &queue).await;
-        report(&job, &outcome);
-        if outcome.retry() && !stop.is_cancelled() {
-            let queue = queue.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(retry_after).await;
-                if let Err(e) = queue.enqueue(&job).await {
-                    tracing::warn!(error = %e, "could not queue a job again");
-                }
-            });
+    let jobs = tokio::sync::Mutex::new(jobs);
+    let worker = || async {
+        loop {
+            let job = tokio::select! {
+                job = async { jobs.lock().await.recv().await } => job,
+                _ = stop.cancelled() => None,
+            };
+            let Some(job) = job else { return };
+            let stop_at = OffsetDateTime::now_utc() + time::Duration::minutes(14);
+            let outcome = engine.run_job_continuing(&job, stop_at, &queue).await;
+            report(&job, &outcome);
+            if outcome.retry() && !stop.is_cancelled() {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(retry_after).await;
+                    if let Err(e) = queue.enqueue(&job).await {
+                        tracing::warn!(error = %e, "could not queue a job again");
+                    }
+                });
+            }
         }
-    }
+    };
+    futures::future::join_all((0..workers.max(1)).map(|_| worker())).await;
 }
 
 #[cfg(test)]
