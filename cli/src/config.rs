@@ -292,11 +292,10 @@ impl LocalConfig {
             anyhow!(
                 "credential '{name}' is not declared in {}; declared: {}",
                 self.path.display(),
-                self.credentials
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names_or(
+                    self.credentials.keys(),
+                    "none (add a [credential.NAME] table)"
+                )
             )
         })
     }
@@ -307,15 +306,23 @@ fn declared(credentials: &BTreeMap<String, CredentialConfig>, name: &str) -> any
     if credentials.contains_key(name) {
         return Ok(());
     }
-    let known: Vec<_> = credentials.keys().map(String::as_str).collect();
     bail!(
         "credential '{name}' is not declared; declared: {}",
-        if known.is_empty() {
-            "none (add a [credential.NAME] table)".to_owned()
-        } else {
-            known.join(", ")
-        }
+        names_or(credentials.keys(), "none (add a [credential.NAME] table)")
     )
+}
+
+/// `names` joined with commas, for an error that lists what exists; `none` when there are none.
+pub fn names_or<S: AsRef<str>>(names: impl IntoIterator<Item = S>, none: &str) -> String {
+    let names: Vec<S> = names.into_iter().collect();
+    if names.is_empty() {
+        return none.to_owned();
+    }
+    names
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<&str>>()
+        .join(", ")
 }
 
 impl RawDiscover {

@@ -154,11 +154,7 @@ impl Context {
             known.dedup();
             bail!(
                 "mailbox {address} is not configured; configured: {}",
-                if known.is_empty() {
-                    "none (add one with `mailroom mailbox add`)".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                crate::config::names_or(known, "none (add one with `mailroom mailbox add`)")
             );
         }
         Ok(found)

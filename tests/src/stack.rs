@@ -252,6 +252,20 @@ impl Stack {
             .expect("list records")
     }
 
+    /// What `folder = "*"` archives of `mailbox`: every message but those in Deleted Items,
+    /// Junk Email and Recoverable Items.
+    pub fn every_folder_messages(&self, mailbox: &str) -> Vec<MessageInfo> {
+        self.sandbox
+            .messages(mailbox)
+            .into_iter()
+            .filter(|m| {
+                !["Deleted Items", "Junk Email", "Recoverable Items"]
+                    .iter()
+                    .any(|f| m.folder_path.starts_with(f))
+            })
+            .collect()
+    }
+
     /// The invariant of every end-to-end test: the store holds exactly the messages `expected`
     /// (what the mailbox held), each once — one record per message, in state `done`, with its
     /// MIME in the bucket byte for byte — and nothing else.

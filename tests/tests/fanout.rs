@@ -34,20 +34,6 @@ fn every_folder(stack: &Stack) -> DiscoverRule {
     }
 }
 
-/// What the archive must hold for `mailbox`: every message outside Deleted Items and Junk.
-fn held(stack: &Stack, mailbox: &str) -> Vec<MessageInfo> {
-    stack
-        .sandbox
-        .messages(mailbox)
-        .into_iter()
-        .filter(|m| {
-            !["Deleted Items", "Junk Email", "Recoverable Items"]
-                .iter()
-                .any(|f| m.folder_path.starts_with(f))
-        })
-        .collect()
-}
-
 /// Waits until the queue is empty and stays so, or panics after `within`.
 async fn drained(rig: &PushRig, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
@@ -99,7 +85,7 @@ async fn two_hundred_discovered_mailboxes_are_imported_once_by_concurrent_consum
     assert_eq!((fan_out.queued, fan_out.failed.len()), (MAILBOXES, 0));
     drained(&rig, Duration::from_secs(240)).await;
     let everyone: Vec<(String, Vec<MessageInfo>)> = (0..MAILBOXES)
-        .map(|i| (user(i), held(&rig.stack, &user(i))))
+        .map(|i| (user(i), rig.stack.every_folder_messages(&user(i))))
         .collect();
     let expected: Vec<(&str, Vec<MessageInfo>)> = everyone
         .iter()
@@ -124,9 +110,9 @@ async fn two_hundred_discovered_mailboxes_are_imported_once_by_concurrent_consum
     let mut expected = expected;
     expected.push((
         "newcomer@contoso.com",
-        held(&rig.stack, "newcomer@contoso.com"),
+        rig.stack.every_folder_messages("newcomer@contoso.com"),
     ));
-    let user8 = held(&rig.stack, &user(8));
+    let user8 = rig.stack.every_folder_messages(&user(8));
     expected[8].1 = user8;
     rig.stack.assert_each_stored_exactly_once(&expected).await;
 }

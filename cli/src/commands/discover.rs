@@ -222,14 +222,9 @@ async fn add(context: &Context, global: &Global, args: DiscoverArgs) -> anyhow::
 async fn remove(context: &Context, global: &Global, id: &str) -> anyhow::Result<bool> {
     let rules = context.state.list_discover_rules().await?;
     if !rules.iter().any(|r| r.id() == id) {
-        let known: Vec<_> = rules.iter().map(|r| r.id()).collect();
         bail!(
             "no rule {id}; rules: {}",
-            if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            }
+            config::names_or(rules.iter().map(|r| r.id()), "none")
         );
     }
     match global.backend {

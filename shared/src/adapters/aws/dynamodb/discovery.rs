@@ -18,28 +18,13 @@ impl DiscoverRules for DynamoStateStore {
 
     async fn list_discover_rules(&self) -> Result<Vec<DiscoverRule>, StoreError> {
         const OPERATION: &str = "list discovery rules";
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(DISCOVERY_PK))
-            .expression_attribute_values(":prefix", s(RULE_PREFIX))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut rules = Vec::new();
-        while let Some(item) = items
-            .try_next()
-            .await
-            .map_err(|e| store_error(OPERATION, e))?
-        {
-            let a = Attributes::new(&item, OPERATION);
-            let rule = DiscoverRule::from_json(a.string("rule")?)
-                .map_err(|detail| a.malformed("rule", &format!("is not a rule: {detail}")))?;
-            rules.push(rule);
-        }
+        let mut rules = self
+            .query_prefix(OPERATION, DISCOVERY_PK, RULE_PREFIX, |item, operation| {
+                let a = Attributes::new(item, operation);
+                DiscoverRule::from_json(a.string("rule")?)
+                    .map_err(|detail| a.malformed("rule", &format!("is not a rule: {detail}")))
+            })
+            .await?;
         // The sort key orders by id already; sorting again keeps the port's promise explicit.
         rules.sort_by_key(DiscoverRule::id);
         Ok(rules)

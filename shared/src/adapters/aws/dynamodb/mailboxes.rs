@@ -13,7 +13,9 @@ impl MailboxConfigs for DynamoStateStore {
     }
 
     async fn list_mailboxes(&self) -> Result<Vec<MailboxConfig>, StoreError> {
-        let mut configs = self.configs_under("list mailboxes", "MAILBOX#").await?;
+        let mut configs = self
+            .query_prefix("list mailboxes", CONFIG_PK, "MAILBOX#", config_from_item)
+            .await?;
         // The sort key orders by `{address}#{folder}` as one string, which differs from ordering
         // by address then folder when an address sorts below `#` after a shared prefix. The port
         // promises the latter, so sort here (the list is small).
@@ -28,7 +30,9 @@ impl MailboxConfigs for DynamoStateStore {
         // `MAILBOX#{address}#`: an address holds no `#` after its `@`, so no other address's
         // keys share the prefix; the filter says so again.
         let prefix = format!("MAILBOX#{address}#");
-        let mut configs = self.configs_under("list mailbox folders", &prefix).await?;
+        let mut configs = self
+            .query_prefix("list mailbox folders", CONFIG_PK, &prefix, config_from_item)
+            .await?;
         configs.retain(|c| &c.address == address);
         configs.sort_by(|a, b| a.folder.cmp(&b.folder));
         Ok(configs)
@@ -47,35 +51,5 @@ impl MailboxConfigs for DynamoStateStore {
             .await
             .map_err(|e| store_error(OPERATION, e))?;
         Ok(output.attributes.is_some_and(|a| !a.is_empty()))
-    }
-}
-
-impl DynamoStateStore {
-    /// The mailbox configurations whose sort key starts with `prefix`, every page.
-    async fn configs_under(
-        &self,
-        operation: &'static str,
-        prefix: &str,
-    ) -> Result<Vec<MailboxConfig>, StoreError> {
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(CONFIG_PK))
-            .expression_attribute_values(":prefix", s(prefix))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut configs = Vec::new();
-        while let Some(item) = items
-            .try_next()
-            .await
-            .map_err(|e| store_error(operation, e))?
-        {
-            configs.push(config_from_item(&item, operation)?);
-        }
-        Ok(configs)
     }
 }

@@ -257,6 +257,26 @@ impl DynamoStateStore {
         }
     }
 
+    /// Every item of partition `pk` whose sort key starts with `prefix`, read consistently
+    /// through every page, each turned into a `T` with `from_item`.
+    async fn query_prefix<T>(
+        &self,
+        operation: &'static str,
+        pk: &str,
+        prefix: &str,
+        from_item: impl Fn(&Item, &'static str) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .consistent_read(true);
+        collect_items(operation, query, from_item).await
+    }
+
     /// Creates or replaces an item, unconditionally.
     async fn put(&self, operation: &'static str, item: Item) -> Result<(), StoreError> {
         self.client

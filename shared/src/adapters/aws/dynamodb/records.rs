@@ -95,14 +95,7 @@ impl MessageRecords for DynamoStateStore {
         mailbox: &MailboxAddress,
     ) -> Result<Vec<MessageRecord>, StoreError> {
         const OPERATION: &str = "list records";
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(mailbox_pk(mailbox)))
-            .expression_attribute_values(":prefix", s("MSG#"))
-            .consistent_read(true);
-        collect_items(OPERATION, query, record_from_item).await
+        self.query_prefix(OPERATION, &mailbox_pk(mailbox), "MSG#", record_from_item)
+            .await
     }
 }

@@ -32,15 +32,14 @@ impl Subscriptions for DynamoStateStore {
 
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
         const OPERATION: &str = "list subscriptions";
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(SUBSCRIPTION_PK))
-            .expression_attribute_values(":prefix", s(SUBSCRIPTION_SK_PREFIX))
-            .consistent_read(true);
-        let mut subscriptions = collect_items(OPERATION, query, subscription_from_item).await?;
+        let mut subscriptions = self
+            .query_prefix(
+                OPERATION,
+                SUBSCRIPTION_PK,
+                SUBSCRIPTION_SK_PREFIX,
+                subscription_from_item,
+            )
+            .await?;
         // The sort key orders by id alone; the port promises mailbox, folder, then id.
         subscriptions
             .sort_by(|a, b| (&a.mailbox, &a.folder, &a.id).cmp(&(&b.mailbox, &b.folder, &b.id)));

@@ -15,7 +15,7 @@ const SOURCE: &str = concat!(
 );
 
 /// The DynamoDB actions the bodies of the named store methods call for (following the helpers
-/// that wrap an SDK call: `self.get_item`, `self.put`, `self.configs_under` and
+/// that wrap an SDK call: `self.get_item`, `self.put`, `self.query_prefix` and
 /// `self.conditional_put`).
 fn actions_of(methods: &[&str]) -> std::collections::BTreeSet<&'static str> {
     let source = SOURCE;
@@ -23,7 +23,7 @@ fn actions_of(methods: &[&str]) -> std::collections::BTreeSet<&'static str> {
         (".get_item()", "dynamodb:GetItem"),
         ("self.get_item(", "dynamodb:GetItem"),
         ("self.put(", "dynamodb:PutItem"),
-        (".configs_under(", "dynamodb:Query"),
+        (".query_prefix(", "dynamodb:Query"),
         (".conditional_put(", "dynamodb:PutItem"),
         (".query()", "dynamodb:Query"),
         (".put_item()", "dynamodb:PutItem"),
