@@ -69,35 +69,39 @@ impl DiscoveryReport {
 impl Engine {
     /// Applies every rule now; with `dry_run`, only says what would change.
     pub async fn discover(&self, dry_run: bool) -> Result<DiscoveryReport, StoreError> {
-        self.discover_where(dry_run, |_| true).await
+        let rules = self.state.list_discover_rules().await?;
+        self.discover_where(dry_run, rules, |_| true).await
     }
 
     /// Applies the rules whose latest discovery is older than `every` (or that never ran): the
     /// schedule of the import function and of `mailroom serve`.
     pub async fn discover_due(&self, every: Duration) -> Result<DiscoveryReport, StoreError> {
         let now = self.clock.now();
+        let rules = self.state.list_discover_rules().await?;
         let mut due = std::collections::BTreeSet::new();
-        for rule in self.state.list_discover_rules().await? {
+        for rule in &rules {
             let id = rule.id();
             let last = self.state.last_discovery_run(&id).await?;
             if last.is_none_or(|run| now - run.at >= every) {
                 due.insert(id);
             }
         }
-        self.discover_where(false, |rule| due.contains(&rule.id()))
+        self.discover_where(false, rules, |rule| due.contains(&rule.id()))
             .await
     }
 
+    /// Applies those of `rules` (every rule configured) that are `due`; the others only count
+    /// when telling which discovered folders lost their rule.
     async fn discover_where(
         &self,
         dry_run: bool,
+        rules: Vec<DiscoverRule>,
         due: impl Fn(&DiscoverRule) -> bool,
     ) -> Result<DiscoveryReport, StoreError> {
         let mut report = DiscoveryReport {
             dry_run,
             ..DiscoveryReport::default()
         };
-        let rules = self.state.list_discover_rules().await?;
         let mut configs = self.state.list_mailboxes().await?;
         let orphaned: Vec<MailboxConfig> = configs
             .iter()

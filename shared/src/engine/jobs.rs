@@ -83,20 +83,14 @@ impl Engine {
         stop_at: OffsetDateTime,
         queue: &dyn JobQueue,
     ) -> JobOutcome {
-        let outcome = self.run_job(job, stop_at).await;
-        if job.kind != JobKind::Mailbox {
+        let (outcome, imported) = self.run_job_counting(job, stop_at).await;
+        if job.kind != JobKind::Mailbox || outcome != JobOutcome::Incomplete {
             return outcome;
-        }
-        match outcome {
-            JobOutcome::Incomplete | JobOutcome::Continued { .. } => {}
-            done => return done,
         }
         match queue.enqueue(&job.continuation()).await {
             Ok(()) => {
                 tracing::info!("work left: continuation queued");
-                JobOutcome::Continued {
-                    imported: self.last_imported(job).await,
-                }
+                JobOutcome::Continued { imported }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "could not queue the continuation; the job is delivered again instead");
@@ -105,30 +99,28 @@ impl Engine {
         }
     }
 
-    /// What the mailbox's latest run imported (for the continuation's outcome).
-    async fn last_imported(&self, job: &SyncJob) -> u64 {
-        match self.state.last_run(&job.mailbox).await {
-            Ok(Some(run)) => run.imported,
-            _ => 0,
-        }
-    }
-
     /// Runs one job, stopping new work at `stop_at`.
-    #[tracing::instrument(skip_all, fields(mailbox = %job.mailbox, folder = %job.folder, kind = job.kind.as_str()))]
     pub async fn run_job(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
-        let outcome = self.run_job_inner(job, stop_at).await;
-        tracing::info!(outcome = ?outcome, retry = outcome.retry(), "sync job finished");
-        outcome
+        self.run_job_counting(job, stop_at).await.0
     }
 
-    async fn run_job_inner(&self, job: &SyncJob, stop_at: OffsetDateTime) -> JobOutcome {
+    /// [`Self::run_job`], with the messages the job stored (whatever its outcome).
+    #[tracing::instrument(skip_all, fields(mailbox = %job.mailbox, folder = %job.folder, kind = job.kind.as_str()))]
+    async fn run_job_counting(&self, job: &SyncJob, stop_at: OffsetDateTime) -> (JobOutcome, u64) {
+        let (outcome, imported) = self.run_job_inner(job, stop_at).await;
+        tracing::info!(outcome = ?outcome, retry = outcome.retry(), "sync job finished");
+        (outcome, imported)
+    }
+
+    async fn run_job_inner(&self, job: &SyncJob, stop_at: OffsetDateTime) -> (JobOutcome, u64) {
         let configs = match self.state.mailbox_folders(&job.mailbox).await {
             Ok(configs) => configs,
             Err(e) => {
-                return JobOutcome::Failed {
+                let failed = JobOutcome::Failed {
                     retry_can_help: e.is_retryable(),
                     error: e.to_string(),
                 };
+                return (failed, 0);
             }
         };
         // The enabled folders the job is about: the mailbox's, or the one folder's.
@@ -137,7 +129,7 @@ impl Engine {
             .filter(|c| c.enabled && (job.kind == JobKind::Mailbox || c.key() == job.key()))
             .collect();
         if mine.is_empty() {
-            return JobOutcome::Skipped(match job.kind {
+            let skipped = JobOutcome::Skipped(match job.kind {
                 JobKind::Mailbox => {
                     format!("{} has no (or no longer an) enabled folder", job.mailbox)
                 }
@@ -146,6 +138,7 @@ impl Engine {
                     job.key()
                 ),
             });
+            return (skipped, 0);
         }
         match job.kind {
             JobKind::Mailbox => {
@@ -154,7 +147,7 @@ impl Engine {
                 let report = self
                     .import_mailbox(job.mailbox.clone(), mine, stop_at)
                     .await;
-                outcome_of(&report)
+                (outcome_of(&report), report.imported())
             }
             JobKind::Sync | JobKind::FullResync => {
                 let report = self
@@ -165,15 +158,16 @@ impl Engine {
                         job.kind == JobKind::FullResync,
                     )
                     .await;
-                outcome_of(&report)
+                (outcome_of(&report), report.imported())
             }
             JobKind::Resubscribe => {
                 if self.options.push.is_none() {
-                    return JobOutcome::Skipped(
+                    let skipped = JobOutcome::Skipped(
                         "push is not configured here (no public webhook URL)".into(),
                     );
+                    return (skipped, 0);
                 }
-                match self.resubscribe(&mine[0]).await {
+                let outcome = match self.resubscribe(&mine[0]).await {
                     Ok(true) => JobOutcome::Done { imported: 0 },
                     Ok(false) => {
                         JobOutcome::Busy("another runner is maintaining subscriptions".into())
@@ -182,7 +176,8 @@ impl Engine {
                         retry_can_help: e.retry_can_help(),
                         error: e.to_string(),
                     },
-                }
+                };
+                (outcome, 0)
             }
         }
     }
