@@ -198,7 +198,7 @@ pub async fn through_local(
         1,
         |_, _| {},
     ));
-    let report = engine.maintain_subscriptions().await?;
+    let report = engine.maintain_subscriptions(None).await?;
     if report.created != 1 {
         bail!("the local rig did not subscribe: {report:?}");
     }

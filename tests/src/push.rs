@@ -114,10 +114,19 @@ impl PushRig {
         self.consuming.store(on, Ordering::SeqCst);
     }
 
-    /// One scheduled-run's worth of subscription upkeep.
+    /// One scheduled-run's worth of subscription upkeep, done here.
     pub async fn maintain(&self) -> mailroom::engine::SubscriptionReport {
         self.engine
-            .maintain_subscriptions()
+            .maintain_subscriptions(None)
+            .await
+            .expect("state store reachable")
+    }
+
+    /// One scheduled-run's worth of subscription upkeep, fanned out: a job per due folder on
+    /// the queue, for the consumers.
+    pub async fn maintain_queued(&self) -> mailroom::engine::SubscriptionReport {
+        self.engine
+            .maintain_subscriptions(Some(&self.queue()))
             .await
             .expect("state store reachable")
     }

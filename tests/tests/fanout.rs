@@ -15,7 +15,7 @@ use mailroom::discovery::{DiscoverRule, Members};
 use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{AfterImport, MailboxAddress};
 use mailroom::engine::{EngineOptions, JobOutcome, NoObserver};
-use mailroom::ports::DiscoverRules;
+use mailroom::ports::{DiscoverRules, MailboxConfigs, Subscriptions};
 use mailroom_tests::push::PushRig;
 use mailroom_tests::stack::Stack;
 
@@ -282,4 +282,78 @@ async fn a_large_backlog_delays_the_small_mailboxes_by_at_most_one_slice() {
             "{address}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_upkeep_fans_out_one_job_per_due_folder() {
+    const MAILBOXES: usize = 6;
+    let mut world = World::default_test();
+    for i in 0..MAILBOXES {
+        world = world.mailbox(DEFAULT_TENANT, Mailbox::new(&user(i)).folder("Inbox"));
+    }
+    let stack = Stack::start(world).await;
+    for i in 0..MAILBOXES {
+        stack.configure(&user(i), "Inbox", AfterImport::None).await;
+    }
+    let mut rig = PushRig::start(stack).await;
+    rig.add_consumers(1);
+    let subscriptions = |rig: &PushRig| {
+        let state = rig.stack.state.clone();
+        async move {
+            let mut records = state.list_subscriptions().await.unwrap();
+            records.sort_by(|a, b| a.mailbox.cmp(&b.mailbox));
+            records
+        }
+    };
+
+    // The first tick: every folder is due; the tick queues a job for each and calls no Graph.
+    rig.stack.sandbox.clear_requests();
+    let report = rig.maintain_queued().await;
+    assert_eq!((report.queued, report.created), (6, 0), "{report:?}");
+    assert!(rig.stack.sandbox.requests().is_empty());
+    drained(&rig, Duration::from_secs(60)).await;
+    let first = subscriptions(&rig).await;
+    let mailboxes: Vec<String> = first.iter().map(|r| r.mailbox.to_string()).collect();
+    assert_eq!(mailboxes, (0..MAILBOXES).map(user).collect::<Vec<_>>());
+    assert_eq!(rig.stack.sandbox.subscriptions().len(), MAILBOXES);
+
+    // The next tick: every subscription is fresh; nothing is queued.
+    let report = rig.maintain_queued().await;
+    assert_eq!((report.queued, report.unchanged), (0, 6), "{report:?}");
+
+    // Two days on, each is within a day of expiry: the jobs renew them in place.
+    rig.stack.clock.advance(time::Duration::days(2));
+    rig.stack
+        .sandbox
+        .advance_clock(Duration::from_secs(2 * 86_400));
+    let report = rig.maintain_queued().await;
+    assert_eq!((report.queued, report.unchanged), (6, 0), "{report:?}");
+    drained(&rig, Duration::from_secs(60)).await;
+    let renewed = subscriptions(&rig).await;
+    for (before, after) in first.iter().zip(&renewed) {
+        assert_eq!(before.id, after.id);
+        assert!(after.expires_at > before.expires_at + time::Duration::days(1));
+    }
+
+    // A folder no longer configured: its job removes the subscription, at Graph and here.
+    let gone = mailroom::domain::FolderKey {
+        mailbox: MailboxAddress::parse(&user(0)).unwrap(),
+        folder: "Inbox".into(),
+    };
+    assert!(rig.stack.state.remove_mailbox(&gone).await.unwrap());
+    let report = rig.maintain_queued().await;
+    assert_eq!((report.queued, report.unchanged), (1, 5), "{report:?}");
+    drained(&rig, Duration::from_secs(60)).await;
+    let left = subscriptions(&rig).await;
+    assert_eq!(left.len(), MAILBOXES - 1);
+    assert!(left.iter().all(|r| r.key() != gone));
+    assert_eq!(rig.stack.sandbox.subscriptions().len(), MAILBOXES - 1);
+
+    // Push still brings new mail in through the kept subscriptions.
+    let message = rig
+        .stack
+        .sandbox
+        .add_message(&user(3), "Inbox", NewMessage::new("Pushed"));
+    rig.wait_for_records(&user(3), &[message.immutable_id], Duration::from_secs(15))
+        .await;
 }

@@ -394,3 +394,36 @@ async fn a_folder_no_longer_configured_loses_its_subscription() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_whose_subscriptions_another_runner_keeps_is_left_to_it() {
+    let stack = Stack::start(world()).await;
+    stack.configure(MAILBOX, FOLDER, move_to_processed()).await;
+    let rig = PushRig::start(stack).await;
+    let lease = format!("subscriptions#{MAILBOX}");
+    let now = rig.stack.clock.now();
+    rig.stack
+        .state
+        .acquire_lease(
+            &lease,
+            "other-runner",
+            now,
+            now + time::Duration::minutes(5),
+        )
+        .await
+        .unwrap();
+
+    let report = rig.maintain().await;
+    assert_eq!((report.busy, report.created), (1, 0), "{report:?}");
+    assert!(rig.stack.sandbox.subscriptions().is_empty());
+
+    // Once the other runner lets go, the next upkeep subscribes the folder once.
+    rig.stack
+        .state
+        .release_lease(&lease, "other-runner")
+        .await
+        .unwrap();
+    let report = rig.maintain().await;
+    assert_eq!((report.busy, report.created), (0, 1), "{report:?}");
+    assert_eq!(rig.stack.sandbox.subscriptions().len(), 1);
+}

@@ -109,7 +109,8 @@ pub async fn run(keep_running: bool, dir: Option<PathBuf>) -> anyhow::Result<boo
     // The sandbox accepts http:// on loopback; real Graph needs an https:// public URL.
     let public_url = format!("http://{}", listener.local_addr()?);
     let push = super::serve::Push::start(&context, listener, &public_url, stop.clone())?;
-    push.maintain().await?;
+    // Here, not queued: the demo's next step needs the subscription in place.
+    push.maintain(false).await?;
     let delay = push_one_invoice(&context, &sandbox).await?;
     match delay {
         Some(delay) => println!(

@@ -12,6 +12,7 @@ use mailroom::adapters::local::{LocalJobQueue, local_queue};
 use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::engine::{Engine, JobOutcome, NoObserver, PushOptions, run_local_jobs};
 use mailroom::expiry::Thresholds;
+use mailroom::ports::JobQueue;
 use mailroom::push::{PushUrls, Webhook};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -120,13 +121,21 @@ impl Push {
         Ok(Push { jobs })
     }
 
-    /// Creates, renews and removes subscriptions; prints what changed.
-    pub async fn maintain(&self) -> anyhow::Result<()> {
-        let report = self.jobs.engine.maintain_subscriptions().await?;
-        if report.created + report.renewed + report.removed > 0 || !report.errors.is_empty() {
+    /// Creates, renews and removes subscriptions, here or (`queued`) as jobs for the workers;
+    /// prints what changed.
+    pub async fn maintain(&self, queued: bool) -> anyhow::Result<()> {
+        let queue = queued.then_some(&self.jobs.queue as &dyn JobQueue);
+        let report = self.jobs.engine.maintain_subscriptions(queue).await?;
+        if report.created + report.renewed + report.removed > 0 {
             eprintln!(
                 "push: subscriptions created {}, renewed {}, removed {}, unchanged {}",
                 report.created, report.renewed, report.removed, report.unchanged
+            );
+        }
+        if report.queued > 0 {
+            eprintln!(
+                "push: {} folder(s)' subscription upkeep queued",
+                report.queued
             );
         }
         for error in &report.errors {
@@ -142,6 +151,11 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
         kind => format!("{} {} ({})", job.mailbox, job.folder, kind.as_str()),
     };
     match outcome {
+        JobOutcome::Done { .. }
+            if matches!(job.kind, JobKind::Subscription | JobKind::Resubscribe) =>
+        {
+            eprintln!("job: {what}: done")
+        }
         JobOutcome::Done { imported } => eprintln!("job: {what}: {imported} message(s) stored"),
         JobOutcome::Skipped(why) => eprintln!("job: {what}: skipped: {why}"),
         JobOutcome::Busy(why) => eprintln!("job: {what}: busy, retrying shortly: {why}"),
@@ -205,7 +219,7 @@ pub async fn serve(
             }
         }
         if let Some(push) = push {
-            push.maintain().await?;
+            push.maintain(true).await?;
         }
         let fan_out = jobs.engine.enqueue_mailboxes(&jobs.queue).await?;
         eprintln!("queued {} mailbox job(s)", fan_out.queued);

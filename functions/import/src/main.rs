@@ -26,6 +26,7 @@ use mailroom::engine::{
 };
 use mailroom::graph::GraphClient;
 use mailroom::lambda::{Trigger, init_tracing, stop_at, to_json};
+use mailroom::ports::JobQueue;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -124,8 +125,13 @@ async fn scheduled_import(
     stop_at: OffsetDateTime,
 ) -> Result<ScheduledReport, Diagnostic> {
     let discovery = DiscoverySummary::from(&engine.discover_due(discover_every).await?);
+    // With the queue, the folders whose subscription is due get a job each, as mailboxes do.
     let subscriptions = match engine.options.push {
-        Some(_) => Some(engine.maintain_subscriptions().await?),
+        Some(_) => Some(
+            engine
+                .maintain_subscriptions(queue.map(|q| q as &dyn JobQueue))
+                .await?,
+        ),
         None => None,
     };
     if let Some(queue) = queue {

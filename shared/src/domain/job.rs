@@ -18,6 +18,10 @@ pub enum JobKind {
     /// `subscriptionRemoved` lifecycle event). Needs Graph credentials, so the import function
     /// does it, not the webhook.
     Resubscribe,
+    /// Bring the folder's subscription in line with its configuration: create it, renew it if
+    /// due, remove it if the folder is no longer subscribed. The scheduled run queues one for
+    /// each folder whose subscription is due, so upkeep fans out as imports do.
+    Subscription,
     /// Import every enabled folder of the mailbox (`folder` is empty): the scheduled run, fanned
     /// out one job per mailbox, and the continuation of such a job that ran out of time.
     Mailbox,
@@ -29,6 +33,7 @@ impl JobKind {
             Self::Sync => "sync",
             Self::FullResync => "full_resync",
             Self::Resubscribe => "resubscribe",
+            Self::Subscription => "subscription",
             Self::Mailbox => "mailbox",
         }
     }
@@ -58,6 +63,16 @@ impl SyncJob {
             mailbox,
             folder: String::new(),
             kind: JobKind::Mailbox,
+            slice: 0,
+        }
+    }
+
+    /// The job that keeps one folder's subscription ([`JobKind::Subscription`]).
+    pub fn subscription(key: FolderKey) -> Self {
+        Self {
+            mailbox: key.mailbox,
+            folder: key.folder,
+            kind: JobKind::Subscription,
             slice: 0,
         }
     }

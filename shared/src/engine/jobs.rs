@@ -44,7 +44,6 @@ impl Engine {
     /// scheduled run, fanned out. A mailbox whose job cannot be queued is in the report's
     /// `failed`; the others are queued all the same.
     pub async fn enqueue_mailboxes(&self, queue: &dyn JobQueue) -> Result<FanOut, StoreError> {
-        use futures::StreamExt;
         let mut mailboxes: Vec<MailboxAddress> = self
             .state
             .list_mailboxes()
@@ -55,14 +54,7 @@ impl Engine {
             .collect();
         mailboxes.dedup();
         let jobs: Vec<SyncJob> = mailboxes.into_iter().map(SyncJob::mailbox).collect();
-        let failed: Vec<(SyncJob, QueueError)> = futures::stream::iter(jobs.chunks(ENQUEUE_CHUNK))
-            .map(|chunk| queue.enqueue_all(chunk))
-            .buffer_unordered(ENQUEUE_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        let failed = enqueue_many(queue, &jobs).await;
         let mut report = FanOut {
             queued: jobs.len() - failed.len(),
             failed: Vec::new(),
@@ -113,6 +105,15 @@ impl Engine {
     }
 
     async fn run_job_inner(&self, job: &SyncJob, stop_at: OffsetDateTime) -> (JobOutcome, u64) {
+        match job.kind {
+            JobKind::Subscription | JobKind::Resubscribe => (self.subscription_job(job).await, 0),
+            JobKind::Mailbox | JobKind::Sync | JobKind::FullResync => {
+                self.import_job(job, stop_at).await
+            }
+        }
+    }
+
+    async fn import_job(&self, job: &SyncJob, stop_at: OffsetDateTime) -> (JobOutcome, u64) {
         let configs = match self.state.mailbox_folders(&job.mailbox).await {
             Ok(configs) => configs,
             Err(e) => {
@@ -140,47 +141,57 @@ impl Engine {
             });
             return (skipped, 0);
         }
-        match job.kind {
-            JobKind::Mailbox => {
-                // One slice, so a mailbox with a long backlog takes turns with the others.
-                let stop_at = stop_at.min(self.clock.now() + self.options.job_slice);
-                let report = self
-                    .import_mailbox(job.mailbox.clone(), mine, stop_at)
-                    .await;
-                (outcome_of(&report), report.imported())
-            }
-            JobKind::Sync | JobKind::FullResync => {
-                let report = self
-                    .import_mailbox_with(
-                        job.mailbox.clone(),
-                        mine,
-                        stop_at,
-                        job.kind == JobKind::FullResync,
-                    )
-                    .await;
-                (outcome_of(&report), report.imported())
-            }
-            JobKind::Resubscribe => {
-                if self.options.push.is_none() {
-                    let skipped = JobOutcome::Skipped(
-                        "push is not configured here (no public webhook URL)".into(),
-                    );
-                    return (skipped, 0);
-                }
-                let outcome = match self.resubscribe(&mine[0]).await {
-                    Ok(true) => JobOutcome::Done { imported: 0 },
-                    Ok(false) => {
-                        JobOutcome::Busy("another runner is maintaining subscriptions".into())
-                    }
-                    Err(e) => JobOutcome::Failed {
-                        retry_can_help: e.retry_can_help(),
-                        error: e.to_string(),
-                    },
-                };
-                (outcome, 0)
-            }
+        let report = if job.kind == JobKind::Mailbox {
+            // One slice, so a mailbox with a long backlog takes turns with the others.
+            let stop_at = stop_at.min(self.clock.now() + self.options.job_slice);
+            self.import_mailbox(job.mailbox.clone(), mine, stop_at)
+                .await
+        } else {
+            let full_resync = job.kind == JobKind::FullResync;
+            self.import_mailbox_with(job.mailbox.clone(), mine, stop_at, full_resync)
+                .await
+        };
+        (outcome_of(&report), report.imported())
+    }
+
+    /// A [`JobKind::Subscription`] job keeps the folder's subscription; a
+    /// [`JobKind::Resubscribe`] job (a lifecycle event) renews it even when it is not due.
+    async fn subscription_job(&self, job: &SyncJob) -> JobOutcome {
+        let Some(push) = &self.options.push else {
+            return JobOutcome::Skipped(
+                "push is not configured here (no public webhook URL)".into(),
+            );
+        };
+        let force = job.kind == JobKind::Resubscribe;
+        match self.keep_folder_subscription(push, &job.key(), force).await {
+            Ok(Some(_)) => JobOutcome::Done { imported: 0 },
+            Ok(None) => JobOutcome::Busy(format!(
+                "another runner is keeping {}'s subscriptions",
+                job.mailbox
+            )),
+            Err(e) => JobOutcome::Failed {
+                retry_can_help: e.retry_can_help(),
+                error: e.to_string(),
+            },
         }
     }
+}
+
+/// Hands `jobs` to `queue` [`ENQUEUE_CHUNK`] at a time, [`ENQUEUE_CONCURRENCY`] hand-overs in
+/// flight; returns the jobs not queued, each with why.
+pub(super) async fn enqueue_many(
+    queue: &dyn JobQueue,
+    jobs: &[SyncJob],
+) -> Vec<(SyncJob, QueueError)> {
+    use futures::StreamExt;
+    futures::stream::iter(jobs.chunks(ENQUEUE_CHUNK))
+        .map(|chunk| queue.enqueue_all(chunk))
+        .buffer_unordered(ENQUEUE_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Jobs the fan-out hands the queue at once (SQS sends them ten to a request), and how many such

@@ -1,13 +1,18 @@
 //! Keeping one Graph subscription per watched folder (docs/push.md; docs/graph.md §6).
 //!
-//! The scheduled run calls [`Engine::maintain_subscriptions`]: it creates a subscription for
-//! every enabled folder that has none, renews those within `renew_margin` of expiry, recreates
-//! those Graph lost, and deletes those of folders no longer configured. A `Resubscribe` job (a
-//! lifecycle event) renews one folder's subscription at once. The scheduled poll stays the
-//! safety net: whatever a lost notification missed, the next run imports.
+//! Upkeep has two halves. The scheduled run decides, from the state store alone, which folders'
+//! subscriptions are due: none yet, within `renew_margin` of expiry, made for another webhook
+//! URL, more than one, or left over from a folder no longer subscribed. Only those need Graph.
+//! [`Engine::maintain_subscriptions`] then works each due folder here, or, given the job queue,
+//! queues one [`crate::domain::job::JobKind::Subscription`] job per due folder so the upkeep of a thousand mailboxes
+//! fans out across the queue's consumers as their imports do (docs/architecture.md, "Fan-out").
+//! A `Resubscribe` job (a lifecycle event) renews one folder's subscription at once.
 //!
-//! Both hold the `subscriptions` lease, so two runners never create two subscriptions for one
-//! folder.
+//! The scheduled poll stays the safety net: whatever a lost notification missed, the next run
+//! imports.
+//!
+//! Working a folder holds the lease `subscriptions#{mailbox}` and reads the folder's records
+//! after taking it, so two runners never create two subscriptions for one folder.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +21,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::{Engine, ImportError};
+use crate::domain::job::SyncJob;
 use crate::domain::{ClientState, FolderKey, MailboxConfig, SubscriptionRecord};
 use crate::graph::{MailboxClient, SubscriptionRequest};
-use crate::ports::{LeaseOutcome, StoreError};
+use crate::ports::{JobQueue, LeaseOutcome, StoreError};
 use crate::push::PushUrls;
 
 /// How the engine keeps subscriptions.
@@ -45,6 +51,13 @@ impl PushOptions {
             renew_margin: Self::DEFAULT_RENEW_MARGIN,
         }
     }
+
+    /// Whether `record` can be left as it is at `now`: made for this webhook and not within
+    /// the renewal margin of its expiry. Nothing to read, no Graph call.
+    fn is_fresh(&self, record: &SubscriptionRecord, now: OffsetDateTime) -> bool {
+        let margin = time::Duration::try_from(self.renew_margin).unwrap_or(time::Duration::DAY);
+        record.notification_url == self.urls.notification_url && record.expires_at - now >= margin
+    }
 }
 
 /// What [`Engine::maintain_subscriptions`] did.
@@ -52,111 +65,147 @@ impl PushOptions {
 pub struct SubscriptionReport {
     pub created: u32,
     pub renewed: u32,
+    /// Folders whose subscription was fresh: nothing to do.
     pub unchanged: u32,
     pub removed: u32,
-    /// Another runner was maintaining subscriptions; nothing was done.
-    pub busy: bool,
-    /// One line per folder that could not be subscribed (the poll still imports it).
+    /// With the queue: folders whose upkeep was queued, one job each (the job creates, renews
+    /// or removes).
+    pub queued: u32,
+    /// Folders another runner was keeping at the time; the next run looks again.
+    pub busy: u32,
+    /// One line per folder that could not be subscribed or queued (the poll still imports it).
     pub errors: Vec<String>,
 }
 
 /// What happened to one folder's subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kept {
+pub(super) enum Kept {
     Created,
     Renewed,
     Unchanged,
+    /// The folder is no longer subscribed; this many records (and their subscriptions) went.
+    Removed(u32),
 }
 
-const LEASE: &str = "subscriptions";
+const LEASE_PREFIX: &str = "subscriptions#";
 const LEASE_TIME: Duration = Duration::from_secs(5 * 60);
 
 impl Engine {
-    /// Brings the subscriptions in line with the configured folders. Errors of one folder are
-    /// reported and do not stop the others; only a state store failure ends it early.
-    pub async fn maintain_subscriptions(&self) -> Result<SubscriptionReport, StoreError> {
+    /// Brings the subscriptions in line with the configured folders: works each due folder here,
+    /// or with `queue`, queues one [`crate::domain::job::JobKind::Subscription`] job per due folder. Errors of one
+    /// folder are reported and do not stop the others; only a state store failure ends it early.
+    pub async fn maintain_subscriptions(
+        &self,
+        queue: Option<&dyn JobQueue>,
+    ) -> Result<SubscriptionReport, StoreError> {
         let mut report = SubscriptionReport::default();
         let Some(push) = &self.options.push else {
             return Ok(report);
         };
-        if !self.take_subscription_lease().await? {
-            report.busy = true;
-            return Ok(report);
+        let due = self.subscriptions_due(push, &mut report).await?;
+        match queue {
+            Some(queue) => {
+                let jobs: Vec<SyncJob> = due.into_iter().map(SyncJob::subscription).collect();
+                let failed = super::jobs::enqueue_many(queue, &jobs).await;
+                report.queued = (jobs.len() - failed.len()) as u32;
+                for (job, e) in failed {
+                    report
+                        .errors
+                        .push(format!("{}: not queued: {e}", job.key()));
+                }
+            }
+            None => {
+                for key in due {
+                    match self.keep_folder_subscription(push, &key, false).await {
+                        Ok(Some(kept)) => report.count(kept),
+                        Ok(None) => report.busy += 1,
+                        Err(ImportError::Store(e)) => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(mailbox = %key.mailbox, folder = %key.folder, error = %e, "could not subscribe to the folder; the scheduled poll still imports it");
+                            report.errors.push(format!("{key}: {e}"));
+                        }
+                    }
+                }
+            }
         }
-        let result = self.maintain(push, &mut report).await;
-        self.release_subscription_lease().await;
-        result?;
         tracing::info!(
             created = report.created,
             renewed = report.renewed,
             unchanged = report.unchanged,
             removed = report.removed,
+            queued = report.queued,
+            busy = report.busy,
             errors = report.errors.len(),
             "subscriptions maintained"
         );
         Ok(report)
     }
 
-    async fn maintain(
+    /// The folders whose subscription needs Graph, from two reads of the state store; the
+    /// others are counted `unchanged` in `report`.
+    async fn subscriptions_due(
         &self,
         push: &PushOptions,
         report: &mut SubscriptionReport,
-    ) -> Result<(), StoreError> {
-        let configs: Vec<MailboxConfig> = self
-            .state
-            .list_mailboxes()
-            .await?
-            .into_iter()
-            // `folder = "*"` is polled only: its folders change, and a subscription is per
-            // folder (docs/push.md).
-            .filter(|c| c.enabled && !c.is_every_folder())
-            .collect();
+    ) -> Result<Vec<FolderKey>, StoreError> {
         let mut by_key: BTreeMap<FolderKey, Vec<SubscriptionRecord>> = BTreeMap::new();
         for record in self.state.list_subscriptions().await? {
             by_key.entry(record.key()).or_default().push(record);
         }
-
-        for config in &configs {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        for config in self.state.list_mailboxes().await? {
+            if !is_subscribed(&config) {
+                continue;
+            }
             let records = by_key.remove(&config.key()).unwrap_or_default();
-            match self.keep_subscription(push, config, records, false).await {
-                Ok(Kept::Created) => report.created += 1,
-                Ok(Kept::Renewed) => report.renewed += 1,
-                Ok(Kept::Unchanged) => report.unchanged += 1,
-                Err(ImportError::Store(e)) => return Err(e),
-                Err(e) => {
-                    tracing::warn!(mailbox = %config.address, folder = %config.folder, error = %e, "could not subscribe to the folder; the scheduled poll still imports it");
-                    report.errors.push(format!("{}: {e}", config.key()));
+            match records.as_slice() {
+                [one] if push.is_fresh(one, now) => report.unchanged += 1,
+                _ => due.push(config.key()),
+            }
+        }
+        // What is left belongs to folders no longer configured, disabled or `*`: removed.
+        due.extend(by_key.into_keys());
+        Ok(due)
+    }
+
+    /// Works one folder's subscription under its mailbox's lease: keeps it alive (renewing it
+    /// when `force`d or due) if the folder is subscribed, removes it if not. `None`: another
+    /// runner holds the lease.
+    pub(super) async fn keep_folder_subscription(
+        &self,
+        push: &PushOptions,
+        key: &FolderKey,
+        force: bool,
+    ) -> Result<Option<Kept>, ImportError> {
+        let lease = format!("{LEASE_PREFIX}{}", key.mailbox);
+        if !self.take_subscription_lease(&lease).await? {
+            return Ok(None);
+        }
+        let kept = async {
+            // Read under the lease: what another runner did before it is seen.
+            let config = self
+                .state
+                .mailbox_folders(&key.mailbox)
+                .await?
+                .into_iter()
+                .find(|c| c.key() == *key && is_subscribed(c));
+            let records = self.state.folder_subscriptions(key).await?;
+            match config {
+                Some(config) => self.keep_subscription(push, &config, records, force).await,
+                None => {
+                    for record in &records {
+                        self.remove_subscription(record).await?;
+                    }
+                    Ok(Kept::Removed(records.len() as u32))
                 }
             }
         }
-        // What is left belongs to folders no longer configured (or disabled).
-        for record in by_key.into_values().flatten() {
-            self.remove_subscription(&record).await?;
-            report.removed += 1;
-        }
-        Ok(())
-    }
-
-    /// Renews (or recreates) one folder's subscription now: a `Resubscribe` job.
-    pub(super) async fn resubscribe(&self, config: &MailboxConfig) -> Result<bool, ImportError> {
-        let Some(push) = &self.options.push else {
-            return Ok(true);
-        };
-        if !self.take_subscription_lease().await? {
-            return Ok(false);
-        }
-        let records: Vec<SubscriptionRecord> = self
-            .state
-            .list_subscriptions()
-            .await?
-            .into_iter()
-            .filter(|r| r.key() == config.key())
-            .collect();
-        let result = self.keep_subscription(push, config, records, true).await;
-        self.release_subscription_lease().await;
-        let kept = result?;
-        tracing::info!(mailbox = %config.address, folder = %config.folder, outcome = ?kept, "subscription renewed on request");
-        Ok(true)
+        .await;
+        self.release_subscription_lease(&lease).await;
+        let kept = kept?;
+        tracing::info!(mailbox = %key.mailbox, folder = %key.folder, outcome = ?kept, force, "subscription kept");
+        Ok(Some(kept))
     }
 
     /// One folder: keep its newest subscription alive (renewing it when `force`d or close to
@@ -180,16 +229,14 @@ impl Engine {
         }
 
         let now = self.clock.now();
-        let lifetime = time::Duration::try_from(push.lifetime).unwrap_or(time::Duration::DAY);
-        let margin = time::Duration::try_from(push.renew_margin).unwrap_or(time::Duration::DAY);
         if let Some(record) = &keep
-            && record.expires_at > now
-            && record.expires_at - now >= margin
+            && push.is_fresh(record, now)
             && !force
         {
             // Nothing to do: no credential read, no Graph call.
             return Ok(Kept::Unchanged);
         }
+        let lifetime = time::Duration::try_from(push.lifetime).unwrap_or(time::Duration::DAY);
         let graph = self.connect(config).await?;
         if let Some(mut record) = keep {
             if record.expires_at > now {
@@ -211,7 +258,6 @@ impl Engine {
             .await?;
         Ok(Kept::Created)
     }
-
     async fn create_subscription(
         &self,
         graph: &MailboxClient,
@@ -267,20 +313,37 @@ impl Engine {
         Ok(())
     }
 
-    async fn take_subscription_lease(&self) -> Result<bool, StoreError> {
+    async fn take_subscription_lease(&self, lease: &str) -> Result<bool, StoreError> {
         let now = self.clock.now();
         let until = now + time::Duration::try_from(LEASE_TIME).unwrap_or(time::Duration::MINUTE);
         Ok(matches!(
             self.state
-                .acquire_lease(LEASE, &self.options.owner, now, until)
+                .acquire_lease(lease, &self.options.owner, now, until)
                 .await?,
             LeaseOutcome::Acquired
         ))
     }
 
-    async fn release_subscription_lease(&self) {
-        if let Err(e) = self.state.release_lease(LEASE, &self.options.owner).await {
-            tracing::warn!(error = %e, "could not release the subscriptions lease");
+    async fn release_subscription_lease(&self, lease: &str) {
+        if let Err(e) = self.state.release_lease(lease, &self.options.owner).await {
+            tracing::warn!(error = %e, lease, "could not release a subscriptions lease");
+        }
+    }
+}
+
+/// Whether a configured folder has a subscription: enabled, and a folder of its own (`folder =
+/// "*"` is polled only: its folders change, and a subscription is per folder; docs/push.md).
+fn is_subscribed(config: &MailboxConfig) -> bool {
+    config.enabled && !config.is_every_folder()
+}
+
+impl SubscriptionReport {
+    fn count(&mut self, kept: Kept) {
+        match kept {
+            Kept::Created => self.created += 1,
+            Kept::Renewed => self.renewed += 1,
+            Kept::Unchanged => self.unchanged += 1,
+            Kept::Removed(n) => self.removed += n,
         }
     }
 }

@@ -186,6 +186,16 @@ pub trait Subscriptions: SubscriptionLookup {
     async fn put_subscription(&self, sub: &SubscriptionRecord) -> Result<(), StoreError>;
     /// Every subscription record, ordered by mailbox, folder, then id.
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+    /// The subscription records of one folder (normally one). Reads them all and keeps the
+    /// folder's: a folder's upkeep is rare (every other day), so a store needs no index for it.
+    async fn folder_subscriptions(
+        &self,
+        key: &FolderKey,
+    ) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        let mut records = self.list_subscriptions().await?;
+        records.retain(|r| r.key() == *key);
+        Ok(records)
+    }
     /// Removes the subscription record `id`; returns whether it existed.
     async fn delete_subscription(&self, id: &str) -> Result<bool, StoreError>;
 }
