@@ -122,6 +122,7 @@ pub async fn consumers_run(
         graph: GraphClient::new(graph)?,
         clock: Arc::new(SystemClock),
         observer: stored.clone(),
+        events: None,
         options: EngineOptions {
             job_slice: slice,
             // The deadline is checked between pages: small pages make a mailbox's backlog span
@@ -237,6 +238,7 @@ pub async fn fan_out_seconds(mailboxes: usize, target: TickQueue) -> anyhow::Res
         graph: GraphClient::new(sandbox_graph_config("http://127.0.0.1:9"))?,
         clock: Arc::new(SystemClock),
         observer: Arc::new(mailroom::engine::NoObserver),
+        events: None,
         options: EngineOptions::default(),
         stop: Default::default(),
     };

@@ -202,6 +202,7 @@ pub async fn local_engine(
         graph: GraphClient::new(graph)?,
         clock: Arc::new(SystemClock),
         observer: Arc::new(NoObserver),
+        events: None,
         options,
         stop: Default::default(),
     };

@@ -62,6 +62,7 @@ pub async fn child(args: ChildArgs) -> anyhow::Result<()> {
         graph: GraphClient::new(sandbox_graph_config(&args.graph_url))?,
         clock: Arc::new(SystemClock),
         observer: Arc::new(NoObserver),
+        events: None,
         options: EngineOptions::default(),
         stop: Default::default(),
     };

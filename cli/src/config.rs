@@ -40,6 +40,16 @@ pub struct LocalConfig {
     pub discover: Vec<DiscoverRule>,
     /// How often `mailroom serve` applies the rules again.
     pub discover_every: Duration,
+    /// `[events]`: where the event of every stored message is POSTed.
+    pub events: Option<EventsConfig>,
+}
+
+/// `[events]`: an HTTP endpoint that hears of every stored message (docs/events.md).
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub url: url::Url,
+    /// The signing secret: an environment variable or a file.
+    pub secret: SecretRef,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +63,15 @@ struct RawConfig {
     mailbox: Vec<RawMailbox>,
     #[serde(default)]
     discover: Vec<Spanned<RawDiscover>>,
+    events: Option<Spanned<RawEvents>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    url: Spanned<String>,
+    secret_env: Option<String>,
+    secret_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -259,6 +278,31 @@ impl LocalConfig {
             discover.push(rule);
         }
 
+        let events = raw
+            .events
+            .map(|e| {
+                let here = at(e.span());
+                let e = e.into_inner();
+                let url = url::Url::parse(e.url.get_ref())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{}: [events] url must be an http:// or https:// URL, not '{}'",
+                            at(e.url.span()),
+                            e.url.get_ref()
+                        )
+                    })?;
+                let secret = match (e.secret_env, e.secret_file) {
+                    (Some(var), None) => SecretRef::Env(var),
+                    (None, Some(file)) => SecretRef::File(base.join(file)),
+                    _ => bail!(
+                        "{here}: [events] needs exactly one of secret_env (an environment variable holding the signing secret) or secret_file (a file holding it)"
+                    ),
+                };
+                Ok(EventsConfig { url, secret })
+            })
+            .transpose()?;
         let discover_hours = match raw.settings.discover_hours {
             None => DEFAULT_DISCOVER_HOURS,
             Some(v) if (1..=24 * 7).contains(v.get_ref()) => *v.get_ref(),
@@ -284,6 +328,7 @@ impl LocalConfig {
             mailboxes,
             discover,
             discover_every: Duration::from_secs(discover_hours * 3600),
+            events,
         })
     }
 
@@ -574,6 +619,12 @@ processed_folder = "Inbox/Processed"
 # folder = "Inbox"                 # or "*": every folder (action none or mark_read)
 # action = "none"
 
+# Events: every stored message POSTed as JSON to an endpoint of yours, signed with HMAC-SHA256
+# (docs/events.md); events wait while it is down.
+# [events]
+# url = "https://hooks.example.com/mailroom"
+# secret_env = "MAILROOM_EVENTS_SECRET"   # or: secret_file = "events-secret.txt"
+
 # [settings]
 # schedule_minutes = 15   # how often `mailroom serve` imports
 # discover_hours = 24     # how often `mailroom serve` applies [[discover]] again
@@ -585,6 +636,33 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<LocalConfig> {
         LocalConfig::parse(Path::new("/etc/mailroom/mailroom.toml"), text)
+    }
+
+    #[test]
+    fn events_parse_and_their_errors_say_what_to_write() {
+        let events = |table: &str| parse(&format!("{EXAMPLE}\n[events]\n{table}"));
+        let config =
+            events("url = \"https://hooks.example.com/m\"\nsecret_file = \"s.txt\"").unwrap();
+        let configured = config.events.unwrap();
+        assert_eq!(configured.url.as_str(), "https://hooks.example.com/m");
+        assert_eq!(
+            configured.secret,
+            SecretRef::File(PathBuf::from("/etc/mailroom/s.txt"))
+        );
+        let err = events("url = \"ftp://x\"\nsecret_env = \"S\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[events] url must be an http:// or https:// URL"),
+            "{err}"
+        );
+        let err = events("url = \"https://x\"").unwrap_err().to_string();
+        assert!(err.contains("exactly one of secret_env"), "{err}");
+        let err = events("url = \"https://x\"\nsecret = \"inline\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("secret"), "{err}");
+        assert!(parse(EXAMPLE).unwrap().events.is_none());
     }
 
     #[test]

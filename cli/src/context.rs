@@ -7,15 +7,19 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use anyhow::{Context as _, anyhow, bail};
-use mailroom::adapters::aws::{AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource};
-use mailroom::adapters::local::{DirBlobStore, FileSecretSource, SqliteStateStore};
+use mailroom::adapters::aws::{
+    AwsClients, DynamoStateStore, EventBridgePublisher, S3BlobStore, SecretsManagerSource,
+};
+use mailroom::adapters::local::{
+    DirBlobStore, FileSecretSource, HttpEventPublisher, SecretRef, SqliteStateStore,
+};
 use mailroom::clock::SystemClock;
 use mailroom::config::Env;
 use mailroom::credentials::Credentials;
 use mailroom::domain::{MailboxAddress, MailboxConfig};
 use mailroom::engine::{Engine, EngineOptions, ImportObserver};
 use mailroom::graph::{GraphClient, GraphConfig};
-use mailroom::ports::{BlobStore, SecretSource, StateStore};
+use mailroom::ports::{BlobStore, EventPublisher, SecretSource, StateStore};
 
 use crate::args::{Backend, Global};
 use crate::config::LocalConfig;
@@ -31,6 +35,17 @@ pub struct Context {
     pub local: Option<LocalConfig>,
     /// Where state and messages live, for people.
     pub location: String,
+    /// Where the event of each stored message goes: EventBridge on AWS
+    /// (`MAILROOM_EVENT_BUS`), the `[events]` URL locally.
+    events: Events,
+}
+
+/// How a backend publishes events; read when an engine is built, so a command that imports
+/// nothing never needs the signing secret.
+enum Events {
+    None,
+    Ready(Arc<dyn EventPublisher>),
+    Http(crate::config::EventsConfig),
 }
 
 impl Context {
@@ -71,6 +86,10 @@ impl Context {
                 db.display(),
                 data_dir.join("messages").display()
             ),
+            events: match &local.events {
+                Some(events) => Events::Http(events.clone()),
+                None => Events::None,
+            },
             local: Some(local),
         };
         context.mirror_config().await?;
@@ -87,6 +106,8 @@ impl Context {
         let bucket = std::env::var("MAILROOM_BUCKET")
             .ok()
             .filter(|b| !b.trim().is_empty());
+        // As the import function: every message stored here is announced too.
+        let bus = mailroom::config::event_bus(env.optional("MAILROOM_EVENT_BUS"));
         env.finish(())?;
         let clients = AwsClients::from_env(path_style).await;
         let blobs = bucket
@@ -97,6 +118,13 @@ impl Context {
             state: Arc::new(DynamoStateStore::new(clients.dynamodb, &table)),
             blobs,
             secrets: Arc::new(SecretsManagerSource::new(clients.secrets)),
+            events: match bus {
+                Some(bus) => Events::Ready(Arc::new(EventBridgePublisher::new(
+                    clients.eventbridge,
+                    bus,
+                ))),
+                None => Events::None,
+            },
             graph,
             local: None,
             location: match &bucket {
@@ -166,6 +194,33 @@ impl Context {
         })
     }
 
+    /// The publisher of stored messages' events, if the backend has one.
+    fn event_publisher(&self) -> anyhow::Result<Option<Arc<dyn EventPublisher>>> {
+        Ok(match &self.events {
+            Events::None => None,
+            Events::Ready(publisher) => Some(publisher.clone()),
+            Events::Http(config) => {
+                let secret = match &config.secret {
+                    SecretRef::Env(var) => std::env::var(var).map_err(|_| {
+                        anyhow!("[events] secret_env: the environment variable {var} is not set; set it to the signing secret the receiver checks")
+                    })?,
+                    SecretRef::File(path) => std::fs::read_to_string(path).map_err(|e| {
+                        anyhow!("[events] secret_file: cannot read {}: {e}", path.display())
+                    })?,
+                    SecretRef::Certificate { .. } => bail!("[events] takes a secret, not a certificate"),
+                };
+                let secret = secret.trim();
+                if secret.is_empty() {
+                    bail!("[events]: the signing secret is empty");
+                }
+                let publisher =
+                    HttpEventPublisher::new(config.url.clone(), secret.to_owned().into())
+                        .map_err(|e| anyhow!("[events]: {e}"))?;
+                Some(Arc::new(publisher))
+            }
+        })
+    }
+
     /// The engine over this context.
     pub fn engine(
         &self,
@@ -182,6 +237,7 @@ impl Context {
             graph: GraphClient::new(self.graph.clone())?,
             clock: Arc::new(SystemClock),
             observer,
+            events: self.event_publisher()?,
             options: EngineOptions::default(),
             stop,
         })

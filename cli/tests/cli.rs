@@ -508,7 +508,9 @@ async fn backend_aws_configures_and_imports_the_serverless_deployment() {
     aws(&["import"])
         .await
         .expect_code(0)
-        .expect_text("imported 20 messages");
+        .expect_text("imported 20 messages")
+        // To the account's default bus, as the import function does.
+        .expect_text("20 event(s) published");
     let status = aws(&["status"]).await;
     status
         .expect_code(0)
@@ -738,4 +740,147 @@ async fn discover_finds_the_users_imports_them_and_disables_those_who_leave() {
         .expect_code(0)
         .expect_text("imported 0 messages");
     assert_eq!(count_files(&setup.path("mailroom-data/messages")), 11);
+}
+
+/// An HTTP endpoint for `[events]`: checks each delivery's signature with `secret` and keeps the
+/// events it accepts; answers 503 while `down`.
+struct EventSink {
+    url: String,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EventSink {
+    async fn start(secret: &'static str) -> EventSink {
+        use axum::http::{HeaderMap, StatusCode};
+        use mailroom::domain::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+        use std::sync::atomic::Ordering;
+        let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, r, d) = (accepted.clone(), refused.clone(), down.clone());
+        let receive = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (a, r, d) = (a.clone(), r.clone(), d.clone());
+            async move {
+                if d.load(Ordering::SeqCst) {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                match signature::verify(
+                    secret.as_bytes(),
+                    header(TIMESTAMP_HEADER),
+                    header(SIGNATURE_HEADER),
+                    &body,
+                    now,
+                    signature::DEFAULT_TOLERANCE_SECONDS,
+                ) {
+                    Ok(()) => {
+                        a.lock()
+                            .unwrap()
+                            .push(serde_json::from_slice(&body).unwrap());
+                        StatusCode::NO_CONTENT
+                    }
+                    Err(_) => {
+                        r.fetch_add(1, Ordering::SeqCst);
+                        StatusCode::UNAUTHORIZED
+                    }
+                }
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mailroom", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/mailroom", axum::routing::post(receive));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        EventSink {
+            url,
+            accepted,
+            refused,
+            down,
+        }
+    }
+
+    fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_events_are_posted_signed_and_wait_while_the_endpoint_is_down() {
+    use std::sync::atomic::Ordering;
+    const SECRET: &str = "whsec-local-test";
+    let sink = EventSink::start(SECRET).await;
+    let events = format!(
+        "{MOVE_MAILBOX}\n[events]\nurl = \"{}\"\nsecret_env = \"MAILROOM_TEST_EVENTS_SECRET\"\n",
+        sink.url
+    );
+    let setup = Setup::start(world(3), &events).await;
+    let import = |setup: &Setup| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        command
+            .arg("import")
+            .current_dir(setup.dir.path())
+            .env("MAILROOM_GRAPH_URL", setup.sandbox.url())
+            .env("MAILROOM_LOGIN_URL", setup.sandbox.url())
+            .env("MAILROOM_TEST_EVENTS_SECRET", SECRET)
+            .env_remove("MAILROOM_CONFIG")
+            .env_remove("MAILROOM_DATA_DIR")
+            .env_remove("MAILROOM_BACKEND");
+        run(command)
+    };
+
+    // Without the secret, the import says which variable to set, and stores nothing.
+    setup
+        .mailroom(&["import"])
+        .await
+        .expect_code(1)
+        .expect_text("MAILROOM_TEST_EVENTS_SECRET is not set");
+    assert_eq!(count_files(&setup.path("mailroom-data/messages")), 0);
+
+    // The endpoint is down: the mail is stored, the events wait, and status says so.
+    sink.down.store(true, Ordering::SeqCst);
+    let first = import(&setup).await;
+    first
+        .expect_code(0)
+        .expect_text("imported 3 messages")
+        .expect_text("0 event(s) published, 3 not yet");
+    assert!(!first.all().contains(SECRET));
+    setup
+        .mailroom(&["status"])
+        .await
+        .expect_code(0)
+        .expect_text("3 waiting to be published");
+
+    // Back up: the next run publishes the three, each signed, each once.
+    sink.down.store(false, Ordering::SeqCst);
+    import(&setup)
+        .await
+        .expect_code(0)
+        .expect_text("imported 0 messages")
+        .expect_text("3 event(s) published");
+    assert_eq!(sink.ids().len(), 3);
+    assert_eq!(sink.accepted.lock().unwrap().len(), 3);
+    assert_eq!(sink.refused.load(Ordering::SeqCst), 0);
+    let held = setup.sandbox.folder_messages(MAILBOX, "Inbox/Processed");
+    let subjects: std::collections::BTreeSet<String> = sink
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(subjects, held.iter().map(|m| m.subject.clone()).collect());
+    let raw = sink.accepted.lock().unwrap()[0]["raw"]["file"].clone();
+    assert!(
+        std::path::Path::new(raw.as_str().unwrap()).is_file(),
+        "{raw}"
+    );
+    let status = setup.mailroom(&["status"]).await;
+    assert!(!status.all().contains("waiting to be published"));
 }

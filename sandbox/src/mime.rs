@@ -271,7 +271,7 @@ pub(crate) fn render(input: &MimeInput<'_>) -> MimeTemplate {
     }
     let closing = format!("--{mixed}--\r\n");
     if let Some(target) = input.generated_size {
-        let name = "payload.bin";
+        let name = GENERATED_ATTACHMENT;
         literal.push_str(&attachment_head(&mixed, name, "application/octet-stream"));
         let fixed: u64 = segments.iter().map(Segment::len).sum::<u64>()
             + literal.len() as u64
@@ -291,6 +291,9 @@ pub(crate) fn render(input: &MimeInput<'_>) -> MimeTemplate {
     segments.push(Segment::Literal(Bytes::from(literal)));
     MimeTemplate::new(segments)
 }
+
+/// The file name of the attachment that pads a generated message out to its size.
+pub(crate) const GENERATED_ATTACHMENT: &str = "payload.bin";
 
 fn attachment_head(boundary: &str, filename: &str, content_type: &str) -> String {
     let name = encode_header_text(filename).replace('"', "'");

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use crate::credentials::{AppCertificate, PasswordCredential};
 use crate::ids::{IdKind, fnv1a, new_guid, new_id};
 use crate::mime::{self, MimeInput, MimeTemplate};
-use crate::world::{Address, MailboxOp, NewMessage, World};
+use crate::world::{Address, AttachmentSpec, MailboxOp, NewMessage, World};
 
 /// A message's key inside its mailbox; never shown on the wire.
 pub(crate) type MsgKey = u64;
@@ -225,6 +225,8 @@ pub(crate) struct Message {
     pub(crate) conversation_id: String,
     pub(crate) body_text: String,
     pub(crate) has_attachments: bool,
+    /// What `GET …/attachments` lists: name, content type and size of each.
+    pub(crate) attachments: Vec<AttachmentSpec>,
     pub(crate) mime: Arc<MimeTemplate>,
 }
 
@@ -607,6 +609,18 @@ impl MailboxState {
             conversation_id: new_id(IdKind::Conversation),
             body_text,
             has_attachments: !m.attachments.is_empty() || m.generated_size.is_some(),
+            attachments: m
+                .attachments
+                .iter()
+                .cloned()
+                .chain(m.generated_size.map(|size| AttachmentSpec {
+                    // The generated payload's size is that of the whole message it pads out:
+                    // close enough for a listing.
+                    filename: mime::GENERATED_ATTACHMENT.to_owned(),
+                    content_type: "application/octet-stream".to_owned(),
+                    size,
+                }))
+                .collect(),
             mime: Arc::new(template),
         };
         self.by_immutable.insert(message.immutable_id.clone(), key);

@@ -262,6 +262,9 @@ pub struct ImportSettings {
     /// `MAILROOM_JOB_SLICE_SECONDS`: how long a mailbox job works before it queues its
     /// continuation (default 300, from 30 to 840).
     pub job_slice: Duration,
+    /// `MAILROOM_EVENT_BUS`: the EventBridge bus (name or ARN) that hears of every stored message
+    /// (docs/events.md); unset, the account's `default` bus; `none`, no events.
+    pub event_bus: Option<String>,
 }
 
 impl ImportSettings {
@@ -275,6 +278,7 @@ impl ImportSettings {
         EnvVar::optional("MAILROOM_QUEUE_URL"),
         EnvVar::optional("MAILROOM_DISCOVER_HOURS"),
         EnvVar::optional("MAILROOM_JOB_SLICE_SECONDS"),
+        EnvVar::optional("MAILROOM_EVENT_BUS"),
     ];
 
     /// Every variable the import function reads at start-up.
@@ -300,6 +304,7 @@ impl ImportSettings {
         let discover_every =
             Duration::from_secs(env.number("MAILROOM_DISCOVER_HOURS", 24, 1, 168) * 3600);
         let job_slice = Duration::from_secs(env.number("MAILROOM_JOB_SLICE_SECONDS", 300, 30, 840));
+        let event_bus = event_bus(env.optional("MAILROOM_EVENT_BUS"));
         env.finish(Self {
             aws,
             mailbox_parallelism,
@@ -308,7 +313,18 @@ impl ImportSettings {
             queue_url,
             discover_every,
             job_slice,
+            event_bus,
         })
+    }
+}
+
+/// The bus `MAILROOM_EVENT_BUS` (its value, `raw`) names: unset, the account's `default` bus;
+/// `none`, no events.
+pub fn event_bus(raw: Option<String>) -> Option<String> {
+    match raw {
+        None => Some("default".to_owned()),
+        Some(bus) if bus.eq_ignore_ascii_case("none") => None,
+        Some(bus) => Some(bus),
     }
 }
 

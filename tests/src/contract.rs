@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use mailroom::clock::ManualClock;
 use mailroom::discovery::{DiscoverRule, DiscoveryRun, Members};
+use mailroom::domain::event::{AttachmentInfo, MessageEvent, RawLocation};
 use mailroom::domain::job::{JobKind, SyncJob};
 use mailroom::domain::{
     AfterImport, ClientState, Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId,
@@ -111,6 +112,87 @@ pub async fn state_store_contract(store: &dyn StateStore) {
     a_discovered_mailbox_config_names_its_rule(store).await;
     discover_rules_are_listed_by_id_and_replaced_by_id(store).await;
     removing_a_discover_rule_removes_its_last_run(store).await;
+    the_outbox_keeps_each_mailboxs_events_until_deleted(store).await;
+    outbox_events_are_not_records(store).await;
+}
+
+/// A complete event: every optional field set, characters a key or a path must not mangle.
+pub fn event(mailbox: &MailboxAddress, id: &str) -> MessageEvent {
+    let record = record(mailbox, id);
+    MessageEvent {
+        version: MessageEvent::VERSION,
+        id: MessageEvent::id_of(mailbox, &record.message_id),
+        mailbox: mailbox.clone(),
+        folder: "Inbox/Ré/ports #1".into(),
+        message_id: record.message_id.clone(),
+        internet_message_id: record.internet_message_id.clone(),
+        conversation_id: Some(format!("conv-{id}")),
+        subject: Some("Backup \u{202E}fdp.exe 🗂".into()),
+        from: record.from.clone(),
+        to: vec!["ops@contoso.com".into(), "it@contoso.com".into()],
+        cc: vec!["audit@contoso.com".into()],
+        received_at: record.received_at,
+        stored_at: record.imported_at,
+        size: record.size,
+        sha256: record.sha256.clone(),
+        attachments: vec![AttachmentInfo {
+            name: "report 1/2.pdf".into(),
+            size: 2048,
+            content_type: Some("application/pdf".into()),
+        }],
+        preview: "Backup completed".into(),
+        raw: RawLocation::S3 {
+            bucket: "mailroom-messages".into(),
+            key: record.blob_key,
+        },
+    }
+}
+
+pub async fn the_outbox_keeps_each_mailboxs_events_until_deleted(store: &dyn StateStore) {
+    let (a, b) = (mailbox("outbox"), mailbox("outbox"));
+    let (a2, a1, b1) = (event(&a, "m2"), event(&a, "m1"), event(&b, "m1"));
+    for e in [&a2, &a1, &b1] {
+        must(store.put_event(e).await);
+    }
+    // Ordered by message id, every field as put, one mailbox's only.
+    assert_eq!(
+        must(store.pending_events(&a).await),
+        [a1.clone(), a2.clone()]
+    );
+    assert_eq!(
+        must(store.pending_events(&b).await),
+        std::slice::from_ref(&b1)
+    );
+
+    // Put again (a run retried after a crash): replaced, not doubled.
+    let again = MessageEvent {
+        preview: "again".into(),
+        ..a1.clone()
+    };
+    must(store.put_event(&again).await);
+    assert_eq!(must(store.pending_events(&a).await), [again, a2.clone()]);
+
+    // Deleting is idempotent and touches nothing else.
+    must(store.delete_event(&a, &a1.message_id).await);
+    must(store.delete_event(&a, &a1.message_id).await);
+    assert_eq!(must(store.pending_events(&a).await), [a2]);
+    assert_eq!(must(store.pending_events(&b).await), [b1]);
+    assert!(must(store.pending_events(&mailbox("outbox")).await).is_empty());
+}
+
+/// The outbox shares a mailbox's partition with its records (DynamoDB): neither listing sees
+/// the other.
+pub async fn outbox_events_are_not_records(store: &dyn StateStore) {
+    let a = mailbox("outbox-records");
+    let stored = record(&a, "m1");
+    must(store.create_record(&stored).await);
+    must(store.put_event(&event(&a, "m1")).await);
+    assert_eq!(
+        must(store.list_records(&a).await),
+        std::slice::from_ref(&stored)
+    );
+    assert_eq!(must(store.pending_records(&a).await), [stored]);
+    assert_eq!(must(store.pending_events(&a).await).len(), 1);
 }
 
 pub async fn mailbox_configs_are_listed_by_address_then_folder(store: &dyn StateStore) {

@@ -196,6 +196,67 @@ impl Moto {
         }
     }
 
+    /// A new EventBridge bus whose rule sends Mailroom's events (`source` `mailroom`) to a new
+    /// SQS queue, to read back what is published: the bus's name and the queue's URL. Each
+    /// message in the queue is an EventBridge event, the Mailroom event in its `detail`.
+    pub async fn fresh_event_sink(&self) -> (String, String) {
+        use aws_sdk_eventbridge::error::DisplayErrorContext;
+        use aws_sdk_eventbridge::types::Target;
+        let id = uuid::Uuid::new_v4().simple();
+        let (bus, queue) = (format!("mailroom-{id}"), format!("mailroom-events-{id}"));
+        let events = self.clients().eventbridge;
+        let sqs = self.clients().sqs;
+        events
+            .create_event_bus()
+            .name(&bus)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating bus {bus} on moto: {}", DisplayErrorContext(e)));
+        let url = sqs
+            .create_queue()
+            .queue_name(&queue)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating queue {queue} on moto: {}", sqs_error(e)))
+            .queue_url()
+            .unwrap_or_else(|| panic!("moto created queue {queue} without a URL"))
+            .to_owned();
+        let arn = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("reading queue {queue}'s ARN on moto: {}", sqs_error(e)))
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .unwrap_or_else(|| panic!("queue {queue} has no ARN"))
+            .to_owned();
+        events
+            .put_rule()
+            .name("mailroom-events")
+            .event_bus_name(&bus)
+            .event_pattern(r#"{"source":["mailroom"],"detail-type":["Message Stored"]}"#)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("creating a rule on moto: {}", DisplayErrorContext(e)));
+        events
+            .put_targets()
+            .rule("mailroom-events")
+            .event_bus_name(&bus)
+            .targets(
+                Target::builder()
+                    .id("queue")
+                    .arn(arn)
+                    .build()
+                    .unwrap_or_else(|e| panic!("an EventBridge target: {e}")),
+            )
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("adding a target on moto: {}", DisplayErrorContext(e)));
+        (bus, url)
+    }
+
     /// A new SNS topic with a new SQS queue subscribed to it, to read back what is published:
     /// the topic's ARN and the queue's URL. Each message in the queue is SNS's JSON envelope
     /// (`Subject`, `Message`…).
@@ -413,4 +474,8 @@ fn answers_http(address: SocketAddr) -> bool {
     }
     let mut head = [0u8; 8];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+fn sqs_error<E: std::error::Error>(e: E) -> String {
+    aws_sdk_sqs::error::DisplayErrorContext(e).to_string()
 }

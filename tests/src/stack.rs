@@ -183,6 +183,7 @@ impl Stack {
             graph: GraphClient::new(graph).expect("graph client"),
             clock: self.clock.clone(),
             observer,
+            events: None,
             options,
             stop: Default::default(),
         }

@@ -297,14 +297,18 @@ async fn crash_then_rerun(action: AfterImport, step: Step) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_any_two_steps_of_a_move_import_loses_and_duplicates_nothing() {
-    for step in Step::ALL.into_iter().filter(|s| *s != Step::SaveCursor) {
+    // The event steps: tests/tests/events.rs.
+    for step in Step::ALL
+        .into_iter()
+        .filter(|s| *s != Step::SaveCursor && !s.is_event_step())
+    {
         crash_then_rerun(move_to_processed(), step).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_any_two_steps_of_a_delta_archive_loses_and_duplicates_nothing() {
-    for step in Step::ALL {
+    for step in Step::ALL.into_iter().filter(|s| !s.is_event_step()) {
         crash_then_rerun(AfterImport::None, step).await;
     }
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mailroom::adapters::aws::{
-    BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX, S3BlobStore, SecretsManagerSource,
-    SecretsManagerVersions, SnsAlerter, SqsJobQueue,
+    BY_RECEIVED_INDEX, DynamoStateStore, EventBridgePublisher, PENDING_INDEX, S3BlobStore,
+    SecretsManagerSource, SecretsManagerVersions, SnsAlerter, SqsJobQueue,
 };
 use mailroom::config::{ExpirySettings, ImportSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
@@ -197,6 +197,10 @@ fn the_import_environment_is_exactly_what_the_function_reads() {
         variables["MAILROOM_WEBHOOK_URL"],
         json!({"Fn::GetAtt": ["WebhookFunctionUrl", "FunctionUrl"]})
     );
+    assert_eq!(
+        variables["MAILROOM_EVENT_BUS"],
+        json!({"Ref": "EventBusName"})
+    );
     // Lambda passes every value as a string; a number in YAML would be one only by accident.
     for (name, value) in variables {
         assert!(
@@ -273,6 +277,7 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
         SqsJobQueue::CONSUMER_IAM_ACTIONS,
         // The fan-out and continuations send to the queue it consumes.
         SqsJobQueue::IAM_ACTIONS,
+        EventBridgePublisher::IAM_ACTIONS,
     ]
     .into_iter()
     .flatten()
@@ -294,6 +299,8 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
                 "s3" => "MessageBucket",
                 "secretsmanager" => "${CredentialSecretPrefix}",
                 "sqs" => "JobQueue",
+                // The one bus named, never every bus.
+                "events" => ":event-bus/${EventBusName}",
                 other => panic!("the import function calls no {other} API"),
             };
             assert!(

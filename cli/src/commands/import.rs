@@ -93,6 +93,21 @@ pub fn print_summary(report: &RunReport, elapsed: std::time::Duration) {
         {
             println!("  {}: {error}", mailbox.mailbox);
         }
+        if let Some(events) = &mailbox.events {
+            match &events.error {
+                Some(error) => println!(
+                    "  {}: {} event(s) published, {} not yet (the next run tries again): {error}",
+                    mailbox.mailbox, events.published, events.unpublished
+                ),
+                None if events.published > 0 => {
+                    println!(
+                        "  {}: {} event(s) published",
+                        mailbox.mailbox, events.published
+                    )
+                }
+                None => {}
+            }
+        }
     }
     let bytes: u64 = report
         .mailboxes

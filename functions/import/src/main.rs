@@ -15,7 +15,8 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use mailroom::adapters::aws::{
-    AwsClients, DynamoStateStore, S3BlobStore, SecretsManagerSource, SqsJobQueue,
+    AwsClients, DynamoStateStore, EventBridgePublisher, S3BlobStore, SecretsManagerSource,
+    SqsJobQueue,
 };
 use mailroom::clock::SystemClock;
 use mailroom::config::ImportSettings;
@@ -49,6 +50,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         graph: GraphClient::new(settings.aws.graph.clone())?,
         clock: Arc::new(SystemClock),
         observer: Arc::new(NoObserver),
+        events: settings.event_bus.as_ref().map(|bus| {
+            Arc::new(EventBridgePublisher::new(clients.eventbridge.clone(), bus))
+                as Arc<dyn mailroom::ports::EventPublisher>
+        }),
         options: EngineOptions {
             mailbox_parallelism: settings.mailbox_parallelism,
             job_slice: settings.job_slice,

@@ -469,3 +469,65 @@ pub(crate) fn send_mail(
     }
     Ok((Reply::empty(StatusCode::ACCEPTED), sent))
 }
+
+/// The properties of an `attachment` (a `fileAttachment`: the sandbox makes no item or
+/// reference attachments).
+const ATTACHMENT_PROPS: &[&str] = &[
+    "contentType",
+    "id",
+    "isInline",
+    "lastModifiedDateTime",
+    "name",
+    "size",
+    "contentBytes",
+    "contentId",
+    "contentLocation",
+];
+
+/// `GET …/messages/{id}/attachments` (Graph: "message: list attachments"). Served with
+/// `$select` only: without it Graph returns each file's `contentBytes`, which the sandbox does not
+/// materialise (a 501 says so).
+pub(crate) fn attachments(mb: &MailboxState, ctx: &Ctx, id: &str) -> Result<Reply, GraphError> {
+    let key = resolve(mb, id)?;
+    let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
+    let select = odata::select(
+        &ctx.query,
+        ATTACHMENT_PROPS,
+        "microsoft.graph.attachment",
+        true,
+    )?
+    .filter(|s| !s.contains(&"contentBytes"))
+    .ok_or_else(|| GraphError::not_implemented("attachments with contentBytes"))?;
+    let value: Vec<Value> = m
+        .attachments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let mut map = Map::new();
+            map.insert(
+                "@odata.type".into(),
+                json!("#microsoft.graph.fileAttachment"),
+            );
+            map.insert("id".into(), json!(format!("{}-att{i}", m.immutable_id)));
+            map.insert(
+                "lastModifiedDateTime".into(),
+                json!(super::graph_time(m.created)),
+            );
+            map.insert("name".into(), json!(a.filename));
+            map.insert("contentType".into(), json!(a.content_type));
+            map.insert("size".into(), json!(a.size));
+            map.insert("isInline".into(), json!(false));
+            map.insert("contentId".into(), Value::Null);
+            map.insert("contentLocation".into(), Value::Null);
+            map.retain(|k, _| k == "id" || k == "@odata.type" || select.contains(&k.as_str()));
+            Value::Object(map)
+        })
+        .collect();
+    Ok(Reply::json(
+        StatusCode::OK,
+        json!({
+            "@odata.context": format!("{}#users('{}')/messages('{}')/attachments", ctx.metadata(), mb.address, id),
+            "value": value,
+        }),
+    ))
+}

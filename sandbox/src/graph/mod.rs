@@ -478,6 +478,7 @@ fn dispatch(
         Op::DeleteMessage(id) => messages::delete(mb, id, now),
         Op::MessageValue(id) => messages::value(mb, id),
         Op::MoveMessage(id) => messages::move_message(mb, ctx, id, body, now),
+        Op::ListAttachments(id) => messages::attachments(mb, ctx, id),
         // Answered above, before the mailbox is borrowed.
         Op::SendMail => Err(GraphError::not_implemented("sendMail")),
         Op::GetUser => Ok(Reply::json(

@@ -20,6 +20,7 @@ pub(crate) enum Op {
     DeleteMessage(String),
     MessageValue(String),
     MoveMessage(String),
+    ListAttachments(String),
     SendMail,
     GetUser,
 }
@@ -53,7 +54,6 @@ pub(crate) struct Route {
 
 /// Real Graph navigation properties under a message that the sandbox does not serve.
 const MESSAGE_NAVS: &[&str] = &[
-    "attachments",
     "extensions",
     "copy",
     "createForward",
@@ -219,6 +219,10 @@ fn parse_message(method: &Method, message: &str, tail: &[&str]) -> Result<Op, Gr
         [mv] if is(mv, "move") => {
             allow(method, &[Method::POST])?;
             Ok(Op::MoveMessage(id))
+        }
+        [attachments] if is(attachments, "attachments") => {
+            allow(method, &[Method::GET])?;
+            Ok(Op::ListAttachments(id))
         }
         [nav] if MESSAGE_NAVS.iter().any(|n| is(nav, n)) => Err(GraphError::not_implemented(nav)),
         // More segments than any message route: the id contained a raw '/'.

@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use crate::credentials::AppCredential;
 use crate::discovery::{DiscoverRule, DiscoveryRun};
+use crate::domain::event::{MessageEvent, RawLocation};
 use crate::domain::job::SyncJob;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RecordState,
@@ -17,8 +18,9 @@ use crate::domain::{
 };
 use crate::ports::{
     AlertClaims, AlertError, Alerter, BlobError, BlobStore, ByteStream, CreateOutcome, Cursors,
-    DiscoverRules, JobQueue, LeaseOutcome, Leases, MailboxConfigs, MessageRecords, QueueError,
-    RunLog, SecretError, SecretSource, StoreError, SubscriptionLookup, Subscriptions,
+    DiscoverRules, EventOutbox, EventPublisher, JobQueue, LeaseOutcome, Leases, MailboxConfigs,
+    MessageRecords, PublishError, QueueError, RunLog, SecretError, SecretSource, StoreError,
+    SubscriptionLookup, Subscriptions,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -38,12 +40,45 @@ struct State {
     alerts: BTreeMap<(String, String), OffsetDateTime>,
     rules: BTreeMap<String, DiscoverRule>,
     discoveries: HashMap<String, DiscoveryRun>,
+    events: BTreeMap<(MailboxAddress, MessageId), MessageEvent>,
 }
 
 /// A [`StateStore`] in memory.
 #[derive(Default)]
 pub struct MemoryStateStore {
     state: Mutex<State>,
+}
+
+#[async_trait]
+impl EventOutbox for MemoryStateStore {
+    async fn put_event(&self, event: &MessageEvent) -> Result<(), StoreError> {
+        let key = (event.mailbox.clone(), event.message_id.clone());
+        lock(&self.state).events.insert(key, event.clone());
+        Ok(())
+    }
+
+    async fn pending_events(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageEvent>, StoreError> {
+        Ok(lock(&self.state)
+            .events
+            .iter()
+            .filter(|((m, _), _)| m == mailbox)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    async fn delete_event(
+        &self,
+        mailbox: &MailboxAddress,
+        message_id: &MessageId,
+    ) -> Result<(), StoreError> {
+        lock(&self.state)
+            .events
+            .remove(&(mailbox.clone(), message_id.clone()));
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -338,6 +373,47 @@ impl BlobStore for MemoryBlobStore {
                 detail: "no such object".into(),
             })?;
         Ok(Box::pin(futures::stream::iter([Ok(blob)])))
+    }
+
+    fn location(&self, key: &str) -> RawLocation {
+        RawLocation::Key {
+            key: key.to_owned(),
+        }
+    }
+}
+
+/// An [`EventPublisher`] that keeps what it is given, and can be told to refuse.
+#[derive(Default)]
+pub struct MemoryEventPublisher {
+    published: Mutex<Vec<MessageEvent>>,
+    refusing: std::sync::atomic::AtomicBool,
+}
+
+impl MemoryEventPublisher {
+    /// Every event accepted so far, in order (a republished event appears again).
+    pub fn published(&self) -> Vec<MessageEvent> {
+        lock(&self.published).clone()
+    }
+
+    /// Refuse (`true`) or accept (`false`) every event from now on.
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl EventPublisher for MemoryEventPublisher {
+    async fn publish(&self, events: &[MessageEvent]) -> Vec<Result<(), PublishError>> {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            let refused = PublishError {
+                channel: "memory",
+                detail: "refusing, as asked".into(),
+            };
+            return events.iter().map(|_| Err(refused.clone())).collect();
+        }
+        lock(&self.published).extend_from_slice(events);
+        events.iter().map(|_| Ok(())).collect()
     }
 }
 

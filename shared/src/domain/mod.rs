@@ -4,7 +4,9 @@
 
 pub mod alert;
 pub mod credential;
+pub mod event;
 pub mod job;
+pub mod signature;
 
 use std::fmt;
 

@@ -43,6 +43,7 @@ impl Engine {
             status: MailboxStatus::Ok,
             folders: Vec::new(),
             error: None,
+            events: None,
         };
         match self
             .state
@@ -155,6 +156,25 @@ impl Engine {
                 "folder import finished"
             );
             report.folders.push(folder);
+        }
+
+        if self.events.is_some() {
+            // Publishing fails alone: the messages are stored, and the events wait in the outbox.
+            report.events = Some(match self.publish_events(&address).await {
+                Ok(events) => events,
+                Err(e @ ImportError::Interrupted(_)) => {
+                    report.status = MailboxStatus::Failed;
+                    report.error = Some(e.to_string());
+                    return report;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not publish the mailbox's events; the next run does");
+                    super::EventsReport {
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    }
+                }
+            });
         }
 
         if let Err(e) = self.state.release_lease(&lease, owner).await {

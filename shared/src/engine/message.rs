@@ -117,7 +117,6 @@ impl FolderRun<'_> {
             .map(|d| (d.size, hex::encode(d.sha.clone().finalize())))
             .unwrap_or_default();
 
-        self.before(Step::CreateRecord, &m.id)?;
         let record = MessageRecord {
             mailbox: mailbox.clone(),
             message_id: m.id.clone(),
@@ -132,6 +131,13 @@ impl FolderRun<'_> {
             imported_at: engine.clock.now(),
             state: RecordState::Stored,
         };
+        if engine.events.is_some() {
+            // Before the record: a stored message always has its event in the outbox.
+            let event = engine.prepare_event(self.graph, m, &record).await?;
+            self.before(Step::WriteEvent, &m.id)?;
+            engine.state.put_event(&event).await?;
+        }
+        self.before(Step::CreateRecord, &m.id)?;
         Ok(match engine.state.create_record(&record).await? {
             CreateOutcome::Created => MessageOutcome::Imported { bytes: size },
             CreateOutcome::AlreadyStored(_) => MessageOutcome::AlreadyStored,

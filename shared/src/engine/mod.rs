@@ -8,6 +8,7 @@
 //! - `message.rs` stores one message: MIME → blob → record → action → done.
 
 mod discover;
+mod events;
 mod folder;
 mod jobs;
 mod mailbox;
@@ -26,10 +27,11 @@ use crate::clock::Clock;
 use crate::credentials::Credentials;
 use crate::domain::{FolderKey, MailboxAddress, MailboxConfig, MessageId};
 use crate::graph::{GraphClient, GraphError};
-use crate::ports::{BlobError, BlobStore, SecretError, StateStore, StoreError};
+use crate::ports::{BlobError, BlobStore, EventPublisher, SecretError, StateStore, StoreError};
 
 pub use crate::domain::job::QueuedJob;
 pub use discover::{DiscoveryReport, RuleChanges, RuleError, RuleReport};
+pub use events::EventsReport;
 #[cfg(feature = "local")]
 pub use jobs::run_local_jobs;
 pub use jobs::{FanOut, JobOutcome, run_batch};
@@ -80,21 +82,38 @@ impl Default for EngineOptions {
 pub enum Step {
     FetchMime,
     WriteBlob,
+    /// Put the message's event in the outbox (with an event publisher only).
+    WriteEvent,
     CreateRecord,
     AfterImportAction,
     MarkDone,
     SaveCursor,
+    /// Publish a done message's event (with an event publisher only).
+    PublishEvent,
+    /// Clear a published event from the outbox.
+    ClearEvent,
 }
 
 impl Step {
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 9] = [
         Step::FetchMime,
         Step::WriteBlob,
+        Step::WriteEvent,
         Step::CreateRecord,
         Step::AfterImportAction,
         Step::MarkDone,
         Step::SaveCursor,
+        Step::PublishEvent,
+        Step::ClearEvent,
     ];
+
+    /// A step only an engine with an event publisher takes.
+    pub fn is_event_step(self) -> bool {
+        matches!(
+            self,
+            Step::WriteEvent | Step::PublishEvent | Step::ClearEvent
+        )
+    }
 }
 
 /// Returned by an observer to stop the run on the spot, as if the process died.
@@ -183,6 +202,8 @@ pub struct Engine {
     pub graph: GraphClient,
     pub clock: Arc<dyn Clock>,
     pub observer: Arc<dyn ImportObserver>,
+    /// Where the event of each stored message goes; `None` publishes none (and keeps no outbox).
+    pub events: Option<Arc<dyn EventPublisher>>,
     pub options: EngineOptions,
     /// Set to stop starting new work (a shutdown): messages in flight finish, cursors are saved,
     /// leases are released, as at a deadline.

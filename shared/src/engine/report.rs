@@ -71,6 +71,9 @@ pub struct MailboxReport {
     pub folders: Vec<FolderReport>,
     /// A mailbox-wide problem (lease, state store), if any.
     pub error: Option<String>,
+    /// The events of stored messages this run published (with an event publisher).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<super::EventsReport>,
 }
 
 impl MailboxReport {

@@ -18,6 +18,8 @@ pub enum Operation {
     GetMime,
     MoveMessage,
     MarkRead,
+    /// `GET /messages/{id}/attachments?$select=name,size,contentType`, for the stored event.
+    ListAttachments,
     CreateSubscription,
     RenewSubscription,
     DeleteSubscription,
@@ -48,6 +50,7 @@ impl Operation {
             Self::GetMime => "download message",
             Self::MoveMessage => "move message",
             Self::MarkRead => "mark message read",
+            Self::ListAttachments => "list a message's attachments",
             Self::CreateSubscription => "create subscription",
             Self::RenewSubscription => "renew subscription",
             Self::DeleteSubscription => "delete subscription",

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::client::{MailboxClient, Reply, Request};
 use super::error::{GraphError, Operation};
 use super::limiter::Permit;
-use super::model::{MessageSummary, Page};
+use super::model::{Attachment, MessageSummary, Page};
 use crate::domain::MessageId;
 use crate::ports::ByteStream;
 
@@ -90,6 +90,27 @@ impl MailboxClient {
             }
             Reply::Body(body) => Ok(Box::pin(futures::stream::iter([Ok(body)]))),
         }
+    }
+
+    /// The message's attachments: names, sizes and types, not their bytes (docs/graph.md §2).
+    pub async fn attachments(&self, id: &MessageId) -> Result<Vec<Attachment>, GraphError> {
+        let url = self.url(
+            &["messages", id.as_str(), "attachments"],
+            &[("$select", "name,size,contentType")],
+        );
+        let mut page: Page<Attachment> = self
+            .json(Request::get(Operation::ListAttachments, url))
+            .await?;
+        let mut attachments = std::mem::take(&mut page.value);
+        // Graph documents no paging for a message's attachments; a nextLink is followed anyway.
+        while let Some(link) = page.next_link.take() {
+            let url = self.trusted_link(Operation::ListAttachments, &link)?;
+            page = self
+                .json(Request::get(Operation::ListAttachments, url))
+                .await?;
+            attachments.append(&mut page.value);
+        }
+        Ok(attachments)
     }
 
     /// Moves a message to a folder (id or well-known name). With immutable ids the id does not

@@ -58,6 +58,24 @@ pub struct Recipient {
     pub email_address: Option<EmailAddress>,
 }
 
+impl Recipient {
+    pub fn address(&self) -> Option<String> {
+        self.email_address.as_ref()?.address.clone()
+    }
+}
+
+/// An attachment's metadata (`attachment` resource, `$select=name,size,contentType`): its
+/// bytes stay in the raw message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub size: u64,
+    pub content_type: Option<String>,
+}
+
 /// The fields Mailroom lists for a message (`$select`ed, docs/graph.md §2). In a delta page a
 /// message that left the folder carries only `id` and `@removed`.
 #[derive(Debug, Clone, Deserialize)]
@@ -70,16 +88,41 @@ pub struct MessageSummary {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub received_date_time: Option<OffsetDateTime>,
     pub is_read: Option<bool>,
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub to_recipients: Vec<Recipient>,
+    #[serde(default)]
+    pub cc_recipients: Vec<Recipient>,
+    /// The first 255 characters of the body, as text.
+    pub body_preview: Option<String>,
+    pub has_attachments: Option<bool>,
     #[serde(rename = "@removed")]
     pub removed: Option<serde_json::Value>,
 }
 
 impl MessageSummary {
     /// The `$select` list for listing and delta.
-    pub const SELECT: &'static str = "id,internetMessageId,subject,from,receivedDateTime,isRead";
+    pub const SELECT: &'static str = "id,internetMessageId,subject,from,receivedDateTime,isRead,\
+        conversationId,toRecipients,ccRecipients,bodyPreview,hasAttachments";
 
     pub fn from_address(&self) -> Option<String> {
-        self.from.as_ref()?.email_address.as_ref()?.address.clone()
+        self.from.as_ref()?.address()
+    }
+
+    /// The `toRecipients` addresses.
+    pub fn to_addresses(&self) -> Vec<String> {
+        self.to_recipients
+            .iter()
+            .filter_map(Recipient::address)
+            .collect()
+    }
+
+    /// The `ccRecipients` addresses.
+    pub fn cc_addresses(&self) -> Vec<String> {
+        self.cc_recipients
+            .iter()
+            .filter_map(Recipient::address)
+            .collect()
     }
 
     pub fn is_removed(&self) -> bool {

@@ -13,13 +13,14 @@ use futures::Stream;
 
 use crate::domain::alert::Alert;
 use crate::domain::credential::AppCredential;
+use crate::domain::event::{MessageEvent, RawLocation};
 use crate::domain::job::SyncJob;
 
 mod state;
 
 pub use crate::domain::credential::SecretError;
 pub use state::{
-    AlertClaims, Cause, CreateOutcome, Cursors, DiscoverRules, LeaseOutcome, Leases,
+    AlertClaims, Cause, CreateOutcome, Cursors, DiscoverRules, EventOutbox, LeaseOutcome, Leases,
     MailboxConfigs, MessageRecords, RunLog, StateStore, StoreError, SubscriptionLookup,
     Subscriptions,
 };
@@ -56,6 +57,25 @@ pub trait BlobStore: Send + Sync {
     async fn size(&self, key: &str) -> Result<Option<u64>, BlobError>;
     /// Reads the object under `key` as a stream.
     async fn get(&self, key: &str) -> Result<ByteStream, BlobError>;
+    /// Where the object under `key` is, for a reader outside Mailroom (the stored event).
+    fn location(&self, key: &str) -> RawLocation;
+}
+
+/// Failure to publish an event; the event stays in the outbox and the next run tries again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("publishing the event through {channel} failed: {detail}")]
+pub struct PublishError {
+    pub channel: &'static str,
+    pub detail: String,
+}
+
+/// Where the events of stored messages go: EventBridge in AWS, an HTTP endpoint locally
+/// (docs/events.md).
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// Publishes `events`; one result per event, in order. An event whose result is `Ok` was
+    /// accepted; the others are published again later.
+    async fn publish(&self, events: &[MessageEvent]) -> Vec<Result<(), PublishError>>;
 }
 
 /// Reads app credentials by name (a Secrets Manager secret id, or a local credential name).

@@ -1,5 +1,5 @@
 //! The state store, one capability per trait: mailbox configuration, message records, run
-//! summaries, cursors, leases, subscriptions, alert claims and discovery rules. One table in DynamoDB, one
+//! summaries, cursors, leases, subscriptions, alert claims, discovery rules and the event outbox. One table in DynamoDB, one
 //! database locally; [`StateStore`] is all of them, for adapters and for the engine. Callers that
 //! need less ask for less: the webhook holds a [`SubscriptionLookup`], the expiry check
 //! [`MailboxConfigs`] and [`AlertClaims`].
@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::discovery::{DiscoverRule, DiscoveryRun};
+use crate::domain::event::MessageEvent;
 use crate::domain::{
     Cursor, FolderKey, MailboxAddress, MailboxConfig, MessageId, MessageRecord, RunSummary,
     SubscriptionRecord,
@@ -232,6 +233,25 @@ pub trait DiscoverRules: Send + Sync {
     async fn last_discovery_run(&self, rule: &str) -> Result<Option<DiscoveryRun>, StoreError>;
 }
 
+/// Events of stored messages not yet published: the outbox (docs/events.md). An event is put
+/// while its message is stored and deleted once published, so a crash in between republishes it.
+#[async_trait]
+pub trait EventOutbox: Send + Sync {
+    /// Creates or replaces the outbox entry of `event.message_id` in `event.mailbox`.
+    async fn put_event(&self, event: &MessageEvent) -> Result<(), StoreError>;
+    /// The mailbox's events waiting to be published, ordered by message id.
+    async fn pending_events(
+        &self,
+        mailbox: &MailboxAddress,
+    ) -> Result<Vec<MessageEvent>, StoreError>;
+    /// Removes the outbox entry (idempotent).
+    async fn delete_event(
+        &self,
+        mailbox: &MailboxAddress,
+        message_id: &MessageId,
+    ) -> Result<(), StoreError>;
+}
+
 /// Every capability of the state store: what an adapter implements and the engine holds.
 pub trait StateStore:
     MailboxConfigs
@@ -242,6 +262,7 @@ pub trait StateStore:
     + Subscriptions
     + AlertClaims
     + DiscoverRules
+    + EventOutbox
 {
 }
 
@@ -254,5 +275,6 @@ impl<T> StateStore for T where
         + Subscriptions
         + AlertClaims
         + DiscoverRules
+        + EventOutbox
 {
 }

@@ -1,8 +1,10 @@
 //! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], [`SqsJobQueue`],
-//! [`SnsAlerter`], and the SDK clients they are built from.
+//! [`SnsAlerter`], [`EventBridgePublisher`], and the SDK clients they are built from.
 
 #[cfg(feature = "aws-dynamodb")]
 mod dynamodb;
+#[cfg(feature = "aws-eventbridge")]
+mod eventbridge;
 #[cfg(feature = "aws-secretsmanager")]
 mod rotation;
 #[cfg(feature = "aws-s3")]
@@ -16,6 +18,8 @@ mod sqs;
 
 #[cfg(feature = "aws-dynamodb")]
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
+#[cfg(feature = "aws-eventbridge")]
+pub use eventbridge::EventBridgePublisher;
 #[cfg(feature = "aws-secretsmanager")]
 pub use rotation::SecretsManagerVersions;
 #[cfg(feature = "aws-s3")]
@@ -46,6 +50,8 @@ pub struct AwsClients {
     pub sqs: aws_sdk_sqs::Client,
     #[cfg(feature = "aws-sns")]
     pub sns: aws_sdk_sns::Client,
+    #[cfg(feature = "aws-eventbridge")]
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 /// `loader` with aws-config's default HTTP client (rustls with aws-lc, the connector settings
@@ -106,6 +112,8 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(config),
             #[cfg(feature = "aws-sns")]
             sns: aws_sdk_sns::Client::new(config),
+            #[cfg(feature = "aws-eventbridge")]
+            eventbridge: aws_sdk_eventbridge::Client::new(config),
         }
     }
 }

@@ -13,6 +13,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
+use crate::domain::event::RawLocation;
 use crate::ports::{BlobError, BlobStore, ByteStream};
 
 const CONTENT_TYPE: &str = "message/rfc822";
@@ -280,6 +281,13 @@ impl BlobStore for S3BlobStore {
                 .map(|chunk| (chunk.map_err(std::io::Error::from), body))
         });
         Ok(Box::pin(chunks))
+    }
+
+    fn location(&self, key: &str) -> RawLocation {
+        RawLocation::S3 {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
+use crate::domain::event::RawLocation;
 use crate::ports::{BlobError, BlobStore, ByteStream};
 
 /// Size of the chunks `get` reads.
@@ -216,6 +217,18 @@ impl BlobStore for DirBlobStore {
             }
         })?;
         Ok(Box::pin(ReaderStream::with_capacity(file, READ_CHUNK)))
+    }
+
+    fn location(&self, key: &str) -> RawLocation {
+        // A key that names no file is refused on put, so it never reaches an event.
+        let path = self
+            .path_of(key, "locate")
+            .unwrap_or_else(|_| self.root.join(key));
+        // Absolute: the reader of an event does not share Mailroom's working directory.
+        let path = std::path::absolute(&path).unwrap_or(path);
+        RawLocation::File {
+            file: path.display().to_string(),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 //! | alert claim    | `ALERT#{credential}` | `{alert_key}`                | claimed_at |
 //! | discovery rule | `DISCOVERY`          | `RULE#{rule id}`             | rule (JSON) |
 //! | discovery run  | `DISCOVERY`          | `RUN#{rule id}`              | summary (JSON) |
+//! | outbox event   | `MBX#{address}`      | `EVENT#{message_id}`         | event (JSON) |
 //!
 //! The GSI `by_received` (`gsi1pk` = `MBX#{address}`, `gsi1sk` = `RCV#{received_at}#{message_id}`)
 //! lists a mailbox's recent messages by received time. The sparse GSI `pending` (`pending_pk` =
@@ -19,7 +20,7 @@
 //! exactly this table; the SAM template must define the same.
 //!
 //! Each capability of the store is implemented in its own file (`mailboxes.rs`, `records.rs`,
-//! `runs.rs`, `cursors.rs`, `leases.rs`, `subscriptions.rs`, `alerts.rs`, `discovery.rs`); the keys, the wire
+//! `runs.rs`, `cursors.rs`, `leases.rs`, `subscriptions.rs`, `alerts.rs`, `discovery.rs`, `events.rs`); the keys, the wire
 //! mapping (domain <-> `AttributeValue` maps), the error mapping and the conditional put they share
 //! live in this file and nowhere else.
 
@@ -51,6 +52,7 @@ use crate::ports::{CreateOutcome, LeaseOutcome, StoreError};
 mod alerts;
 mod cursors;
 mod discovery;
+mod events;
 mod leases;
 mod mailboxes;
 mod records;

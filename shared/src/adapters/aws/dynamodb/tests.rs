@@ -6,6 +6,7 @@ const SOURCE: &str = concat!(
     include_str!("alerts.rs"),
     include_str!("cursors.rs"),
     include_str!("discovery.rs"),
+    include_str!("events.rs"),
     include_str!("leases.rs"),
     include_str!("mailboxes.rs"),
     include_str!("records.rs"),

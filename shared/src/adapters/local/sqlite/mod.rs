@@ -42,6 +42,7 @@ use crate::domain::{
 mod alerts;
 mod cursors;
 mod discovery;
+mod events;
 mod leases;
 mod mailboxes;
 mod records;
@@ -51,7 +52,7 @@ mod subscriptions;
 use crate::ports::{CreateOutcome, LeaseOutcome, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// How long a statement waits for another process's write lock before failing (`mailroom status`
 /// reading while `mailroom serve` writes, for example).
@@ -148,9 +149,20 @@ CREATE TABLE discovery_runs (
 ) WITHOUT ROWID;
 ";
 
+/// Version 4: the event outbox (docs/events.md), each event a JSON document keyed by mailbox and
+/// message id.
+const SCHEMA_V4: &str = "
+CREATE TABLE events (
+    mailbox    TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    PRIMARY KEY (mailbox, message_id)
+) WITHOUT ROWID;
+";
+
 /// The schema steps: `MIGRATIONS[v]` takes a database from version `v` to `v + 1`, so an empty
 /// database (version 0) runs them all. Released steps are never edited, only appended to.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 const SUBSCRIPTION_COLUMNS: &str =
     "id, mailbox, folder, credential, client_state, expires_at, notification_url, created_at";
