@@ -109,6 +109,10 @@ pub enum Command {
         mailbox: Option<String>,
     },
 
+    /// Send a message from a configured mailbox, once per idempotency key: a retry with the same
+    /// key never sends twice (needs Mail.Send, and Mail.ReadWrite for the draft)
+    Send(SendArgs),
+
     /// Per mailbox: last run, result, messages stored, cursor state
     Status,
 
@@ -147,6 +151,49 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The mailbox to send from (a configured one: its credential is used)
+    #[arg(long, value_name = "ADDRESS")]
+    pub from: String,
+    /// A recipient; repeat for more
+    #[arg(long, value_name = "ADDRESS", required_unless_present_any = ["cc", "bcc"])]
+    pub to: Vec<String>,
+    /// A copy recipient; repeat for more
+    #[arg(long, value_name = "ADDRESS")]
+    pub cc: Vec<String>,
+    /// A blind copy recipient; repeat for more
+    #[arg(long, value_name = "ADDRESS")]
+    pub bcc: Vec<String>,
+    /// The subject
+    #[arg(long)]
+    pub subject: String,
+    /// The body
+    #[arg(
+        long,
+        value_name = "TEXT",
+        required_unless_present = "body_file",
+        conflicts_with = "body_file"
+    )]
+    pub body: Option<String>,
+    /// The body, from a file (UTF-8)
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// The body is HTML, not plain text
+    #[arg(long)]
+    pub html: bool,
+    /// A file to attach; repeat for more (up to 150 MB each; large ones go in an upload session)
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Reply to this stored message (its immutable id, as in `mailroom status` records or the
+    /// stored event's messageId): the reply threads with it
+    #[arg(long, value_name = "ID")]
+    pub reply_to: Option<String>,
+    /// Sends with the same key send once (default: a new key, printed)
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

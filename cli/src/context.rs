@@ -35,6 +35,8 @@ pub struct Context {
     pub local: Option<LocalConfig>,
     /// Where state and messages live, for people.
     pub location: String,
+    /// Local mode's outbox: send requests as JSON files, sent by `serve` (docs/sending.md).
+    pub outbox_dir: Option<std::path::PathBuf>,
     /// Where the event of each stored message goes: EventBridge on AWS
     /// (`MAILROOM_EVENT_BUS`), the `[events]` URL locally.
     events: Events,
@@ -86,6 +88,7 @@ impl Context {
                 db.display(),
                 data_dir.join("messages").display()
             ),
+            outbox_dir: Some(data_dir.join("outbox")),
             events: match &local.events {
                 Some(events) => Events::Http(events.clone()),
                 None => Events::None,
@@ -118,6 +121,7 @@ impl Context {
             state: Arc::new(DynamoStateStore::new(clients.dynamodb, &table)),
             blobs,
             secrets: Arc::new(SecretsManagerSource::new(clients.secrets)),
+            outbox_dir: None,
             events: match bus {
                 Some(bus) => Events::Ready(Arc::new(EventBridgePublisher::new(
                     clients.eventbridge,

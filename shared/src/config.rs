@@ -350,6 +350,56 @@ fn push_options<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Option<PushO
     }
 }
 
+/// The outbox function's settings (docs/sending.md): the deployment's table, bucket and Graph,
+/// and the dead-letter queue a request that cannot be sent goes to, with the reason.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    pub aws: AwsSettings,
+    /// `MAILROOM_OUTBOX_DLQ_URL`: the outbox's dead-letter queue.
+    pub dead_letter_url: String,
+    /// `MAILROOM_OUTBOX_MAX_RECEIVES`: the attempt after which a request that keeps failing goes
+    /// to the dead-letter queue with its last error (the queue's maxReceiveCount; default 5).
+    pub max_receives: u32,
+}
+
+impl OutboxSettings {
+    /// The object key prefix of attachments in the bucket: the function may read only these.
+    pub const ATTACHMENT_PREFIX: &'static str = "outbox/";
+
+    /// The variables the outbox function reads on top of [`AwsSettings::ENV_VARS`].
+    pub const OWN_ENV_VARS: &[EnvVar] = &[
+        EnvVar::required("MAILROOM_OUTBOX_DLQ_URL"),
+        EnvVar::optional("MAILROOM_OUTBOX_MAX_RECEIVES"),
+    ];
+
+    /// Every variable the outbox function reads at start-up.
+    pub fn env_vars() -> impl Iterator<Item = EnvVar> {
+        AwsSettings::ENV_VARS
+            .iter()
+            .chain(Self::OWN_ENV_VARS)
+            .copied()
+    }
+
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut env = Env::new(lookup);
+        let aws = AwsSettings::read(&mut env);
+        let dead_letter_url = env.required(
+            "MAILROOM_OUTBOX_DLQ_URL",
+            "the outbox's dead-letter queue, where requests that cannot be sent go",
+        );
+        let max_receives = env.number("MAILROOM_OUTBOX_MAX_RECEIVES", 5, 1, 1000) as u32;
+        env.finish(Self {
+            aws,
+            dead_letter_url,
+            max_receives,
+        })
+    }
+}
+
 /// The webhook function's settings: where subscriptions are looked up and jobs are queued. It
 /// holds no Graph credentials and reads no secrets.
 #[derive(Debug, Clone)]

@@ -1045,3 +1045,40 @@ async fn file_secret_source_reads_env_and_file_and_names_what_is_missing() {
     assert!(text.contains(&empty_file.display().to_string()), "{text}");
     assert!(text.contains("empty"), "{text}");
 }
+
+#[tokio::test]
+async fn s3_attachments_open_with_name_size_type_and_bytes_and_a_missing_key_is_named() {
+    use futures::TryStreamExt;
+    use mailroom::adapters::aws::S3Attachments;
+    use mailroom::ports::{AttachmentError, AttachmentSource};
+    let moto = Moto::shared();
+    let (_, bucket) = moto.fresh_bucket().await;
+    let s3 = moto.clients().s3;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("outbox/ticket-1042/report.pdf")
+        .body(b"%PDF-1.7 report".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let source = S3Attachments::new(s3, &bucket);
+    let opened = source.open("outbox/ticket-1042/report.pdf").await.unwrap();
+    assert_eq!(
+        (
+            opened.name.as_str(),
+            opened.size,
+            opened.content_type.as_str()
+        ),
+        ("report.pdf", 15, "application/pdf")
+    );
+    let bytes: Vec<u8> = opened
+        .body
+        .map_ok(|b| b.to_vec())
+        .try_concat()
+        .await
+        .unwrap();
+    assert_eq!(bytes, b"%PDF-1.7 report");
+    let err = source.open("outbox/missing.pdf").await.unwrap_err();
+    assert!(matches!(err, AttachmentError::NotFound { .. }), "{err}");
+    assert!(err.to_string().contains("outbox/missing.pdf") && !err.retry_can_help());
+}

@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mailroom::adapters::aws::{
-    BY_RECEIVED_INDEX, DynamoStateStore, EventBridgePublisher, PENDING_INDEX, S3BlobStore,
-    SecretsManagerSource, SecretsManagerVersions, SnsAlerter, SqsJobQueue,
+    BY_RECEIVED_INDEX, DynamoStateStore, EventBridgePublisher, PENDING_INDEX, S3Attachments,
+    S3BlobStore, SecretsManagerSource, SecretsManagerVersions, SnsAlerter, SqsDeadLetters,
+    SqsJobQueue,
 };
-use mailroom::config::{ExpirySettings, ImportSettings, WebhookSettings};
+use mailroom::config::{ExpirySettings, ImportSettings, OutboxSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
 use mailroom::expiry::ExpiryChecker;
 use mailroom::push::Webhook;
@@ -407,7 +408,12 @@ fn the_import_function_runs_every_15_minutes() {
     functions.sort();
     assert_eq!(
         functions,
-        ["ImportFunction", "SecretExpiryFunction", "WebhookFunction"]
+        [
+            "ImportFunction",
+            "OutboxFunction",
+            "SecretExpiryFunction",
+            "WebhookFunction"
+        ]
     );
 }
 
@@ -757,6 +763,8 @@ fn the_outputs_are_what_the_readme_tells_users_to_use() {
             "ImportLogGroupName",
             "JobDeadLetterQueueUrl",
             "JobQueueUrl",
+            "OutboxDeadLetterQueueUrl",
+            "OutboxQueueUrl",
             "SecretExpiryFunctionArn",
             "TableName",
             "WebhookUrl",
@@ -903,5 +911,118 @@ fn the_secret_expiry_function_runs_daily_reads_its_environment_and_may_do_only_i
             .unwrap()
             .contains(&json!([])),
         "the metric must also be published without dimensions: {directive}"
+    );
+}
+
+#[test]
+fn the_outbox_sends_from_its_fifo_queue_dead_letters_with_a_reason_and_may_do_only_its_calls() {
+    let template = template();
+    let function = resource(&template, "OutboxFunction");
+    assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda");
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"],
+        "mailroom-outbox"
+    );
+    assert!(
+        include_str!("../../functions/outbox/Cargo.toml")
+            .contains("[[bin]]\nname = \"mailroom-outbox\"\n")
+    );
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"], "provided.al2023");
+    assert_eq!(
+        properties["Architectures"],
+        json!([{"Ref": "Architecture"}])
+    );
+
+    // Its environment: exactly variables it reads, the required ones set; its last attempt is
+    // the queue's last delivery.
+    let variables = properties["Environment"]["Variables"].as_object().unwrap();
+    let set: BTreeSet<&str> = variables.keys().map(String::as_str).collect();
+    let read: BTreeSet<&str> = OutboxSettings::env_vars().map(|v| v.name).collect();
+    assert!(set.is_subset(&read), "{set:?} not all read: {read:?}");
+    for required in OutboxSettings::env_vars().filter(|v| v.required) {
+        assert!(set.contains(required.name), "{} unset", required.name);
+    }
+    assert_eq!(
+        variables["MAILROOM_OUTBOX_DLQ_URL"],
+        json!({"Ref": "OutboxDeadLetterQueue"})
+    );
+    let queue = &resource(&template, "OutboxQueue")["Properties"];
+    assert_eq!(queue["FifoQueue"], true);
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"],
+        json!({"Fn::GetAtt": ["OutboxDeadLetterQueue", "Arn"]})
+    );
+    assert_eq!(
+        variables["MAILROOM_OUTBOX_MAX_RECEIVES"],
+        json!(queue["RedrivePolicy"]["maxReceiveCount"].to_string())
+    );
+    assert_eq!(
+        resource(&template, "OutboxDeadLetterQueue")["Properties"]["FifoQueue"],
+        true
+    );
+    // A request is not delivered again while the function may still be sending it.
+    assert!(
+        queue["VisibilityTimeout"].as_u64().unwrap() >= properties["Timeout"].as_u64().unwrap()
+    );
+    let trigger = &properties["Events"]["Requests"];
+    assert_eq!(trigger["Type"], "SQS");
+    assert_eq!(
+        trigger["Properties"]["Queue"],
+        json!({"Fn::GetAtt": ["OutboxQueue", "Arn"]})
+    );
+    assert_eq!(
+        trigger["Properties"]["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let alarm = &resource(&template, "OutboxDeadLetterAlarm")["Properties"];
+    assert_eq!(
+        alarm["Dimensions"][0]["Value"],
+        json!({"Fn::GetAtt": ["OutboxDeadLetterQueue", "QueueName"]})
+    );
+    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlertTopic"}]));
+
+    // Its role: what sending calls, each on its own resource. The state store is only read for
+    // the mailbox's configuration (a Query: shared/src/adapters/aws/dynamodb/tests.rs).
+    let policies = function_policies(&template, "Outbox");
+    assert_eq!(
+        policies.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["lambda-logs", "mailroom-outbox"]
+    );
+    let mut granted = BTreeSet::new();
+    for statement in policies["mailroom-outbox"]["Statement"].as_array().unwrap() {
+        assert_eq!(statement["Effect"], "Allow");
+        let resources = statement["Resource"].to_string();
+        for action in strings(&statement["Action"]) {
+            assert!(granted.insert(action), "{action} is granted twice");
+            let expected = match action {
+                "dynamodb:Query" => "MailroomTable",
+                "secretsmanager:GetSecretValue" => "${CredentialSecretPrefix}",
+                "s3:GetObject" => "${MessageBucket.Arn}/outbox/*",
+                "sqs:SendMessage" => "OutboxDeadLetterQueue",
+                _ => "OutboxQueue",
+            };
+            assert!(
+                resources.contains(expected),
+                "{action} must be on {expected}, not {resources}"
+            );
+        }
+    }
+    let needed: BTreeSet<&str> = [
+        SecretsManagerSource::IAM_ACTIONS,
+        S3Attachments::IAM_ACTIONS,
+        SqsDeadLetters::IAM_ACTIONS,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(_, action)| *action)
+    .chain(["dynamodb:Query"])
+    .chain(SQS_POLLER_ACTIONS.iter().copied())
+    .collect();
+    assert_eq!(granted, needed);
+    assert_eq!(
+        OutboxSettings::ATTACHMENT_PREFIX,
+        "outbox/",
+        "the role's s3:GetObject is on outbox/*"
     );
 }

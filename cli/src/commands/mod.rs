@@ -9,6 +9,8 @@ mod folders;
 mod import;
 mod init;
 mod mailbox;
+mod outbox;
+mod send;
 mod serve;
 mod status;
 
@@ -35,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                     discover::run(&context, global, dry_run, command).await
                 }
                 Command::Status => status::run(&context).await,
+                Command::Send(args) => send::run(&context, args).await,
                 Command::Credentials { command } => credentials::run(&context, command).await,
                 Command::Serve {
                     every,

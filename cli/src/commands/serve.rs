@@ -199,6 +199,12 @@ pub async fn serve(
         context.location,
         jobs.engine.options.mailbox_parallelism
     );
+    if let Some(dir) = &context.outbox_dir {
+        eprintln!(
+            "sending: each tick sends the requests saved as *.json in {} (docs/sending.md)",
+            dir.display()
+        );
+    }
     // The credential check runs at start and then daily, as the secret-expiry function does in
     // AWS; locally its alerts are printed, once per threshold.
     let mut last_check: Option<tokio::time::Instant> = None;
@@ -225,6 +231,12 @@ pub async fn serve(
         eprintln!("queued {} mailbox job(s)", fan_out.queued);
         for failed in &fan_out.failed {
             eprintln!("not queued (the next run queues it): {failed}");
+        }
+        if let Some(dir) = &context.outbox_dir {
+            // Each request prints its own line; a broken outbox directory stops nothing else.
+            if let Err(e) = super::outbox::drain(&jobs.engine, dir).await {
+                eprintln!("outbox: {e:#}");
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => break,

@@ -6,6 +6,7 @@ pub mod alert;
 pub mod credential;
 pub mod event;
 pub mod job;
+pub mod send;
 pub mod signature;
 
 use std::fmt;

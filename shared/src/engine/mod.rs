@@ -14,6 +14,7 @@ mod jobs;
 mod mailbox;
 mod message;
 mod report;
+mod send;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use events::EventsReport;
 pub use jobs::run_local_jobs;
 pub use jobs::{FanOut, JobOutcome, run_batch};
 pub use report::{FolderReport, MailboxReport, MailboxStatus, MessageOutcome, RunReport};
+pub use send::{SendError, SendOutcome};
 pub use subscriptions::{PushOptions, SubscriptionReport};
 
 /// Knobs of the engine. The defaults suit both a Lambda run and the CLI.
@@ -92,6 +94,12 @@ pub enum Step {
     PublishEvent,
     /// Clear a published event from the outbox.
     ClearEvent,
+    /// Sending (`Engine::send`): create the draft, attach one file, mark the draft finished,
+    /// send it.
+    CreateDraft,
+    Attach,
+    FinishDraft,
+    SendDraft,
 }
 
 impl Step {
@@ -105,6 +113,14 @@ impl Step {
         Step::SaveCursor,
         Step::PublishEvent,
         Step::ClearEvent,
+    ];
+
+    /// The steps of a send, in order.
+    pub const SEND: [Step; 4] = [
+        Step::CreateDraft,
+        Step::Attach,
+        Step::FinishDraft,
+        Step::SendDraft,
     ];
 
     /// A step only an engine with an event publisher takes.

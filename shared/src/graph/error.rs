@@ -20,6 +20,23 @@ pub enum Operation {
     MarkRead,
     /// `GET /messages/{id}/attachments?$select=name,size,contentType`, for the stored event.
     ListAttachments,
+    /// `GET /mailFolders/{f}/messages?$filter=singleValueExtendedProperties/Any(…)`: a sent
+    /// message or a draft marked with an idempotency key.
+    FindMarked,
+    /// `POST /messages`: a draft.
+    CreateDraft,
+    /// `POST /messages/{id}/createReply`: a draft replying to a stored message.
+    CreateReply,
+    /// `PATCH /messages/{id}` of a draft: its marks.
+    UpdateDraft,
+    /// `POST /messages/{id}/attachments`, one request.
+    AddAttachment,
+    /// `POST …/attachments/createUploadSession` and the upload's `PUT`s.
+    UploadAttachment,
+    /// `POST /messages/{id}/send`.
+    SendDraft,
+    /// `DELETE /messages/{id}`: an unfinished draft.
+    DeleteMessage,
     CreateSubscription,
     RenewSubscription,
     DeleteSubscription,
@@ -51,6 +68,14 @@ impl Operation {
             Self::MoveMessage => "move message",
             Self::MarkRead => "mark message read",
             Self::ListAttachments => "list a message's attachments",
+            Self::FindMarked => "look for a message by its idempotency key",
+            Self::CreateDraft => "create a draft",
+            Self::CreateReply => "create a reply",
+            Self::UpdateDraft => "update a draft",
+            Self::AddAttachment => "attach a file",
+            Self::UploadAttachment => "upload an attachment",
+            Self::SendDraft => "send a draft",
+            Self::DeleteMessage => "delete a message",
             Self::CreateSubscription => "create subscription",
             Self::RenewSubscription => "renew subscription",
             Self::DeleteSubscription => "delete subscription",
@@ -71,6 +96,13 @@ impl Operation {
     pub fn is_idempotent(self) -> bool {
         match self {
             Self::AddPassword | Self::CreateSubscription | Self::SendMail => false,
+            // Each makes another draft, attachment or sent message; the send engine looks for
+            // what an earlier attempt made instead (docs/sending.md).
+            Self::CreateDraft
+            | Self::CreateReply
+            | Self::AddAttachment
+            | Self::UploadAttachment
+            | Self::SendDraft => false,
             // A move of an immutable id names one message and one destination: repeating it
             // after it succeeded leaves the message where it is (the engine's record of the
             // message makes the rest safe, docs/import.md). Removing a password twice fails the
@@ -83,7 +115,13 @@ impl Operation {
     pub fn permission(self) -> &'static str {
         match self {
             Self::MoveMessage | Self::MarkRead => "Mail.ReadWrite",
-            Self::SendMail => "Mail.Send",
+            Self::CreateDraft
+            | Self::CreateReply
+            | Self::UpdateDraft
+            | Self::AddAttachment
+            | Self::UploadAttachment
+            | Self::DeleteMessage => "Mail.ReadWrite",
+            Self::SendMail | Self::SendDraft => "Mail.Send",
             // Application.ReadWrite.OwnedBy reads owned apps too; Read.All is the least for
             // reading alone (docs/graph.md §9).
             Self::ReadApplication => "Application.Read.All",

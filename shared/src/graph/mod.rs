@@ -7,6 +7,7 @@ mod assertion;
 mod auth;
 mod client;
 mod directory;
+mod drafts;
 mod error;
 mod folders;
 mod limiter;
@@ -22,6 +23,7 @@ pub use applications::{
 };
 pub use client::{GraphClient, GraphConfig, MailboxClient};
 pub use directory::{DirectoryClient, DirectoryGroup, DirectoryUser};
+pub use drafts::{DraftMark, NewDraft, ONE_REQUEST_MAX};
 pub use error::{GraphError, Operation};
 pub use folders::{WELL_KNOWN_FOLDERS, path_segments};
 pub use limiter::{Permit, RequestBudget};

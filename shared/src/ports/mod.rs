@@ -61,6 +61,57 @@ pub trait BlobStore: Send + Sync {
     fn location(&self, key: &str) -> RawLocation;
 }
 
+/// The largest attachment Mailroom sends: Exchange Online's largest message (150 MB), which
+/// an upload session can carry (docs/graph.md, "Sending").
+pub const MAX_ATTACHMENT_BYTES: u64 = 150 * 1024 * 1024;
+
+/// Failure to read an attachment of a send request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachmentError {
+    #[error("attachment '{reference}' was not found ({detail}); nothing was sent")]
+    NotFound { reference: String, detail: String },
+    #[error("attachment '{reference}' could not be read: {detail}")]
+    Unavailable { reference: String, detail: String },
+    #[error(
+        "attachment '{reference}' is {size} bytes; the largest Mailroom sends is 150 MB (Exchange Online's message size limit); nothing was sent"
+    )]
+    TooLarge { reference: String, size: u64 },
+}
+
+impl AttachmentError {
+    /// Only an unreadable attachment may be readable later.
+    pub fn retry_can_help(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// An attachment, ready to be read.
+pub struct OpenedAttachment {
+    /// Its file name, as the recipient sees it.
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for OpenedAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedAttachment")
+            .field("name", &self.name)
+            .field("content_type", &self.content_type)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the attachments of send requests come from: files locally, a bucket on AWS.
+#[async_trait]
+pub trait AttachmentSource: Send + Sync {
+    /// Opens the attachment `reference` (a path, an object key).
+    async fn open(&self, reference: &str) -> Result<OpenedAttachment, AttachmentError>;
+}
+
 /// Failure to publish an event; the event stays in the outbox and the next run tries again.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("publishing the event through {channel} failed: {detail}")]

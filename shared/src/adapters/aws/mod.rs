@@ -1,6 +1,10 @@
 //! AWS adapters: [`DynamoStateStore`], [`S3BlobStore`], [`SecretsManagerSource`], [`SqsJobQueue`],
 //! [`SnsAlerter`], [`EventBridgePublisher`], and the SDK clients they are built from.
 
+#[cfg(feature = "aws-s3")]
+mod attachments;
+#[cfg(feature = "aws-sqs")]
+mod deadletters;
 #[cfg(feature = "aws-dynamodb")]
 mod dynamodb;
 #[cfg(feature = "aws-eventbridge")]
@@ -16,6 +20,10 @@ mod sns;
 #[cfg(feature = "aws-sqs")]
 mod sqs;
 
+#[cfg(feature = "aws-s3")]
+pub use attachments::S3Attachments;
+#[cfg(feature = "aws-sqs")]
+pub use deadletters::{REASON_ATTRIBUTE, SqsDeadLetters};
 #[cfg(feature = "aws-dynamodb")]
 pub use dynamodb::{BY_RECEIVED_INDEX, DynamoStateStore, PENDING_INDEX};
 #[cfg(feature = "aws-eventbridge")]

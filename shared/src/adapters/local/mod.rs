@@ -17,12 +17,14 @@
 //! [`JobQueue`]: crate::ports::JobQueue
 //! [`EventPublisher`]: crate::ports::EventPublisher
 
+mod attachments;
 mod events;
 mod files;
 mod queue;
 mod secrets;
 mod sqlite;
 
+pub use attachments::FileAttachments;
 pub use events::HttpEventPublisher;
 pub use files::DirBlobStore;
 pub use queue::{LocalJobQueue, LocalJobs, local_queue};

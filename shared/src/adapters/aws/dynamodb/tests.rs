@@ -55,6 +55,16 @@ fn dynamodb_part(actions: &[&'static str]) -> std::collections::BTreeSet<&'stati
 }
 
 /// The webhook's role gets exactly these: its store access is typed down to
+/// The outbox function's only state access: which credential a mailbox sends with, and the
+/// configured mailboxes an error names (infra/template.yaml grants it dynamodb:Query alone).
+#[test]
+fn sending_reads_the_state_store_with_queries_only() {
+    assert_eq!(
+        actions_of(&["mailbox_folders", "list_mailboxes"]),
+        std::collections::BTreeSet::from(["dynamodb:Query"])
+    );
+}
+
 /// `SubscriptionLookup::get_subscription`.
 #[test]
 fn the_webhooks_dynamodb_actions_are_those_of_get_subscription() {
