@@ -25,7 +25,11 @@
 //! | `POST /_sandbox/apps/{client_id}/certificates` | `{pem, keyId?, displayName?, startDateTime?, endDateTime?}` → `{keyId}` |
 //! | `DELETE /_sandbox/apps/{client_id}/certificates/{key_id}` | |
 //! | `POST /_sandbox/apps/{client_id}/certificates/{key_id}/expiry` | `{endDateTime}` |
-//! | `GET`/`DELETE /_sandbox/sent-mail` | every `sendMail` `[SentMail]` / clear |
+//! | `GET`/`DELETE /_sandbox/sent-mail` | every `sendMail` and sent draft `[SentMail]` / clear |
+//! | `POST`/`DELETE /_sandbox/bouncing` | `{address}`: mail to it bounces / nothing bounces |
+//! | `POST /_sandbox/max-message-size` | `{bytes}` |
+//! | `POST /_sandbox/outbox` | `{hold}`: sent drafts wait in the Outbox while true |
+//! | `POST /_sandbox/outbox/release` | sends what waits → `{released}` |
 //! | `GET /_sandbox/subscriptions` | `[SubscriptionInfo]` (every app's live subscriptions) |
 //! | `GET`/`DELETE /_sandbox/subscriptions/deliveries` | every delivery attempt `[{kind, url, subscriptionIds, attempt, time, durationMs, status, error, delivered, payload}]` / clear |
 //! | `POST /_sandbox/subscriptions/chaos` | `{delayMs?, delayMaxMs?, delayNext?: {n, ms}, dropNext?, duplicateNext?, reorderNext?, dropProbability?, duplicateProbability?, clear?}` |
@@ -96,6 +100,10 @@ pub(crate) fn router() -> Router<Arc<Core>> {
             post(certificate_expiry),
         )
         .route("/sent-mail", get(sent_mail).delete(clear_sent_mail))
+        .route("/bouncing", post(set_bouncing).delete(clear_bouncing))
+        .route("/max-message-size", post(max_message_size))
+        .route("/outbox", post(hold_outbox))
+        .route("/outbox/release", post(release_outbox))
         .route("/subscriptions", get(subscriptions))
         .route(
             "/subscriptions/deliveries",
@@ -704,6 +712,68 @@ async fn sent_mail(State(core): Shared) -> Response {
 async fn clear_sent_mail(State(core): Shared) -> Response {
     core.clear_sent_mail();
     ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    address: String,
+}
+
+/// `POST /_sandbox/bouncing` `{"address":"nobody@fabrikam.com"}`.
+async fn set_bouncing(State(core): Shared, body: Bytes) -> Response {
+    match parse::<AddressBody>(&body) {
+        Ok(b) => {
+            core.set_bouncing(&b.address);
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+/// `DELETE /_sandbox/bouncing`.
+async fn clear_bouncing(State(core): Shared) -> Response {
+    core.clear_bouncing();
+    ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BytesBody {
+    bytes: u64,
+}
+
+/// `POST /_sandbox/max-message-size` `{"bytes":36700160}`.
+async fn max_message_size(State(core): Shared, body: Bytes) -> Response {
+    match parse::<BytesBody>(&body) {
+        Ok(b) => {
+            core.set_max_message_size(b.bytes);
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    hold: bool,
+}
+
+/// `POST /_sandbox/outbox` `{"hold":true}`.
+async fn hold_outbox(State(core): Shared, body: Bytes) -> Response {
+    match parse::<HoldBody>(&body) {
+        Ok(b) => {
+            core.hold_outbox(b.hold);
+            ok()
+        }
+        Err(e) => bad(e),
+    }
+}
+
+/// `POST /_sandbox/outbox/release` → `{"released": n}`.
+async fn release_outbox(State(core): Shared) -> Response {
+    axum::Json(json!({ "released": core.release_outbox() })).into_response()
 }
 
 /// `GET /_sandbox/subscriptions`.

@@ -404,6 +404,39 @@ impl Core {
     pub(crate) fn clear_sent_mail(&self) {
         lock(&self.state).sent_mail.clear();
     }
+
+    pub(crate) fn set_bouncing(&self, address: &str) {
+        lock(&self.state)
+            .bouncing
+            .insert(address.trim().to_ascii_lowercase());
+    }
+
+    pub(crate) fn clear_bouncing(&self) {
+        lock(&self.state).bouncing.clear();
+    }
+
+    pub(crate) fn set_max_message_size(&self, bytes: u64) {
+        lock(&self.state).max_message_size = bytes;
+    }
+
+    pub(crate) fn hold_outbox(&self, hold: bool) {
+        lock(&self.state).hold_outbox = hold;
+    }
+
+    /// Sends every message waiting in an Outbox; returns how many there were.
+    pub(crate) fn release_outbox(&self) -> usize {
+        let now = self.now();
+        let (n, arrivals) = {
+            let mut st = lock(&self.state);
+            let waiting = std::mem::take(&mut st.outbox);
+            for (mailbox, key, client_id) in &waiting {
+                crate::graph::transmit(&mut st, *mailbox, *key, now, client_id);
+            }
+            (waiting.len(), st.take_all_arrivals())
+        };
+        self.notify_arrivals(&arrivals);
+        n
+    }
 }
 
 /// Fills in the SHA-256 (streams the MIME once; cached in the template).

@@ -16,6 +16,15 @@
 //! a test certificate and key are in [`fixtures`]). Mail sent with `sendMail` is recorded
 //! ([`Sandbox::sent_mail`]).
 //!
+//! Sending (docs/graph.md section 12): drafts (`POST /users/{id}/messages`, PATCH, createReply,
+//! createReplyAll) with single-value extended properties (`$filter` with
+//! `singleValueExtendedProperties/Any(…)`, `$expand`), attachments (`POST …/attachments` and
+//! upload sessions, whose `uploadUrl` is `/upload/{token}` on the sandbox), and
+//! `POST …/messages/{id}/send`, which moves the draft to Sent Items, delivers copies to the
+//! recipients the sandbox hosts and records the send ([`Sandbox::sent_mail`],
+//! [`Sandbox::sent_mail_with_property`]); bouncing recipients ([`Sandbox::set_bouncing`]) earn the
+//! sender a non-delivery report.
+//!
 //! Change notifications (docs/graph.md section 6): `POST /v1.0/subscriptions` runs the validation
 //! handshake against the given URLs, then every message created in or moved into a watched
 //! folder is POSTed to the `notificationUrl` in the documented envelope, in background tasks,
@@ -66,7 +75,7 @@ pub use notify::{
     DEFAULT_MAX_SUBSCRIPTION_MINUTES, DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent,
 };
 pub use requests::{RequestRecord, Stats};
-pub use state::{MessageInfo, SentMail};
+pub use state::{AttachmentInfo, ExtendedProperty, MessageInfo, SentMail};
 pub use subscriptions::SubscriptionInfo;
 pub use throttle::MailboxStats;
 pub use world::{
@@ -193,6 +202,8 @@ impl Sandbox {
                 received: self.now(),
                 size: 0,
                 sha256: String::new(),
+                is_draft: false,
+                conversation_id: String::new(),
             })
     }
 
@@ -235,7 +246,8 @@ impl Sandbox {
         self.core().messages(mailbox, None)
     }
 
-    /// The messages of one folder path, newest first.
+    /// The messages of one folder path, newest first ("Drafts", "Sent Items" and "Outbox" are
+    /// folder paths like any other).
     pub fn folder_messages(&self, mailbox: &str, folder_path: &str) -> Vec<MessageInfo> {
         self.core().messages(mailbox, Some(folder_path))
     }
@@ -422,14 +434,57 @@ impl Sandbox {
         self.core().set_certificate_expiry(client_id, key_id, at)
     }
 
-    /// Every message sent with `sendMail`, oldest first (whether or not saved to Sent Items).
+    /// Every message sent, with `sendMail` or by sending a draft, oldest first (whether or not
+    /// saved to Sent Items).
     pub fn sent_mail(&self) -> Vec<SentMail> {
         self.core().sent_mail()
     }
 
-    /// Forgets the recorded `sendMail` messages.
+    /// The sent drafts that carried the extended property `id` with value `value` (the value
+    /// compared exactly), oldest first: how many times one idempotency key was sent.
+    pub fn sent_mail_with_property(&self, id: &str, value: &str) -> Vec<SentMail> {
+        self.core()
+            .sent_mail()
+            .into_iter()
+            .filter(|s| s.extended_property(id) == Some(value))
+            .collect()
+    }
+
+    /// Forgets the recorded sent messages.
     pub fn clear_sent_mail(&self) {
         self.core().clear_sent_mail();
+    }
+
+    /// Makes mail to `address` bounce: sending a draft to it still answers 202, and the sender
+    /// gets a non-delivery report ("Undeliverable: …") in its Inbox.
+    pub fn set_bouncing(&self, address: &str) {
+        self.core().set_bouncing(address);
+    }
+
+    /// No address bounces any more.
+    pub fn clear_bouncing(&self) {
+        self.core().clear_bouncing();
+    }
+
+    /// While `true`, a sent draft waits in its mailbox's Outbox (no longer a draft, same
+    /// immutable id) instead of going out at once: nothing is in Sent Items, delivered or
+    /// recorded until [`Sandbox::release_outbox`]. Graph warns that the copy in Sent Items "is
+    /// not created until the message successfully sends, which may take time".
+    pub fn hold_outbox(&self, hold: bool) {
+        self.core().hold_outbox(hold);
+    }
+
+    /// Sends every message waiting in an Outbox (see [`Sandbox::hold_outbox`]); returns how
+    /// many there were. One deleted from the Outbox meanwhile is not sent.
+    pub fn release_outbox(&self) -> usize {
+        self.core().release_outbox()
+    }
+
+    /// The largest message a mailbox may send, in bytes of MIME (default 35 MB, Exchange
+    /// Online's default; administrators can raise it to 150 MB). Sending a bigger draft answers
+    /// `400 ErrorMessageSizeExceeded`.
+    pub fn set_max_message_size(&self, bytes: u64) {
+        self.core().set_max_message_size(bytes);
     }
 
     /// `expires_in` of tokens issued from now on (default 3599).

@@ -34,6 +34,8 @@ enum Segment {
         seed: u64,
         raw_len: u64,
     },
+    /// Bytes a client attached, base64-encoded in CRLF-terminated lines while streaming.
+    Content(Bytes),
 }
 
 impl Segment {
@@ -41,6 +43,7 @@ impl Segment {
         match self {
             Segment::Literal(b) => b.len() as u64,
             Segment::Random { raw_len, .. } => base64_lines_len(*raw_len),
+            Segment::Content(b) => base64_lines_len(b.len() as u64),
         }
     }
 }
@@ -182,6 +185,25 @@ impl MimeReader {
                         break;
                     }
                 }
+                Segment::Content(raw) => {
+                    let total = raw.len() as u64;
+                    while self.offset < total
+                        && (out.is_empty() || out.len() + LINE_BYTES as usize <= max)
+                    {
+                        let start = usize::try_from(self.offset).unwrap_or(usize::MAX);
+                        let end = start.saturating_add(RAW_PER_LINE as usize).min(raw.len());
+                        let line = raw.get(start..end).unwrap_or_default();
+                        let written = STANDARD.encode_slice(line, &mut line_enc).unwrap_or(0);
+                        out.extend_from_slice(line_enc.get(..written).unwrap_or_default());
+                        out.extend_from_slice(b"\r\n");
+                        self.offset += line.len().max(1) as u64;
+                    }
+                    if self.offset >= total {
+                        self.next_segment();
+                    } else {
+                        break;
+                    }
+                }
             }
         }
         if out.is_empty() && self.is_done() {
@@ -207,6 +229,10 @@ pub(crate) struct MimeInput<'a> {
     pub(crate) date: OffsetDateTime,
     pub(crate) message_id: &'a str,
     pub(crate) body_text: &'a str,
+    /// The HTML alternative as a client gave it; derived from `body_text` when absent.
+    pub(crate) body_html: Option<&'a str>,
+    /// `References`, oldest first; the last one is also `In-Reply-To` (RFC 5322 section 3.6.4).
+    pub(crate) references: &'a [String],
     pub(crate) importance: &'a str,
     pub(crate) attachments: &'a [AttachmentSpec],
     /// Target total size for a generated message: one extra attachment fills the gap.
@@ -236,6 +262,10 @@ pub(crate) fn render(input: &MimeInput<'_>) -> MimeTemplate {
     head.push_str(&header("Subject", &encode_header_text(input.subject)));
     head.push_str(&header("Date", &rfc2822(input.date)));
     head.push_str(&header("Message-ID", input.message_id));
+    if let Some(parent) = input.references.last() {
+        head.push_str(&header("In-Reply-To", parent));
+        head.push_str(&header("References", &input.references.join(" ")));
+    }
     if input.importance == "high" {
         head.push_str("Importance: high\r\nX-Priority: 1\r\n");
     }
@@ -251,7 +281,10 @@ pub(crate) fn render(input: &MimeInput<'_>) -> MimeTemplate {
     head.push_str(&format!("--{alt}\r\n"));
     head.push_str(&text_part("text/plain", input.body_text));
     head.push_str(&format!("--{alt}\r\n"));
-    head.push_str(&text_part("text/html", &html_body(input.body_text)));
+    let html = input
+        .body_html
+        .map_or_else(|| html_body(input.body_text), str::to_owned);
+    head.push_str(&text_part("text/html", &html));
     head.push_str(&format!("--{alt}--\r\n\r\n"));
 
     let mut segments = Vec::new();
@@ -259,14 +292,17 @@ pub(crate) fn render(input: &MimeInput<'_>) -> MimeTemplate {
     for (i, a) in input.attachments.iter().enumerate() {
         literal.push_str(&attachment_head(&mixed, &a.filename, &a.content_type));
         segments.push(Segment::Literal(Bytes::from(std::mem::take(&mut literal))));
-        segments.push(Segment::Random {
-            seed: fnv1a(&[
-                a.filename.as_bytes(),
-                &a.size.to_le_bytes(),
-                input.subject.as_bytes(),
-                &(i as u64).to_le_bytes(),
-            ]),
-            raw_len: a.size,
+        segments.push(match &a.content {
+            Some(content) => Segment::Content(content.clone()),
+            None => Segment::Random {
+                seed: fnv1a(&[
+                    a.filename.as_bytes(),
+                    &a.size.to_le_bytes(),
+                    input.subject.as_bytes(),
+                    &(i as u64).to_le_bytes(),
+                ]),
+                raw_len: a.size,
+            },
         });
     }
     let closing = format!("--{mixed}--\r\n");
@@ -434,6 +470,8 @@ mod tests {
             date: OffsetDateTime::UNIX_EPOCH,
             message_id: "<abc@fabrikam.com>",
             body_text: "Hello,\nplease find the report attached.\n",
+            body_html: None,
+            references: &[],
             importance: "normal",
             attachments,
             generated_size: generated,
@@ -449,6 +487,7 @@ mod tests {
                 filename: "report.pdf".into(),
                 content_type: "application/pdf".into(),
                 size: size as u64,
+                ..AttachmentSpec::default()
             }];
             let t = Arc::new(render(&input(&from, &to, &att, None)));
             let bytes = t.to_vec();
@@ -468,6 +507,7 @@ mod tests {
             filename: "x.bin".into(),
             content_type: "application/octet-stream".into(),
             size: 5000,
+            ..AttachmentSpec::default()
         }];
         let a = Arc::new(render(&input(&from, &[], &att, None)));
         let b = Arc::new(render(&input(&from, &[], &att, None)));
@@ -485,6 +525,34 @@ mod tests {
                 t.len()
             );
             assert_eq!(t.to_vec().len() as u64, t.len());
+        }
+    }
+
+    #[test]
+    fn attached_content_is_encoded_and_replies_name_their_parent() {
+        let from = Address::new("A", "a@b.c");
+        for size in [0usize, 1, 56, 57, 58, 4000] {
+            let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let att = [AttachmentSpec {
+                filename: "data.bin".into(),
+                content_type: "application/octet-stream".into(),
+                size: size as u64,
+                content: Some(Bytes::from(bytes.clone())),
+                sha256: None,
+            }];
+            let references = ["<parent@b.c>".to_owned()];
+            let mut i = input(&from, &[], &att, None);
+            i.references = &references;
+            let t = Arc::new(render(&i));
+            let text = String::from_utf8(t.to_vec()).unwrap();
+            assert_eq!(text.len() as u64, t.len());
+            assert!(text.contains("In-Reply-To: <parent@b.c>\r\nReferences: <parent@b.c>\r\n"));
+            let start = text.find("filename=\"data.bin\"").unwrap();
+            let body = &text[start..];
+            let body = &body[body.find("\r\n\r\n").unwrap() + 4..];
+            let body = &body[..body.find("--").unwrap()];
+            let decoded = STANDARD.decode(body.replace("\r\n", "")).unwrap();
+            assert_eq!(decoded, bytes);
         }
     }
 

@@ -15,6 +15,8 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
         .route("/v1.0", any(graph::handle))
         .route("/v1.0/", any(graph::handle))
         .route("/v1.0/{*rest}", any(graph::handle))
+        // Attachment upload sessions' pre-authenticated upload URLs (docs/graph.md section 12).
+        .route("/upload/{token}", any(graph::handle_upload))
         .fallback(graph::fallback)
         .with_state(core)
 }

@@ -3,7 +3,7 @@
 //! One `Mutex<State>` guards it (see `core.rs`); nothing here awaits, and MIME is streamed from
 //! shared templates after the lock is released.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -41,9 +41,40 @@ pub struct MessageInfo {
     pub size: u64,
     /// Hex SHA-256 of the MIME.
     pub sha256: String,
+    /// `isDraft`.
+    pub is_draft: bool,
+    /// `conversationId`.
+    pub conversation_id: String,
 }
 
-/// A message an app sent with `sendMail`, as recorded by the sandbox (nothing is delivered).
+/// A `singleValueLegacyExtendedProperty`: its id as the client gave it (e.g. "String
+/// {00020329-0000-0000-C000-000000000046} Name MailroomIdempotencyKey") and its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendedProperty {
+    /// The property id.
+    pub id: String,
+    /// The value (the sandbox stores every value as a string).
+    pub value: String,
+}
+
+/// An attachment of a sent message, as recorded in [`SentMail`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentInfo {
+    /// `name`.
+    pub name: String,
+    /// `contentType`.
+    pub content_type: String,
+    /// `size`: the length of the content in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the content a client attached (`None` for generated attachments).
+    pub sha256: Option<String>,
+}
+
+/// A message an app sent, with `sendMail` or by sending a draft (`messages/{id}/send`), as
+/// recorded by the sandbox. `sendMail` delivers nothing; a sent draft is delivered to the
+/// recipients the sandbox hosts (docs/graph.md section 12).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SentMail {
@@ -68,6 +99,67 @@ pub struct SentMail {
     /// When it was sent (sandbox clock).
     #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
+    /// The immutable id of the sent draft (`None` for `sendMail`); the copy in Sent Items keeps
+    /// it.
+    pub draft_id: Option<String>,
+    /// `internetMessageId` of a sent draft (empty for `sendMail`).
+    pub internet_message_id: String,
+    /// `conversationId` of a sent draft (empty for `sendMail`).
+    pub conversation_id: String,
+    /// The draft's `singleValueExtendedProperties` when it was sent.
+    pub extended_properties: Vec<ExtendedProperty>,
+    /// The draft's attachments when it was sent.
+    pub attachments: Vec<AttachmentInfo>,
+    /// Recipients (lowercased) whose mailbox, hosted by the sandbox, received a copy.
+    pub delivered_to: Vec<String>,
+    /// Recipients (lowercased) that bounced ([`crate::Sandbox::set_bouncing`]); the sender got a
+    /// non-delivery report.
+    pub bounced: Vec<String>,
+}
+
+impl SentMail {
+    /// The value of the extended property with this id (compared as a `$filter` compares it,
+    /// docs/graph.md section 12), if the sent draft had it.
+    pub fn extended_property(&self, id: &str) -> Option<&str> {
+        self.extended_properties
+            .iter()
+            .find(|p| extended_ids_match(&p.id, id))
+            .map(|p| p.value.as_str())
+    }
+}
+
+/// Whether two extended property ids name the same property: "Filtering the string name
+/// (`Name`) in the id of an extended property is case-sensitive"
+/// (<https://learn.microsoft.com/graph/api/singlevaluelegacyextendedproperty-get>); the docs say
+/// nothing of the type and the GUID, which the sandbox compares case-insensitively, as GUIDs
+/// and type names are.
+pub(crate) fn extended_ids_match(a: &str, b: &str) -> bool {
+    let (a_head, a_name) = split_extended_id(a);
+    let (b_head, b_name) = split_extended_id(b);
+    a_head.len() == b_head.len()
+        && a_head
+            .iter()
+            .zip(&b_head)
+            .all(|(x, y)| x.eq_ignore_ascii_case(y))
+        && a_name == b_name
+}
+
+/// "{type} {guid} Name {name}" → ([type, guid, "Name"], name); other forms ("{type} {guid} Id
+/// {id}", "{type} {proptag}") are all head.
+fn split_extended_id(id: &str) -> (Vec<&str>, &str) {
+    let id = id.trim();
+    let words: Vec<&str> = id.splitn(3, char::is_whitespace).collect();
+    if let [kind, guid, rest] = words.as_slice()
+        && rest
+            .get(..4)
+            .is_some_and(|k| k.eq_ignore_ascii_case("name"))
+        && let Some(name) = rest
+            .get(4..)
+            .and_then(|n| n.strip_prefix(char::is_whitespace))
+    {
+        return (vec![kind, guid, "Name"], name.trim());
+    }
+    (id.split_whitespace().collect(), "")
 }
 
 /// Well-known folders every mailbox has under the root, with their English display names
@@ -214,6 +306,8 @@ pub(crate) struct Message {
     pub(crate) from: Address,
     pub(crate) to: Vec<Address>,
     pub(crate) cc: Vec<Address>,
+    pub(crate) bcc: Vec<Address>,
+    pub(crate) reply_to: Vec<Address>,
     pub(crate) received: OffsetDateTime,
     pub(crate) sent: OffsetDateTime,
     pub(crate) created: OffsetDateTime,
@@ -224,6 +318,12 @@ pub(crate) struct Message {
     pub(crate) internet_message_id: String,
     pub(crate) conversation_id: String,
     pub(crate) body_text: String,
+    /// The HTML body as a client gave it (drafts); else derived from `body_text`.
+    pub(crate) body_html: Option<String>,
+    /// `References` of a reply, oldest first.
+    pub(crate) references: Vec<String>,
+    /// `singleValueExtendedProperties`.
+    pub(crate) extended: Vec<ExtendedProperty>,
     pub(crate) has_attachments: bool,
     /// What `GET …/attachments` lists: name, content type and size of each.
     pub(crate) attachments: Vec<AttachmentSpec>,
@@ -231,6 +331,44 @@ pub(crate) struct Message {
 }
 
 impl Message {
+    /// Renders the MIME again from the message's properties (after a draft changed).
+    pub(crate) fn render_mime(&self) -> MimeTemplate {
+        mime::render(&MimeInput {
+            from: &self.from,
+            to: &self.to,
+            cc: &self.cc,
+            subject: &self.subject,
+            date: self.sent,
+            message_id: &self.internet_message_id,
+            body_text: &self.body_text,
+            body_html: self.body_html.as_deref(),
+            references: &self.references,
+            importance: self.importance,
+            attachments: &self.attachments,
+            generated_size: None,
+        })
+    }
+
+    /// The value of an extended property, by id (see [`extended_ids_match`]).
+    pub(crate) fn extended_property(&self, id: &str) -> Option<&str> {
+        self.extended
+            .iter()
+            .find(|p| extended_ids_match(&p.id, id))
+            .map(|p| p.value.as_str())
+    }
+
+    /// Sets an extended property: replaces the value of one with the same id, or adds it.
+    pub(crate) fn set_extended_property(&mut self, p: ExtendedProperty) {
+        match self
+            .extended
+            .iter_mut()
+            .find(|e| extended_ids_match(&e.id, &p.id))
+        {
+            Some(existing) => existing.value = p.value,
+            None => self.extended.push(p),
+        }
+    }
+
     /// `changeKey`, which also feeds `@odata.etag`: changes with every version.
     pub(crate) fn change_key(&self) -> String {
         use base64::Engine;
@@ -550,9 +688,11 @@ impl MailboxState {
         let received = received.replace_nanosecond(0).unwrap_or(received);
         let jitter =
             i64::try_from(fnv1a(&[m.subject.as_bytes(), &key.to_le_bytes()]) % 40).unwrap_or(0) + 2;
-        let sent = received
-            .checked_sub(time::Duration::seconds(jitter))
-            .unwrap_or(received);
+        let sent = m.extra.sent.unwrap_or_else(|| {
+            received
+                .checked_sub(time::Duration::seconds(jitter))
+                .unwrap_or(received)
+        });
         let domain = m
             .from
             .address
@@ -563,12 +703,18 @@ impl MailboxState {
             .internet_message_id
             .clone()
             .unwrap_or_else(|| format!("<{}@{}>", uuid::Uuid::new_v4().simple(), domain));
-        let to = if m.to.is_empty() {
+        let draft = m.extra.is_draft;
+        // A draft has the recipients its author gave, possibly none.
+        let delivered = m.extra.sent.is_some();
+        let to = if m.to.is_empty() && !draft && !delivered {
             vec![Address::new(&self.display_name, &self.address)]
         } else {
             m.to.clone()
         };
         let body_text = m.body_text.clone().unwrap_or_else(|| {
+            if draft {
+                return String::new();
+            }
             format!(
                 "Hello {},\n\nThis message is about \"{}\".\n\nKind regards,\n{}",
                 self.display_name, m.subject, m.from.name
@@ -582,6 +728,8 @@ impl MailboxState {
             date: sent,
             message_id: &internet_message_id,
             body_text: &body_text,
+            body_html: m.extra.body_html.as_deref(),
+            references: &m.extra.references,
             importance: m.importance,
             attachments: &m.attachments,
             generated_size: m.generated_size,
@@ -598,16 +746,25 @@ impl MailboxState {
             from: m.from.clone(),
             to,
             cc: m.cc.clone(),
+            bcc: m.extra.bcc.clone(),
+            reply_to: m.extra.reply_to.clone(),
             received,
             sent,
             created: received,
             last_modified: received,
             is_read: m.is_read,
-            is_draft: false,
+            is_draft: draft,
             importance: m.importance,
             internet_message_id,
-            conversation_id: new_id(IdKind::Conversation),
+            conversation_id: m
+                .extra
+                .conversation_id
+                .clone()
+                .unwrap_or_else(|| new_id(IdKind::Conversation)),
             body_text,
+            body_html: m.extra.body_html.clone(),
+            references: m.extra.references.clone(),
+            extended: m.extra.extended.clone(),
             has_attachments: !m.attachments.is_empty() || m.generated_size.is_some(),
             attachments: m
                 .attachments
@@ -619,6 +776,7 @@ impl MailboxState {
                     filename: mime::GENERATED_ATTACHMENT.to_owned(),
                     content_type: "application/octet-stream".to_owned(),
                     size,
+                    ..AttachmentSpec::default()
                 }))
                 .collect(),
             mime: Arc::new(template),
@@ -654,6 +812,18 @@ impl MailboxState {
     /// Moves a message; its REST id changes, its immutable id does not (docs/graph.md section 2).
     /// Moving to the folder it is in changes nothing.
     pub(crate) fn move_to(&mut self, key: MsgKey, dest: usize, now: OffsetDateTime) {
+        self.move_with(key, dest, now, |_| {});
+    }
+
+    /// Moves a message like [`MailboxState::move_to`], changing it with `f` on the way (a sent
+    /// draft becomes a sent message as it reaches Sent Items).
+    pub(crate) fn move_with(
+        &mut self,
+        key: MsgKey,
+        dest: usize,
+        now: OffsetDateTime,
+        f: impl FnOnce(&mut Message),
+    ) {
         let Some(m) = self.messages.get(&key) else {
             return;
         };
@@ -669,6 +839,7 @@ impl MailboxState {
             return;
         };
         self.by_rest.remove(&m.rest_id);
+        f(m);
         m.rest_id = new_rest.clone();
         m.folder = dest;
         m.seq = seq;
@@ -774,6 +945,8 @@ impl MailboxState {
                 received: m.received,
                 size: m.mime.len(),
                 sha256: String::new(),
+                is_draft: m.is_draft,
+                conversation_id: m.conversation_id.clone(),
             },
             Arc::clone(&m.mime),
         ))
@@ -791,9 +964,23 @@ pub(crate) struct State {
     pub(crate) token_lifetime: u64,
     /// How long a password added at run time takes to reach the token endpoint.
     pub(crate) password_propagation: time::Duration,
-    /// Every `sendMail`, oldest first.
+    /// Every `sendMail` and sent draft, oldest first.
     pub(crate) sent_mail: Vec<SentMail>,
+    /// Lowercased addresses that bounce ([`crate::Sandbox::set_bouncing`]).
+    pub(crate) bouncing: HashSet<String>,
+    /// The largest message a mailbox may send, in bytes of MIME (docs/graph.md section 12).
+    pub(crate) max_message_size: u64,
+    /// Attachment upload sessions by token (`graph::attachments`).
+    pub(crate) uploads: HashMap<String, crate::graph::UploadSession>,
+    /// Whether sent drafts wait in the Outbox ([`crate::Sandbox::hold_outbox`]).
+    pub(crate) hold_outbox: bool,
+    /// Messages waiting in an Outbox: mailbox, message and the client id that sent them.
+    pub(crate) outbox: Vec<(usize, MsgKey, String)>,
 }
+
+/// Exchange Online's default message size limit, 35 MB, which administrators can raise to
+/// 150 MB (docs/graph.md section 12). Exchange counts megabytes of 1,048,576 bytes.
+pub(crate) const DEFAULT_MAX_MESSAGE_SIZE: u64 = 35 * 1024 * 1024;
 
 /// Default `expires_in` of issued tokens, as Entra reports it (docs/graph.md section 1).
 pub(crate) const DEFAULT_TOKEN_LIFETIME: u64 = 3599;
@@ -808,6 +995,11 @@ impl State {
             token_lifetime: DEFAULT_TOKEN_LIFETIME,
             password_propagation: time::Duration::ZERO,
             sent_mail: Vec::new(),
+            bouncing: HashSet::new(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            uploads: HashMap::new(),
+            hold_outbox: false,
+            outbox: Vec::new(),
         };
         for t in &world.tenants {
             let tenant = state.tenants.len();
@@ -889,6 +1081,17 @@ impl State {
         self.mailbox_mut(mailbox)
             .map(|mb| mb.take_arrivals(mailbox))
             .unwrap_or_default()
+    }
+
+    /// Drains the arrivals of every mailbox (a sent draft can bring mail into several).
+    pub(crate) fn take_all_arrivals(&mut self) -> Vec<Arrival> {
+        let mut all = Vec::new();
+        for (idx, mb) in self.mailboxes.iter_mut().enumerate() {
+            if !mb.arrivals.is_empty() {
+                all.extend(mb.take_arrivals(idx));
+            }
+        }
+        all
     }
 
     fn add_mailbox(&mut self, address: &str, display_name: Option<&str>, tenant: usize) -> usize {

@@ -415,12 +415,17 @@ impl Address {
     }
 }
 
-/// An attachment whose content is deterministic pseudo-random bytes.
-#[derive(Clone, Debug)]
+/// An attachment: its content is the bytes a client attached (`content`), or deterministic
+/// pseudo-random bytes generated while streaming the MIME when there are none.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct AttachmentSpec {
     pub(crate) filename: String,
     pub(crate) content_type: String,
     pub(crate) size: u64,
+    /// What a client uploaded, when the sandbox kept it (see `graph::attachments`).
+    pub(crate) content: Option<bytes::Bytes>,
+    /// Hex SHA-256 of what a client uploaded (also when the bytes were not kept).
+    pub(crate) sha256: Option<String>,
 }
 
 /// A message to add to a mailbox; unset properties get sensible defaults.
@@ -437,6 +442,27 @@ pub struct NewMessage {
     pub(crate) internet_message_id: Option<String>,
     pub(crate) generated_size: Option<u64>,
     pub(crate) importance: &'static str,
+    /// What the Graph handlers set for drafts and delivered mail (no public builder).
+    pub(crate) extra: MessageExtra,
+}
+
+/// The parts of a message only drafts and sent mail have (docs/graph.md section 12).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MessageExtra {
+    pub(crate) is_draft: bool,
+    pub(crate) bcc: Vec<Address>,
+    pub(crate) reply_to: Vec<Address>,
+    /// The HTML body as the client gave it (`body.contentType` html).
+    pub(crate) body_html: Option<String>,
+    /// `singleValueExtendedProperties`, ids as given.
+    pub(crate) extended: Vec<crate::state::ExtendedProperty>,
+    /// The conversation to join (a reply, or a delivered copy).
+    pub(crate) conversation_id: Option<String>,
+    /// `References` (the last one is also `In-Reply-To`).
+    pub(crate) references: Vec<String>,
+    /// When a delivered copy was sent (`sentDateTime`); a delivered copy also keeps its
+    /// recipients as sent, even none in To.
+    pub(crate) sent: Option<OffsetDateTime>,
 }
 
 impl NewMessage {
@@ -455,6 +481,7 @@ impl NewMessage {
             internet_message_id: None,
             generated_size: None,
             importance: "normal",
+            extra: MessageExtra::default(),
         }
     }
 
@@ -503,6 +530,7 @@ impl NewMessage {
             filename: filename.to_owned(),
             content_type: content_type.to_owned(),
             size: size as u64,
+            ..AttachmentSpec::default()
         });
         self
     }

@@ -1,4 +1,5 @@
-//! Messages: list, get, `$value`, move, PATCH, DELETE and sendMail (docs/graph.md sections 2 and 4).
+//! Messages: list, get, `$value`, move, PATCH, DELETE and sendMail (docs/graph.md sections 2, 4
+//! and 12).
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
+use super::drafts::{self, Purpose};
 use super::odata::{self, MessageFilter};
-use super::{Ctx, GraphError, Reply, ReplyBody, folders, graph_time};
+use super::{Ctx, GraphError, Reply, ReplyBody, extprops, folders, graph_time};
 use crate::ids::{fnv1a, is_plausible_id};
 use crate::mime::html_body;
 use crate::state::{MailboxState, Message, MsgKey, SentMail};
@@ -77,7 +79,11 @@ pub(crate) fn message_json(mb: &MailboxState, m: &Message, ctx: &Ctx) -> Map<Str
     let body = if ctx.prefs.body_text {
         json!({"contentType": "text", "content": m.body_text})
     } else {
-        json!({"contentType": "html", "content": html_body(&m.body_text)})
+        let html = m
+            .body_html
+            .clone()
+            .unwrap_or_else(|| html_body(&m.body_text));
+        json!({"contentType": "html", "content": html})
     };
     let mut map = Map::new();
     map.insert(
@@ -130,8 +136,14 @@ pub(crate) fn message_json(mb: &MailboxState, m: &Message, ctx: &Ctx) -> Map<Str
         "ccRecipients".into(),
         Value::Array(m.cc.iter().map(recipient).collect()),
     );
-    map.insert("bccRecipients".into(), json!([]));
-    map.insert("replyTo".into(), json!([]));
+    map.insert(
+        "bccRecipients".into(),
+        Value::Array(m.bcc.iter().map(recipient).collect()),
+    );
+    map.insert(
+        "replyTo".into(),
+        Value::Array(m.reply_to.iter().map(recipient).collect()),
+    );
     map.insert("flag".into(), json!({"flagStatus": "notFlagged"}));
     map
 }
@@ -146,7 +158,7 @@ pub(crate) fn project(mut map: Map<String, Value>, select: Option<&[&str]>) -> V
 
 /// A message by immutable id or current REST id: malformed ids are 400, unknown or stale
 /// ones 404.
-fn resolve(mb: &MailboxState, id: &str) -> Result<MsgKey, GraphError> {
+pub(crate) fn resolve(mb: &MailboxState, id: &str) -> Result<MsgKey, GraphError> {
     if let Some(key) = mb.resolve_message(id) {
         return Ok(key);
     }
@@ -157,12 +169,44 @@ fn resolve(mb: &MailboxState, id: &str) -> Result<MsgKey, GraphError> {
     }
 }
 
-fn entity_reply(
+/// One message as an entity (GET, PATCH, move, a new draft).
+pub(crate) fn entity_reply(
     mb: &MailboxState,
     ctx: &Ctx,
     key: MsgKey,
     status: StatusCode,
     select: Option<&[&str]>,
+) -> Result<Reply, GraphError> {
+    entity_reply_expanded(mb, ctx, key, status, select, None)
+}
+
+/// A message's JSON with `$select` applied and the `$expand`ed extended properties added (OData
+/// keeps an expanded navigation property whatever `$select` says). The docs do not say what a
+/// message without the property shows; the sandbox leaves `singleValueExtendedProperties` out.
+fn rendered(
+    m: &Message,
+    mb: &MailboxState,
+    ctx: &Ctx,
+    select: Option<&[&str]>,
+    expand: Option<&[String]>,
+) -> Value {
+    let mut v = project(message_json(mb, m, ctx), select);
+    if let (Some(ids), Value::Object(map)) = (expand, &mut v) {
+        let found = extprops::expanded(m, ids);
+        if !found.is_empty() {
+            map.insert("singleValueExtendedProperties".into(), Value::Array(found));
+        }
+    }
+    v
+}
+
+fn entity_reply_expanded(
+    mb: &MailboxState,
+    ctx: &Ctx,
+    key: MsgKey,
+    status: StatusCode,
+    select: Option<&[&str]>,
+    expand: Option<&[String]>,
 ) -> Result<Reply, GraphError> {
     let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
     let mut body = Map::new();
@@ -174,7 +218,7 @@ fn entity_reply(
             mb.address
         )),
     );
-    if let Value::Object(rest) = project(message_json(mb, m, ctx), select) {
+    if let Value::Object(rest) = rendered(m, mb, ctx, select, expand) {
         body.extend(rest);
     }
     Ok(Reply::json(status, Value::Object(body)))
@@ -189,7 +233,8 @@ pub(crate) fn list(
     folder: Option<&str>,
 ) -> Result<Reply, GraphError> {
     let q = &ctx.query;
-    odata::reject_unsupported(q, &["$search", "$expand"])?;
+    odata::reject_unsupported(q, &["$search"])?;
+    let expand = extprops::expand(q.get("$expand"))?;
     let folder = folder.map(|f| folders::resolve(mb, f)).transpose()?;
     let select = odata::select(q, MESSAGE_PROPS, MESSAGE_TYPE, true)?;
     let top = odata::top(q)?;
@@ -224,7 +269,7 @@ pub(crate) fn list(
         .iter()
         .skip(skip)
         .take(top)
-        .map(|m| project(message_json(mb, m, ctx), select.as_deref()))
+        .map(|m| rendered(m, mb, ctx, select.as_deref(), expand.as_deref()))
         .collect();
 
     let mut body = Map::new();
@@ -256,7 +301,15 @@ pub(crate) fn list(
 pub(crate) fn get(mb: &MailboxState, ctx: &Ctx, id: &str) -> Result<Reply, GraphError> {
     let key = resolve(mb, id)?;
     let select = odata::select(&ctx.query, MESSAGE_PROPS, MESSAGE_TYPE, true)?;
-    entity_reply(mb, ctx, key, StatusCode::OK, select.as_deref())
+    let expand = extprops::expand(ctx.query.get("$expand"))?;
+    entity_reply_expanded(
+        mb,
+        ctx,
+        key,
+        StatusCode::OK,
+        select.as_deref(),
+        expand.as_deref(),
+    )
 }
 
 /// `$value`: the MIME, streamed by the response layer (docs/graph.md section 2).
@@ -270,7 +323,7 @@ pub(crate) fn value(mb: &MailboxState, id: &str) -> Result<Reply, GraphError> {
     })
 }
 
-fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
+pub(crate) fn json_object(body: &[u8]) -> Result<Map<String, Value>, GraphError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(GraphError::body_read(
@@ -308,20 +361,15 @@ pub(crate) fn move_message(
     entity_reply(mb, ctx, key, StatusCode::CREATED, None)
 }
 
-/// Writable message properties; only `isRead` and `importance` change anything here.
-const WRITABLE: &[&str] = &[
-    "isRead",
-    "importance",
-    "categories",
-    "flag",
-    "inferenceClassification",
-    "isDeliveryReceiptRequested",
-    "isReadReceiptRequested",
-    "subject",
-    "body",
-];
-
-/// `PATCH …/messages/{id}` → 200 with the message.
+/// `PATCH …/messages/{id}` → 200 with the message. Any message may change `isRead`,
+/// `importance`, its recipients and `singleValueExtendedProperties`; `subject`, `body`,
+/// `replyTo` and `internetMessageId` are "Updatable only if isDraft = true"
+/// (<https://learn.microsoft.com/graph/api/message-update>). Graph documents no error for
+/// changing them on a sent or received message; the sandbox answers Exchange's
+/// `ErrorInvalidPropertyUpdateSentMessage` ("a client tries to update certain properties of a
+/// message that has already been sent",
+/// <https://learn.microsoft.com/exchange/client-developer/web-service-reference/responsecode>),
+/// status 400. A draft's MIME follows its changes.
 pub(crate) fn patch(
     mb: &mut MailboxState,
     ctx: &Ctx,
@@ -330,48 +378,20 @@ pub(crate) fn patch(
     now: OffsetDateTime,
 ) -> Result<Reply, GraphError> {
     let key = resolve(mb, id)?;
-    let map = json_object(body)?;
-    let mut is_read = None;
-    let mut importance = None;
-    for (k, v) in &map {
-        if k.starts_with('@') {
-            continue;
-        }
-        let Some(name) = WRITABLE.iter().find(|w| w.eq_ignore_ascii_case(k)) else {
-            return Err(GraphError::body_read(format!(
-                "The property '{k}' does not exist on type '{MESSAGE_TYPE}'. Make sure to only use property names that are defined by the type or mark the type as open type."
-            )));
-        };
-        match *name {
-            "isRead" => {
-                is_read = Some(v.as_bool().ok_or_else(|| {
-                    GraphError::body_read(
-                        "Cannot convert the literal to the expected type 'Edm.Boolean'.",
-                    )
-                })?);
-            }
-            "importance" => {
-                importance = Some(match v.as_str().map(str::to_ascii_lowercase).as_deref() {
-                    Some("low") => "low",
-                    Some("normal") => "normal",
-                    Some("high") => "high",
-                    _ => {
-                        return Err(GraphError::body_read(
-                            "The value of 'importance' must be low, normal or high.",
-                        ));
-                    }
-                });
-            }
-            _ => {}
-        }
+    let fields = drafts::parse_fields(&json_object(body)?, Purpose::Update)?;
+    let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
+    if fields.touches_draft_only() && !m.is_draft {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidPropertyUpdateSentMessage",
+            "The subject, body, replyTo and internetMessageId of a message can be changed only while it is a draft.",
+        ));
     }
-    if is_read.is_some() || importance.is_some() {
+    if fields.changes_anything() {
         mb.update(key, now, |m| {
-            if let Some(r) = is_read {
-                m.is_read = r;
-            }
-            if let Some(i) = importance {
-                m.importance = i;
+            fields.apply(m);
+            if m.is_draft {
+                m.mime = Arc::new(m.render_mime());
             }
         });
     }
@@ -454,6 +474,13 @@ pub(crate) fn send_mail(
         body: text.to_owned(),
         saved_to_sent_items: save,
         sent_at: now,
+        draft_id: None,
+        internet_message_id: String::new(),
+        conversation_id: String::new(),
+        extended_properties: Vec::new(),
+        attachments: Vec::new(),
+        delivered_to: Vec::new(),
+        bounced: Vec::new(),
     };
     if save {
         let mut m = NewMessage::new(subject)
@@ -468,66 +495,4 @@ pub(crate) fn send_mail(
         }
     }
     Ok((Reply::empty(StatusCode::ACCEPTED), sent))
-}
-
-/// The properties of an `attachment` (a `fileAttachment`: the sandbox makes no item or
-/// reference attachments).
-const ATTACHMENT_PROPS: &[&str] = &[
-    "contentType",
-    "id",
-    "isInline",
-    "lastModifiedDateTime",
-    "name",
-    "size",
-    "contentBytes",
-    "contentId",
-    "contentLocation",
-];
-
-/// `GET …/messages/{id}/attachments` (Graph: "message: list attachments"). Served with
-/// `$select` only: without it Graph returns each file's `contentBytes`, which the sandbox does not
-/// materialise (a 501 says so).
-pub(crate) fn attachments(mb: &MailboxState, ctx: &Ctx, id: &str) -> Result<Reply, GraphError> {
-    let key = resolve(mb, id)?;
-    let m = mb.message(key).ok_or_else(GraphError::item_not_found)?;
-    let select = odata::select(
-        &ctx.query,
-        ATTACHMENT_PROPS,
-        "microsoft.graph.attachment",
-        true,
-    )?
-    .filter(|s| !s.contains(&"contentBytes"))
-    .ok_or_else(|| GraphError::not_implemented("attachments with contentBytes"))?;
-    let value: Vec<Value> = m
-        .attachments
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let mut map = Map::new();
-            map.insert(
-                "@odata.type".into(),
-                json!("#microsoft.graph.fileAttachment"),
-            );
-            map.insert("id".into(), json!(format!("{}-att{i}", m.immutable_id)));
-            map.insert(
-                "lastModifiedDateTime".into(),
-                json!(super::graph_time(m.created)),
-            );
-            map.insert("name".into(), json!(a.filename));
-            map.insert("contentType".into(), json!(a.content_type));
-            map.insert("size".into(), json!(a.size));
-            map.insert("isInline".into(), json!(false));
-            map.insert("contentId".into(), Value::Null);
-            map.insert("contentLocation".into(), Value::Null);
-            map.retain(|k, _| k == "id" || k == "@odata.type" || select.contains(&k.as_str()));
-            Value::Object(map)
-        })
-        .collect();
-    Ok(Reply::json(
-        StatusCode::OK,
-        json!({
-            "@odata.context": format!("{}#users('{}')/messages('{}')/attachments", ctx.metadata(), mb.address, id),
-            "value": value,
-        }),
-    ))
 }

@@ -2,14 +2,19 @@
 //! scope, permissions, throttling, faults and latency, then calls the per-concept handlers.
 
 mod applications;
+mod attachments;
 mod delta;
 mod directory;
+mod drafts;
 mod error;
+mod extprops;
 mod folders;
 mod messages;
 mod odata;
 mod route;
+mod send;
 mod subscriptions;
+mod upload;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,9 +34,12 @@ use crate::requests::RequestRecord;
 use crate::state::State as SandboxState;
 use crate::throttle::{self, Rejection, SlotGuard, format_seconds};
 
+pub(crate) use attachments::UploadSession;
 pub(crate) use error::GraphError;
 use odata::{Prefs, Query};
 use route::{Need, Op};
+pub(crate) use send::transmit;
+pub(crate) use upload::handle as handle_upload;
 
 /// Graph request bodies are small JSON documents; Graph itself caps requests at 4 MB.
 const MAX_REQUEST_BODY: usize = 4 * 1024 * 1024;
@@ -49,6 +57,8 @@ pub(crate) struct Ctx {
     pub(crate) client_request_id: Option<String>,
     pub(crate) request_id: String,
     pub(crate) authorization: Option<String>,
+    /// `Content-Type` (drafts in MIME format come as `text/plain`).
+    pub(crate) content_type: Option<String>,
     /// `http://host:port` as the client addressed us, for absolute nextLinks.
     pub(crate) base: String,
     pub(crate) started: Instant,
@@ -81,6 +91,7 @@ impl Ctx {
             client_request_id: header_str(headers, "client-request-id").map(str::to_owned),
             request_id: uuid::Uuid::new_v4().to_string(),
             authorization: header_str(headers, header::AUTHORIZATION.as_str()).map(str::to_owned),
+            content_type: header_str(headers, header::CONTENT_TYPE.as_str()).map(str::to_owned),
             base,
             started: Instant::now(),
         }
@@ -277,9 +288,16 @@ async fn run(
     let (reply, arrivals) = {
         let mut st = lock(&core.state);
         let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now, &client_id);
-        (reply, st.take_arrivals(mailbox_idx))
+        // A sent draft can bring mail into other mailboxes too.
+        let arrivals = if matches!(route.op, Op::SendDraft(_)) {
+            st.take_all_arrivals()
+        } else {
+            st.take_arrivals(mailbox_idx)
+        };
+        (reply, arrivals)
     };
-    // Moves and sendMail can bring messages into watched folders (docs/graph.md section 6).
+    // Moves, drafts and sent mail can bring messages into watched folders (docs/graph.md
+    // sections 6 and 12).
     core.notify_arrivals(&arrivals);
     // A bigger body takes longer to arrive; the slot stays taken meanwhile.
     if let Ok(Reply {
@@ -453,13 +471,21 @@ fn dispatch(
     now: OffsetDateTime,
     client_id: &str,
 ) -> Result<Reply, GraphError> {
-    if *op == Op::SendMail {
-        let mb = st
-            .mailbox_mut(mb)
-            .ok_or_else(|| GraphError::invalid_user("?"))?;
-        let (reply, sent) = messages::send_mail(mb, body, now, client_id)?;
-        st.sent_mail.push(sent);
-        return Ok(reply);
+    // Operations on more than one mailbox, or on the sandbox's upload sessions.
+    match op {
+        Op::SendMail => {
+            let mb = st
+                .mailbox_mut(mb)
+                .ok_or_else(|| GraphError::invalid_user("?"))?;
+            let (reply, sent) = messages::send_mail(mb, body, now, client_id)?;
+            st.sent_mail.push(sent);
+            return Ok(reply);
+        }
+        Op::SendDraft(id) => return send::send(st, mb, id, now, client_id),
+        Op::CreateUploadSession(id) => {
+            return attachments::create_upload_session(st, mb, ctx, id, body, now);
+        }
+        _ => {}
     }
     let mb = st
         .mailbox_mut(mb)
@@ -478,9 +504,14 @@ fn dispatch(
         Op::DeleteMessage(id) => messages::delete(mb, id, now),
         Op::MessageValue(id) => messages::value(mb, id),
         Op::MoveMessage(id) => messages::move_message(mb, ctx, id, body, now),
-        Op::ListAttachments(id) => messages::attachments(mb, ctx, id),
+        Op::ListAttachments(id) => attachments::list(mb, ctx, id),
+        Op::AddAttachment(id) => attachments::add(mb, ctx, id, body, now),
+        Op::CreateDraft(folder) => drafts::create(mb, ctx, folder.as_deref(), body, now),
+        Op::CreateReply(id, all) => drafts::create_reply(mb, ctx, id, *all, body, now),
         // Answered above, before the mailbox is borrowed.
-        Op::SendMail => Err(GraphError::not_implemented("sendMail")),
+        Op::SendMail | Op::SendDraft(_) | Op::CreateUploadSession(_) => {
+            Err(GraphError::not_implemented("this operation"))
+        }
         Op::GetUser => Ok(Reply::json(
             StatusCode::OK,
             json!({

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::GraphError;
+use super::extprops::AnyClause;
 use crate::state::Message;
 
 /// Largest page Graph serves for mail (docs/graph.md section 2).
@@ -192,10 +193,43 @@ enum Clause {
     Received(Cmp, OffsetDateTime),
     IsRead(bool),
     HasAttachments(bool),
+    /// `singleValueExtendedProperties/Any(…)` (see `extprops`).
+    Extended(AnyClause),
 }
 
-/// A message `$filter`: clauses joined by `and` over `receivedDateTime`, `isRead` and
-/// `hasAttachments`.
+/// Splits a `$filter` at the ` and `s outside literals and parentheses.
+fn split_and(raw: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0usize, false, 0usize);
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes.get(i) {
+            Some(b'\'') => quoted = !quoted,
+            Some(b'(') if !quoted => depth += 1,
+            Some(b')') if !quoted => depth = depth.saturating_sub(1),
+            Some(b' ')
+                if !quoted
+                    && depth == 0
+                    && raw
+                        .get(i..i + 5)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(" and ")) =>
+            {
+                parts.push(raw.get(start..i).unwrap_or_default());
+                start = i + 5;
+                i += 5;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(raw.get(start..).unwrap_or_default());
+    parts
+}
+
+/// A message `$filter`: clauses joined by `and` over `receivedDateTime`, `isRead`,
+/// `hasAttachments` and single-value extended properties.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct MessageFilter {
     clauses: Vec<Clause>,
@@ -208,19 +242,17 @@ impl MessageFilter {
         };
         let invalid = || {
             GraphError::bad_request(format!(
-                "Invalid filter clause: the sandbox supports receivedDateTime comparisons and isRead/hasAttachments eq true|false joined by 'and', not '{raw}'."
+                "Invalid filter clause: the sandbox supports receivedDateTime comparisons, isRead/hasAttachments eq true|false and singleValueExtendedProperties/Any(ep: ep/id eq '...' and ep/value eq '...') joined by 'and', not '{raw}'."
             ))
         };
-        let lower = raw.to_ascii_lowercase();
         let mut clauses = Vec::new();
-        let mut start = 0;
-        let mut parts = Vec::new();
-        while let Some(pos) = lower.get(start..).and_then(|s| s.find(" and ")) {
-            parts.push(raw.get(start..start + pos).unwrap_or_default());
-            start += pos + 5;
-        }
-        parts.push(raw.get(start..).unwrap_or_default());
-        for part in parts {
+        for part in split_and(raw) {
+            if AnyClause::starts(part) {
+                clauses.push(Clause::Extended(
+                    AnyClause::parse(part).ok_or_else(invalid)?,
+                ));
+                continue;
+            }
             let words: Vec<&str> = part.split_whitespace().collect();
             let [property, op, value] = words.as_slice() else {
                 return Err(invalid());
@@ -277,6 +309,7 @@ impl MessageFilter {
             Clause::Received(cmp, t) => cmp.test(&m.received, t),
             Clause::IsRead(b) => m.is_read == *b,
             Clause::HasAttachments(b) => m.has_attachments == *b,
+            Clause::Extended(any) => any.matches(m),
         })
     }
 }
@@ -390,6 +423,21 @@ mod tests {
         assert_eq!(top(&Query::parse(Some("$top=1000"))).unwrap(), 1000);
         assert!(top(&Query::parse(Some("$top=1001"))).is_err());
         assert!(top(&Query::parse(Some("$top=x"))).is_err());
+    }
+
+    #[test]
+    fn and_inside_a_lambda_or_a_literal_does_not_split() {
+        let raw = "isRead eq false and singleValueExtendedProperties/Any(ep: ep/id eq 'a and b' and ep/value eq 'x') AND hasAttachments eq true";
+        assert_eq!(
+            split_and(raw),
+            [
+                "isRead eq false",
+                "singleValueExtendedProperties/Any(ep: ep/id eq 'a and b' and ep/value eq 'x')",
+                "hasAttachments eq true"
+            ]
+        );
+        let q = Query::parse(Some(&format!("$filter={}", raw.replace(' ', "%20"))));
+        assert_eq!(MessageFilter::parse(&q).unwrap().clauses.len(), 3);
     }
 
     #[test]

@@ -23,6 +23,16 @@ pub(crate) enum Op {
     ListAttachments(String),
     SendMail,
     GetUser,
+    /// `POST …/messages` (`None`: Drafts) or `POST …/mailFolders/{id}/messages`.
+    CreateDraft(Option<String>),
+    /// `POST …/messages/{id}/send`.
+    SendDraft(String),
+    /// `POST …/messages/{id}/createReply` (`false`) or `createReplyAll` (`true`).
+    CreateReply(String, bool),
+    /// `POST …/messages/{id}/attachments`.
+    AddAttachment(String),
+    /// `POST …/messages/{id}/attachments/createUploadSession`.
+    CreateUploadSession(String),
 }
 
 /// The permission an operation needs (docs/graph.md section 8).
@@ -37,8 +47,14 @@ pub(crate) enum Need {
 impl Op {
     pub(crate) fn need(&self) -> Need {
         match self {
-            Op::PatchMessage(_) | Op::DeleteMessage(_) | Op::MoveMessage(_) => Need::Write,
-            Op::SendMail => Need::Send,
+            Op::PatchMessage(_)
+            | Op::DeleteMessage(_)
+            | Op::MoveMessage(_)
+            | Op::CreateDraft(_)
+            | Op::CreateReply(..)
+            | Op::AddAttachment(_)
+            | Op::CreateUploadSession(_) => Need::Write,
+            Op::SendMail | Op::SendDraft(_) => Need::Send,
             Op::GetUser => Need::Directory,
             _ => Need::Read,
         }
@@ -57,12 +73,9 @@ const MESSAGE_NAVS: &[&str] = &[
     "extensions",
     "copy",
     "createForward",
-    "createReply",
-    "createReplyAll",
     "forward",
     "reply",
     "replyAll",
-    "send",
     "permanentDelete",
     "multiValueExtendedProperties",
     "singleValueExtendedProperties",
@@ -146,10 +159,11 @@ fn parse_user(method: &Method, rest: &[&str]) -> Result<Op, GraphError> {
             [folder, tail @ ..] => parse_folder(method, folder, tail),
         },
         [messages, tail @ ..] if is(messages, "messages") => match tail {
-            [] => {
-                allow(method, &[Method::GET])?;
-                Ok(Op::ListMessages(None))
-            }
+            [] => match *method {
+                Method::GET => Ok(Op::ListMessages(None)),
+                Method::POST => Ok(Op::CreateDraft(None)),
+                _ => Err(GraphError::method_not_allowed(method.as_str(), "GET, POST")),
+            },
             [delta] if is(delta, "delta") => Err(GraphError::bad_request(
                 "Delta query is supported per folder only: use mailFolders/{id}/messages/delta.",
             )),
@@ -181,10 +195,11 @@ fn parse_folder(method: &Method, folder: &str, tail: &[&str]) -> Result<Op, Grap
         [children, child, tail @ ..] if is(children, "childFolders") => {
             parse_folder(method, child, tail)
         }
-        [messages] if is(messages, "messages") => {
-            allow(method, &[Method::GET])?;
-            Ok(Op::ListMessages(Some(folder)))
-        }
+        [messages] if is(messages, "messages") => match *method {
+            Method::GET => Ok(Op::ListMessages(Some(folder))),
+            Method::POST => Ok(Op::CreateDraft(Some(folder))),
+            _ => Err(GraphError::method_not_allowed(method.as_str(), "GET, POST")),
+        },
         [messages, delta] if is(messages, "messages") && is(delta, "delta") => {
             allow(method, &[Method::GET])?;
             Ok(Op::Delta(folder))
@@ -220,9 +235,28 @@ fn parse_message(method: &Method, message: &str, tail: &[&str]) -> Result<Op, Gr
             allow(method, &[Method::POST])?;
             Ok(Op::MoveMessage(id))
         }
-        [attachments] if is(attachments, "attachments") => {
-            allow(method, &[Method::GET])?;
-            Ok(Op::ListAttachments(id))
+        [attachments] if is(attachments, "attachments") => match *method {
+            Method::GET => Ok(Op::ListAttachments(id)),
+            Method::POST => Ok(Op::AddAttachment(id)),
+            _ => Err(GraphError::method_not_allowed(method.as_str(), "GET, POST")),
+        },
+        [attachments, session]
+            if is(attachments, "attachments") && is(session, "createUploadSession") =>
+        {
+            allow(method, &[Method::POST])?;
+            Ok(Op::CreateUploadSession(id))
+        }
+        [send] if is(send, "send") => {
+            allow(method, &[Method::POST])?;
+            Ok(Op::SendDraft(id))
+        }
+        [reply] if is(reply, "createReply") => {
+            allow(method, &[Method::POST])?;
+            Ok(Op::CreateReply(id, false))
+        }
+        [reply] if is(reply, "createReplyAll") => {
+            allow(method, &[Method::POST])?;
+            Ok(Op::CreateReply(id, true))
         }
         [nav] if MESSAGE_NAVS.iter().any(|n| is(nav, n)) => Err(GraphError::not_implemented(nav)),
         // More segments than any message route: the id contained a raw '/'.
@@ -276,6 +310,29 @@ mod tests {
                 .status,
             405
         );
+        assert_eq!(
+            route(Method::POST, "/users/a/mailFolders/drafts/messages")
+                .unwrap()
+                .op,
+            Op::CreateDraft(Some("drafts".into()))
+        );
+        assert_eq!(
+            route(
+                Method::POST,
+                "/users/a/messages/m/attachments/createUploadSession"
+            )
+            .unwrap()
+            .op,
+            Op::CreateUploadSession("m".into())
+        );
+        assert_eq!(
+            route(Method::POST, "/users/a/messages/m/createReplyAll")
+                .unwrap()
+                .op,
+            Op::CreateReply("m".into(), true)
+        );
+        assert_eq!(Op::SendDraft("m".into()).need(), Need::Send);
+        assert_eq!(Op::CreateDraft(None).need(), Need::Write);
         assert_eq!(route(Method::GET, "/groups/x").unwrap_err().status, 404);
         assert_eq!(
             route(Method::GET, "/users/a/events").unwrap_err().status,
