@@ -73,6 +73,13 @@ pub enum Command {
         /// Only this mailbox
         #[arg(long, value_name = "ADDRESS")]
         mailbox: Option<String>,
+        /// Also send a test message from each mailbox (needs Mail.Send) and, when it goes to the
+        /// mailbox itself, wait for it to arrive in its Inbox
+        #[arg(long)]
+        send_test: bool,
+        /// Where the test message goes (default: each mailbox to itself)
+        #[arg(long, value_name = "ADDRESS", requires = "send_test")]
+        to: Option<String>,
     },
 
     /// Show a mailbox's folder tree with full paths and message counts

@@ -8,6 +8,7 @@ use std::process::Output;
 use graph_sandbox::{
     DEFAULT_CLIENT_ID, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Mailbox, Sandbox, World,
 };
+use mailroom::graph::DraftMark;
 
 const MAILBOX: &str = "reports@contoso.com";
 const FOLDER: &str = "Inbox/Backup Reports";
@@ -557,6 +558,27 @@ async fn backend_aws_configures_and_imports_the_serverless_deployment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
     let setup = Setup::start(world(25), MOVE_MAILBOX).await;
+    // Two requests wait in the outbox directory: one to send, one that cannot be sent.
+    setup
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.ReadWrite", "Mail.Send"]);
+    let outbox = setup.path("mailroom-data/outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    std::fs::write(outbox.join("note.txt"), "see attached").unwrap();
+    std::fs::write(
+        outbox.join("001-weekly.json"),
+        format!(
+            r#"{{"from":"{MAILBOX}","to":["{MAILBOX}"],"subject":"Weekly note","body":{{"contentType":"text","content":"Hello"}},"attachments":["note.txt"],"idempotencyKey":"weekly-1"}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        outbox.join("002-nobody.json"),
+        format!(
+            r#"{{"from":"{MAILBOX}","to":[],"subject":"x","body":{{"contentType":"text","content":"x"}},"idempotencyKey":"k"}}"#
+        ),
+    )
+    .unwrap();
     let log = setup.path("serve.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
         .args(["serve", "--every", "1"])
@@ -569,7 +591,7 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let messages = setup.path("mailroom-data/messages");
     let started = std::time::Instant::now();
-    while count_files(&messages) < 25 {
+    while count_files(&messages) < 25 || !outbox.join("sent/001-weekly.json").exists() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(60),
             "serve imported nothing"
@@ -598,6 +620,17 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
             .len(),
         25
     );
+    // The outbox: sent once, and the bad request set aside with why.
+    assert_eq!(
+        setup
+            .sandbox
+            .sent_mail_with_property(&DraftMark::Key.property_id(), "weekly-1")
+            .len(),
+        1
+    );
+    let why = std::fs::read_to_string(outbox.join("failed/002-nobody.json.error.txt")).unwrap();
+    assert!(why.contains("at least one address"), "{why}");
+    assert!(stderr.contains("outbox: 001-weekly.json: sent"), "{stderr}");
     // The credential check ran at start (it runs daily): one line for the credential in use.
     let stdout = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -883,4 +916,97 @@ async fn local_events_are_posted_signed_and_wait_while_the_endpoint_is_down() {
     );
     let status = setup.mailroom(&["status"]).await;
     assert!(!status.all().contains("waiting to be published"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_sends_once_per_key_and_the_doctor_proves_the_outbound_path() {
+    let setup = Setup::start(world(1), MOVE_MAILBOX).await;
+    std::fs::write(setup.path("report.csv"), "a,b\n1,2\n").unwrap();
+    let setup = &setup;
+    let send = |key: &'static str| async move {
+        setup
+            .mailroom(&[
+                "send",
+                "--from",
+                MAILBOX,
+                "--to",
+                MAILBOX,
+                "--subject",
+                "Quarterly report",
+                "--body",
+                "Attached.",
+                "--attach",
+                "report.csv",
+                "--idempotency-key",
+                key,
+            ])
+            .await
+    };
+    let sent = |key: &str| {
+        setup
+            .sandbox
+            .sent_mail_with_property(&DraftMark::Key.property_id(), key)
+            .len()
+    };
+
+    // Without Mail.Send: the error says which permission, and the doctor fails on it.
+    send("q-1")
+        .await
+        .expect_code(1)
+        .expect_text("Mail.Send")
+        .expect_text("--idempotency-key q-1");
+    assert_eq!(sent("q-1"), 0);
+    setup
+        .mailroom(&["doctor", "--send-test"])
+        .await
+        .expect_code(1)
+        .expect_text("outbound test")
+        .expect_text("grant the app the Mail.Send application permission");
+
+    // Granted: the same key sends the finished draft once; again, nothing more.
+    setup
+        .sandbox
+        .set_app_permissions(DEFAULT_CLIENT_ID, &["Mail.ReadWrite", "Mail.Send"]);
+    send("q-1")
+        .await
+        .expect_code(0)
+        .expect_text("sent from reports@contoso.com (idempotency key q-1");
+    send("q-1").await.expect_code(0).expect_text("already sent");
+    assert_eq!(sent("q-1"), 1);
+    let attachments = &setup
+        .sandbox
+        .sent_mail_with_property(&DraftMark::Key.property_id(), "q-1")[0]
+        .attachments;
+    assert_eq!(attachments[0].name, "report.csv");
+
+    // Bad input: a usage error (exit 2), a missing file (exit 1, named), nothing sent.
+    setup
+        .mailroom(&["send", "--from", MAILBOX, "--subject", "x", "--body", "x"])
+        .await
+        .expect_code(2);
+    setup
+        .mailroom(&[
+            "send",
+            "--from",
+            MAILBOX,
+            "--to",
+            MAILBOX,
+            "--subject",
+            "x",
+            "--body",
+            "x",
+            "--attach",
+            "missing.pdf",
+        ])
+        .await
+        .expect_code(1)
+        .expect_text("missing.pdf");
+    assert_eq!(setup.sandbox.sent_mail().len(), 1);
+
+    // The outbound test: sent to itself, and seen arriving.
+    setup
+        .mailroom(&["doctor", "--send-test"])
+        .await
+        .expect_code(0)
+        .expect_text("arrived in the Inbox after");
 }

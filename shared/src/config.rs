@@ -218,6 +218,11 @@ impl AwsSettings {
         env.finish(settings)
     }
 
+    /// [`Self::ENV_VARS`] and a function's `own`: every variable it reads at start-up.
+    pub fn env_vars_with(own: &'static [EnvVar]) -> impl Iterator<Item = EnvVar> {
+        Self::ENV_VARS.iter().chain(own).copied()
+    }
+
     pub fn read<F: Fn(&str) -> Option<String>>(env: &mut Env<F>) -> Self {
         Self {
             table: env.required(
@@ -283,10 +288,7 @@ impl ImportSettings {
 
     /// Every variable the import function reads at start-up.
     pub fn env_vars() -> impl Iterator<Item = EnvVar> {
-        AwsSettings::ENV_VARS
-            .iter()
-            .chain(Self::OWN_ENV_VARS)
-            .copied()
+        AwsSettings::env_vars_with(Self::OWN_ENV_VARS)
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -374,10 +376,7 @@ impl OutboxSettings {
 
     /// Every variable the outbox function reads at start-up.
     pub fn env_vars() -> impl Iterator<Item = EnvVar> {
-        AwsSettings::ENV_VARS
-            .iter()
-            .chain(Self::OWN_ENV_VARS)
-            .copied()
+        AwsSettings::env_vars_with(Self::OWN_ENV_VARS)
     }
 
     pub fn from_env() -> Result<Self, ConfigError> {

@@ -59,7 +59,7 @@ pub async fn run(keep_running: bool, dir: Option<PathBuf>) -> anyhow::Result<boo
     println!("  state           {}", context.location);
     println!();
     println!("1. mailroom doctor — checking the set-up of each mailbox");
-    let healthy = super::doctor::run(&context, None).await?;
+    let healthy = super::doctor::run(&context, None, None).await?;
     println!();
     println!("2. mailroom import — storing each message once, then acting on the original");
     let report = super::import::import_once(&context, None, None).await?;

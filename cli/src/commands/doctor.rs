@@ -9,7 +9,13 @@ use time::OffsetDateTime;
 
 use crate::context::{Context, parse_address};
 
-pub async fn run(context: &Context, mailbox: Option<&str>) -> anyhow::Result<bool> {
+/// With `send_test` (`Some(to)`), also the outbound test: a message from each mailbox to `to`,
+/// or to itself.
+pub async fn run(
+    context: &Context,
+    mailbox: Option<&str>,
+    send_test: Option<Option<&str>>,
+) -> anyhow::Result<bool> {
     let only = mailbox.map(parse_address).transpose()?;
     let configs = context.mailboxes(only.as_ref()).await?;
     // Only the rules' own checks when no mailbox is named.
@@ -39,6 +45,17 @@ pub async fn run(context: &Context, mailbox: Option<&str>) -> anyhow::Result<boo
             println!("  {}", check.to_string().replace('\n', "\n  "));
         }
         all_valid &= is_valid(&checks);
+    }
+    if let Some(to) = send_test {
+        let to = to.map(parse_address).transpose()?;
+        let mut mailboxes: Vec<&MailboxAddress> = configs.iter().map(|c| &c.address).collect();
+        mailboxes.dedup();
+        for from in mailboxes {
+            println!("{from} — outbound test");
+            let check = super::send::outbound_test(context, from, to.as_ref()).await;
+            println!("  {}", check.to_string().replace('\n', "\n  "));
+            all_valid &= check.status != CheckStatus::Fail;
+        }
     }
     Ok(all_valid)
 }

@@ -26,7 +26,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         command => {
             let context = Context::open(global).await?;
             match command {
-                Command::Doctor { mailbox } => doctor::run(&context, mailbox.as_deref()).await,
+                Command::Doctor {
+                    mailbox,
+                    send_test,
+                    to,
+                } => {
+                    let send_test = send_test.then_some(to.as_deref());
+                    doctor::run(&context, mailbox.as_deref(), send_test).await
+                }
                 Command::Folders {
                     mailbox,
                     credential,

@@ -14,18 +14,12 @@ use std::sync::Arc;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use mailroom::adapters::aws::{
-    AwsClients, DynamoStateStore, EventBridgePublisher, S3BlobStore, SecretsManagerSource,
-    SqsJobQueue,
-};
-use mailroom::clock::SystemClock;
+use mailroom::adapters::aws::{AwsClients, EventBridgePublisher, SqsJobQueue};
 use mailroom::config::ImportSettings;
-use mailroom::credentials::Credentials;
 use mailroom::engine::{
-    DiscoveryReport, Engine, EngineOptions, FanOut, JobOutcome, NoObserver, RunReport,
-    SubscriptionReport, run_batch,
+    DiscoveryReport, Engine, EngineOptions, FanOut, JobOutcome, RunReport, SubscriptionReport,
+    run_batch,
 };
-use mailroom::graph::GraphClient;
 use mailroom::lambda::{Trigger, init_tracing, stop_at, to_json};
 use mailroom::ports::JobQueue;
 use serde::Serialize;
@@ -40,27 +34,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let settings = ImportSettings::from_env()?;
     let clients = AwsClients::from_env(settings.aws.s3_path_style).await;
-    let engine = Engine {
-        state: Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.aws.table)),
-        blobs: Arc::new(S3BlobStore::new(clients.s3, &settings.aws.bucket)),
-        credentials: Arc::new(Credentials::new(
-            Arc::new(SecretsManagerSource::new(clients.secrets)),
-            settings.aws.secret_cache_ttl,
-        )),
-        graph: GraphClient::new(settings.aws.graph.clone())?,
-        clock: Arc::new(SystemClock),
-        observer: Arc::new(NoObserver),
-        events: settings.event_bus.as_ref().map(|bus| {
-            Arc::new(EventBridgePublisher::new(clients.eventbridge.clone(), bus))
-                as Arc<dyn mailroom::ports::EventPublisher>
-        }),
-        options: EngineOptions {
-            mailbox_parallelism: settings.mailbox_parallelism,
-            job_slice: settings.job_slice,
-            push: settings.push.clone(),
-            ..EngineOptions::default()
-        },
-        stop: Default::default(),
+    let mut engine = mailroom::adapters::aws::engine(&settings.aws, &clients)?;
+    engine.events = settings.event_bus.as_ref().map(|bus| {
+        Arc::new(EventBridgePublisher::new(clients.eventbridge.clone(), bus))
+            as Arc<dyn mailroom::ports::EventPublisher>
+    });
+    engine.options = EngineOptions {
+        mailbox_parallelism: settings.mailbox_parallelism,
+        job_slice: settings.job_slice,
+        push: settings.push.clone(),
+        ..EngineOptions::default()
     };
     let queue = settings
         .queue_url

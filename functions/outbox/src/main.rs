@@ -8,20 +8,12 @@
 //! is handed back to the queue and tried again; at the last attempt it goes to the dead-letter
 //! queue with its last error.
 
-use std::sync::Arc;
-
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
-use mailroom::adapters::aws::{
-    AwsClients, DynamoStateStore, S3Attachments, S3BlobStore, SecretsManagerSource, SqsDeadLetters,
-    SqsJobQueue,
-};
-use mailroom::clock::SystemClock;
+use mailroom::adapters::aws::{AwsClients, S3Attachments, SqsDeadLetters, SqsJobQueue};
 use mailroom::config::OutboxSettings;
-use mailroom::credentials::Credentials;
 use mailroom::domain::send::SendRequest;
-use mailroom::engine::{Engine, EngineOptions, NoObserver, SendOutcome};
-use mailroom::graph::GraphClient;
+use mailroom::engine::{Engine, SendOutcome};
 use mailroom::lambda::init_tracing;
 
 #[tokio::main]
@@ -29,21 +21,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
     let settings = OutboxSettings::from_env()?;
     let clients = AwsClients::from_env(settings.aws.s3_path_style).await;
-    let engine = Engine {
-        state: Arc::new(DynamoStateStore::new(clients.dynamodb, &settings.aws.table)),
-        // The engine's blob store; sending stores nothing.
-        blobs: Arc::new(S3BlobStore::new(clients.s3.clone(), &settings.aws.bucket)),
-        credentials: Arc::new(Credentials::new(
-            Arc::new(SecretsManagerSource::new(clients.secrets)),
-            settings.aws.secret_cache_ttl,
-        )),
-        graph: GraphClient::new(settings.aws.graph.clone())?,
-        clock: Arc::new(SystemClock),
-        observer: Arc::new(NoObserver),
-        events: None,
-        options: EngineOptions::default(),
-        stop: Default::default(),
-    };
+    // Sending stores nothing: the engine's blob store and events go unused.
+    let engine = mailroom::adapters::aws::engine(&settings.aws, &clients)?;
     let outbox = Outbox {
         engine,
         attachments: S3Attachments::new(clients.s3, &settings.aws.bucket)

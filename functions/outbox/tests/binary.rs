@@ -201,3 +201,44 @@ async fn a_failure_a_retry_can_pass_goes_back_to_the_queue_until_the_last_attemp
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(letters[0].1.contains("could not connect"), "{letters:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_delivered_twice_is_sent_once_with_its_attachment_from_the_bucket() {
+    let rig = Rig::start().await;
+    rig.stack
+        .s3
+        .put_object()
+        .bucket(&rig.stack.bucket)
+        .key("outbox/q-1/report.csv")
+        .body(b"a,b\n1,2\n".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let body = json!({
+        "from": FROM, "to": [TO], "subject": "Quarterly",
+        "body": { "contentType": "html", "content": "<p>Attached.</p>" },
+        "attachments": ["outbox/q-1/report.csv"],
+        "idempotencyKey": "q-1",
+    })
+    .to_string();
+    // SQS delivers at least once: the same request twice, in one batch and in the next.
+    let records = vec![
+        sqs_record("m-1", FROM, &body),
+        sqs_record("m-2", FROM, &body),
+    ];
+    let env = rig.env(&rig.stack.sandbox.url());
+    let (response, logs) = rig.invoke(&env, records, "twice").await;
+    assert!(failures(&response).is_empty(), "{response}\n{logs}");
+    let (response, logs) = rig
+        .invoke(&env, vec![sqs_record("m-3", FROM, &body)], "again")
+        .await;
+    assert!(failures(&response).is_empty(), "{response}\n{logs}");
+    let sent = rig
+        .stack
+        .sandbox
+        .sent_mail_with_property(&mailroom::graph::DraftMark::Key.property_id(), "q-1");
+    assert_eq!(sent.len(), 1, "{logs}");
+    assert_eq!(sent[0].attachments[0].name, "report.csv");
+    assert_eq!(sent[0].content_type.to_ascii_lowercase(), "html");
+    assert!(rig.dead_letters().await.is_empty());
+}

@@ -67,15 +67,15 @@ impl Body {
 }
 
 impl SendRequest {
-    /// Every recipient, checked: at least one, each an email address, no more than
-    /// [`MAX_RECIPIENTS`].
+    /// Every recipient, checked: at least one (a reply has the original's sender), each an
+    /// email address, no more than [`MAX_RECIPIENTS`].
     pub fn validate(&self) -> Result<(), InvalidValue> {
         let recipients = self.to.len() + self.cc.len() + self.bcc.len();
-        if recipients == 0 {
+        if recipients == 0 && self.reply_to.is_none() {
             return Err(InvalidValue {
                 field: "recipients",
                 value: String::new(),
-                expected: "at least one address in to, cc or bcc",
+                expected: "at least one address in to, cc or bcc (or replyTo, a reply to its sender)",
             });
         }
         if recipients > MAX_RECIPIENTS {
@@ -179,6 +179,13 @@ mod tests {
             r.validate().unwrap_err().to_string()
         };
         assert!(err(|r| r.to.clear()).contains("at least one address"));
+        let mut reply = request();
+        reply.to.clear();
+        reply.reply_to = Some(MessageId::new("AAMkAD1"));
+        assert!(
+            reply.validate().is_ok(),
+            "a reply goes to the original's sender"
+        );
         assert!(err(|r| r.to = vec!["not an address".into()]).contains("'not an address'"));
         assert!(err(|r| r.idempotency_key = " ".into()).contains("idempotency key"));
         assert!(err(|r| r.idempotency_key = "k".repeat(201)).contains("1 to 200 bytes"));

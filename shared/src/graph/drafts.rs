@@ -94,10 +94,11 @@ struct UploadSession {
     upload_url: String,
 }
 
-/// Attachments up to this size go in one request; larger ones through an upload session (Graph
-/// takes attachments under 3 MB in one POST; docs/graph.md, "Sending").
-pub const ONE_REQUEST_MAX: u64 = 3 * 1024 * 1024 - 64 * 1024;
-/// Upload session chunks: a multiple of 320 KiB, as Graph asks.
+/// Attachments up to this size go in one request; larger ones through an upload session. Graph
+/// takes a file under 3 MB in one POST and one of 3 MB or more only through an upload session,
+/// and reads "MB" as MiB (docs/graph.md §12).
+pub const ONE_REQUEST_MAX: u64 = 3 * 1024 * 1024 - 1;
+/// Upload session chunks: a multiple of 320 KiB under Outlook's 4,000,000 bytes per request.
 const CHUNK: usize = 320 * 1024 * 12;
 
 impl MailboxClient {

@@ -46,6 +46,24 @@ impl MailboxClient {
         self.json(Request::get(Operation::ListMessages, url)).await
     }
 
+    /// The `top` newest messages of a folder (an id or well-known name), newest first.
+    pub async fn newest_messages(
+        &self,
+        folder: &str,
+        top: u32,
+    ) -> Result<Page<MessageSummary>, GraphError> {
+        let top = top.clamp(1, 1000).to_string();
+        let url = self.url(
+            &["mailFolders", folder, "messages"],
+            &[
+                ("$select", MessageSummary::SELECT),
+                ("$top", &top),
+                ("$orderby", "receivedDateTime desc"),
+            ],
+        );
+        self.json(Request::get(Operation::ListMessages, url)).await
+    }
+
     /// Follows a listing's `@odata.nextLink` verbatim.
     pub async fn next_messages(&self, link: &str) -> Result<Page<MessageSummary>, GraphError> {
         let url = self.trusted_link(Operation::ListMessages, link)?;

@@ -126,6 +126,38 @@ impl AwsClients {
     }
 }
 
+/// The engine of a Lambda function: the state in DynamoDB, messages in S3, credentials from
+/// Secrets Manager, Graph as `settings` say; no events and the default options, for the caller
+/// to change.
+#[cfg(all(
+    feature = "aws-dynamodb",
+    feature = "aws-s3",
+    feature = "aws-secretsmanager"
+))]
+pub fn engine(
+    settings: &crate::config::AwsSettings,
+    clients: &AwsClients,
+) -> Result<crate::engine::Engine, crate::graph::GraphError> {
+    use std::sync::Arc;
+    Ok(crate::engine::Engine {
+        state: Arc::new(DynamoStateStore::new(
+            clients.dynamodb.clone(),
+            &settings.table,
+        )),
+        blobs: Arc::new(S3BlobStore::new(clients.s3.clone(), &settings.bucket)),
+        credentials: Arc::new(crate::credentials::Credentials::new(
+            Arc::new(SecretsManagerSource::new(clients.secrets.clone())),
+            settings.secret_cache_ttl,
+        )),
+        graph: crate::graph::GraphClient::new(settings.graph.clone())?,
+        clock: Arc::new(crate::clock::SystemClock),
+        observer: Arc::new(crate::engine::NoObserver),
+        events: None,
+        options: crate::engine::EngineOptions::default(),
+        stop: Default::default(),
+    })
+}
+
 /// The AWS SDK operations an adapter's source calls: every `.client` followed by `.operation(`,
 /// outside the test module and outside the functions named in `skip` (their bodies end at the
 /// first line that closes a method, `    }`). Backs each adapter's test that its `IAM_ACTIONS`
