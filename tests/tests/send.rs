@@ -327,3 +327,24 @@ async fn a_recipient_that_bounces_is_reported_by_a_non_delivery_report_not_an_er
         .collect();
     assert_eq!(reports.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_mailboxs_size_limit_is_refused_for_good_and_sent_never() {
+    let (stack, dir) = stack().await;
+    std::fs::write(dir.path().join("big.bin"), vec![7u8; 400 * 1024]).unwrap();
+    stack.sandbox.set_max_message_size(200 * 1024);
+    let mut r = request("large-1");
+    r.attachments = vec!["big.bin".into()];
+    let e = stack
+        .engine()
+        .send(&r, &FileAttachments::new(dir.path()))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ErrorMessageSizeExceeded"), "{e}");
+    assert!(
+        !e.retry_can_help(),
+        "the same message is refused again: {e}"
+    );
+    assert!(sends(&stack, "large-1").is_empty());
+    assert!(received(&stack, "Report large-1").is_empty());
+}

@@ -77,6 +77,12 @@ impl SendError {
         match self {
             Self::Invalid(_) | Self::UnknownMailbox { .. } | Self::ReplyToUnknown { .. } => false,
             Self::Attachment(e) => e.retry_can_help(),
+            // Graph refused the request itself (a message over the mailbox's size limit, a
+            // recipient it rejects): the same request is refused again. Throttling (429) and
+            // timeouts (408) are not Api errors, and 5xx can pass.
+            Self::Import(ImportError::Graph(GraphError::Api { status, .. })) => {
+                !(400..500).contains(status)
+            }
             Self::Import(e) => e.retry_can_help(),
         }
     }
