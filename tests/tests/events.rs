@@ -253,3 +253,30 @@ async fn a_bus_that_refuses_keeps_the_events_for_the_next_run() {
     );
     assert_one_id_each(&delivered(&stack, &queue).await, &messages);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_go_ten_to_a_put_events_request() {
+    use mailroom_tests::awsproxy::AwsProxy;
+    let world = World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(MAILBOX)
+            .folder(FOLDER)
+            .folder(PROCESSED)
+            .messages(FOLDER, 23),
+    );
+    let stack = Stack::start(world).await;
+    stack.configure(MAILBOX, FOLDER, AfterImport::None).await;
+    let (bus, queue) = stack.moto.fresh_event_sink().await;
+    let proxy = AwsProxy::start(&stack.moto.endpoint()).await;
+    let stack = stack.via(proxy.endpoint());
+    let run = stack
+        .run_with(engine(&stack, &bus, Arc::new(NoObserver)))
+        .await;
+    assert_eq!(run.mailboxes[0].events.clone().unwrap().published, 23);
+    let calls = proxy.calls();
+    let put_events = calls
+        .get(&("events".to_owned(), "PutEvents".to_owned()))
+        .copied();
+    assert_eq!(put_events, Some(3), "23 events: 10 + 10 + 3; {calls:?}");
+    assert_eq!(delivered(&stack, &queue).await.len(), 23);
+}
