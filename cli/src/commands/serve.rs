@@ -174,6 +174,8 @@ fn print_job(job: &SyncJob, outcome: &JobOutcome) {
 }
 
 const CREDENTIAL_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How often `serve` looks in its outbox directory.
+const OUTBOX_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Queues every mailbox's job now, then every `interval`, until `stop` is cancelled (Ctrl-C or
 /// SIGTERM); the workers run them a slice at a time, so one mailbox's backlog never holds up the
@@ -199,11 +201,27 @@ pub async fn serve(
         context.location,
         jobs.engine.options.mailbox_parallelism
     );
-    if let Some(dir) = &context.outbox_dir {
+    let mut sender = None;
+    if let Some(dir) = context.outbox_dir.clone() {
         eprintln!(
-            "sending: each tick sends the requests saved as *.json in {} (docs/sending.md)",
-            dir.display()
+            "sending: the requests saved as *.json in {} are sent within {} seconds (docs/sending.md)",
+            dir.display(),
+            OUTBOX_INTERVAL.as_secs()
         );
+        // Its own loop, so a request waits seconds, not a schedule's minutes.
+        let (engine, stop) = (jobs.engine.clone(), stop.clone());
+        sender = Some(tokio::spawn(async move {
+            loop {
+                // Each request prints its own line; a broken outbox directory stops nothing else.
+                if let Err(e) = super::outbox::drain(&engine, &dir).await {
+                    eprintln!("outbox: {e:#}");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(OUTBOX_INTERVAL) => {}
+                }
+            }
+        }));
     }
     // The credential check runs at start and then daily, as the secret-expiry function does in
     // AWS; locally its alerts are printed, once per threshold.
@@ -232,12 +250,6 @@ pub async fn serve(
         for failed in &fan_out.failed {
             eprintln!("not queued (the next run queues it): {failed}");
         }
-        if let Some(dir) = &context.outbox_dir {
-            // Each request prints its own line; a broken outbox directory stops nothing else.
-            if let Err(e) = super::outbox::drain(&jobs.engine, dir).await {
-                eprintln!("outbox: {e:#}");
-            }
-        }
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
@@ -246,6 +258,10 @@ pub async fn serve(
     // The workers finish the job in hand (its messages stored, cursors saved), then stop.
     while !jobs.runner.is_finished() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the outbox finishes the request in hand.
+    if let Some(sender) = sender {
+        sender.await.ok();
     }
     Ok(true)
 }
