@@ -256,7 +256,7 @@ pub async fn fan_out_seconds(mailboxes: usize, target: TickQueue) -> anyhow::Res
 
 /// Serves SQS's JSON protocol on loopback, answering every SendMessageBatch with each entry
 /// sent; returns its base URL.
-async fn accepting_sqs() -> anyhow::Result<String> {
+pub(crate) async fn accepting_sqs() -> anyhow::Result<String> {
     use axum::http::HeaderMap;
     use serde_json::{Value, json};
 

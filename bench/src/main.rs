@@ -12,6 +12,7 @@ mod import;
 mod memory;
 mod push;
 mod report;
+mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +77,9 @@ enum Section {
     Fanout,
     /// Message arrives -> record done, through the local webhook and through SQS on moto.
     Push,
+    /// A burst of change notifications on the webhook: the rate held, answers against Graph's
+    /// 3 seconds, jobs per folder.
+    Webhook,
     /// Peak RSS importing one large message and many small ones; CPU per message.
     Memory,
     /// Each function's start-up against a hello-world lambda_runtime binary; binary sizes.
@@ -136,6 +140,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     if args.runs(Section::Push) {
         push_section(args, model, &mut report).await?;
+    }
+    if args.runs(Section::Webhook) {
+        webhook_section(args, &mut report).await?;
     }
     if args.runs(Section::Memory) {
         memory_section(args, model, &mut report).await?;
@@ -463,6 +470,48 @@ async fn push_section(args: &Args, model: LatencyModel, report: &mut Report) -> 
     report.figure("push_latency_p50_ms", local.p50_ms.max(sqs.p50_ms).round());
     report.figure("push_latency_p99_ms", local.p99_ms.max(sqs.p99_ms).round());
     report.detail("push", json!({"local": local, "sqs": sqs}));
+    Ok(())
+}
+
+/// A burst of notifications on the webhook (10,000 over a minute; 2,000 over 10 s with --quick).
+async fn webhook_section(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    let (notifications, seconds) = if args.quick {
+        (2_000, 10)
+    } else {
+        (10_000, 60)
+    };
+    let (folders, concurrency) = (200, 32);
+    report.parameter(
+        "webhook",
+        json!({"notifications": notifications, "seconds": seconds, "folders": folders, "concurrency": concurrency}),
+    );
+    println!(
+        "\n== webhook: {notifications} notifications over {seconds} s in batches of 1-40, {folders} folders, {concurrency} requests at a time (subscriptions in DynamoDB on moto; jobs to an accepting SQS endpoint, then a quarter of the burst to a FIFO queue on moto, checked)"
+    );
+    let duration = std::time::Duration::from_secs(seconds);
+    // The webhook's own work, the queue accepting at once; then the jobs checked on moto's queue.
+    let burst = webhook::burst(notifications, folders, duration, concurrency, false).await?;
+    let checked = webhook::burst(notifications / 4, folders, duration, concurrency, true).await?;
+    println!(
+        "{:.0} notifications/s held; answers p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} over Graph's 3 s)",
+        burst.rate_per_s, burst.p50_ms, burst.p99_ms, burst.max_ms, burst.over_budget
+    );
+    println!(
+        "on moto's queue, {} notifications: {} jobs, none lost, at most {} per folder in {} deduplication windows; {:.0} notifications/s, p99 {:.0} ms (moto's pace)",
+        checked.notifications,
+        checked.jobs,
+        checked.most_jobs_per_folder,
+        checked.windows,
+        checked.rate_per_s,
+        checked.p99_ms
+    );
+    report.figure("webhook_rate_per_s", burst.rate_per_s.round());
+    report.figure("webhook_latency_p99_ms", burst.p99_ms.round());
+    report.figure("webhook_answers_over_3s", burst.over_budget);
+    report.detail(
+        "webhook",
+        json!({"accepting_queue": burst, "moto_queue": checked}),
+    );
     Ok(())
 }
 

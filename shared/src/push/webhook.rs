@@ -12,10 +12,13 @@
 //!   and wrong `clientState` values are dropped silently (still 202), so the answer never tells
 //!   a caller which subscriptions exist.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use super::notification::{Event, LifecycleEvent, NotificationCollection};
+use crate::domain::SubscriptionRecord;
 use crate::domain::job::{JobKind, SyncJob};
 use crate::ports::{JobQueue, QueueError, StoreError, SubscriptionLookup};
 
@@ -27,6 +30,9 @@ pub enum NotQueued {
     #[error(transparent)]
     Queue(#[from] QueueError),
 }
+
+/// Subscription lookups one batch has in flight.
+const LOOKUPS_IN_FLIGHT: usize = 8;
 
 /// Largest request body read. Graph batches are far smaller (a notification is under 1 KiB);
 /// anything larger is refused before it is parsed.
@@ -200,13 +206,34 @@ impl Webhook {
             notifications: batch.value.len(),
             ..BatchOutcome::default()
         };
+        // Each subscription once per batch, a few at a time: a burst of notifications for few
+        // folders costs few lookups, and Graph's 3 seconds are not spent waiting in turn.
+        let ids: HashSet<String> = batch
+            .value
+            .iter()
+            .map(|n| n.subscription_id.clone())
+            .collect();
+        let subscriptions = &self.subscriptions;
+        let looked_up: Vec<(String, Result<Option<SubscriptionRecord>, StoreError>)> =
+            futures::stream::iter(ids)
+                .map(|id| async move {
+                    let record = subscriptions.get_subscription(&id).await;
+                    (id, record)
+                })
+                .buffer_unordered(LOOKUPS_IN_FLIGHT)
+                .collect()
+                .await;
+        let mut records: HashMap<String, Option<SubscriptionRecord>> = HashMap::new();
+        for (id, record) in looked_up {
+            records.insert(id, record?);
+        }
         let mut jobs: Vec<SyncJob> = Vec::new();
         let mut seen: HashSet<(String, String, JobKind)> = HashSet::new();
-        for notification in batch.value {
-            let record = self
-                .subscriptions
-                .get_subscription(&notification.subscription_id)
-                .await?;
+        for notification in &batch.value {
+            let record = records
+                .get(&notification.subscription_id)
+                .cloned()
+                .flatten();
             let Some(record) = record else {
                 outcome.unknown_subscription += 1;
                 tracing::warn!(subscription = %notification.subscription_id, "notification for an unknown subscription dropped");
@@ -246,8 +273,10 @@ impl Webhook {
                 }
             }
         }
-        for job in &jobs {
-            self.queue.enqueue(job).await?;
+        // Ten to a request (SendMessageBatch keeps a group's order); if any is not queued, the
+        // 5xx makes Graph deliver the batch again, and the queue collapses the repeats.
+        if let Some((_, e)) = self.queue.enqueue_all(&jobs).await.into_iter().next() {
+            return Err(e.into());
         }
         outcome.jobs = jobs.len();
         Ok(outcome)
