@@ -250,9 +250,11 @@ impl Webhook {
                 Event::Lifecycle(LifecycleEvent::ReauthorizationRequired) => {
                     &[JobKind::Resubscribe]
                 }
-                // Recreate, then catch up on what arrived while there was no subscription.
+                // Recreate, then catch up on what arrived while there was no subscription: a
+                // full read, and a job kind of its own, so the queue's deduplication never takes
+                // a notification's sync job that comes right after it for a repeat of it.
                 Event::Lifecycle(LifecycleEvent::SubscriptionRemoved) => {
-                    &[JobKind::Resubscribe, JobKind::Sync]
+                    &[JobKind::Resubscribe, JobKind::FullResync]
                 }
                 Event::Lifecycle(LifecycleEvent::Missed) => &[JobKind::FullResync],
                 other => {
@@ -467,7 +469,7 @@ mod tests {
             [
                 ("Inbox".to_owned(), JobKind::Resubscribe),
                 ("Reports".to_owned(), JobKind::Resubscribe),
-                ("Reports".to_owned(), JobKind::Sync),
+                ("Reports".to_owned(), JobKind::FullResync),
                 ("Inbox".to_owned(), JobKind::FullResync),
             ]
         );
