@@ -12,6 +12,7 @@ mod import;
 mod memory;
 mod push;
 mod report;
+mod soak;
 mod webhook;
 
 use std::path::PathBuf;
@@ -62,6 +63,10 @@ enum Command {
     /// The memory section's child process (run by the benchmark itself).
     #[command(hide = true)]
     MemoryChild(memory::ChildArgs),
+    /// A seeded random run under Graph and AWS faults, crashes, lost and repeated
+    /// notifications and secret rotations, ending with every message checked; the last line is
+    /// `lost=0 duplicated=0 …` and the exit code is 1 if the invariant does not hold.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,8 +103,17 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    if let Some(Command::MemoryChild(child)) = args.command {
-        return runtime.block_on(memory::child(child));
+    match &args.command {
+        Some(Command::MemoryChild(child)) => return runtime.block_on(memory::child(child.clone())),
+        Some(Command::Soak(soak)) => {
+            let summary = runtime.block_on(soak::run(soak))?;
+            println!("{}", summary.line());
+            if !summary.holds() {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let report = runtime.block_on(run(&args))?;
     report.print_summary();

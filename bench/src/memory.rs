@@ -25,7 +25,7 @@ use crate::import::{FOLDER, LatencyModel, PROCESSED, sandbox_graph_config};
 const MAILBOX: &str = "large@contoso.com";
 
 /// Where the child finds everything; the parent passes it on the command line.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ChildArgs {
     #[arg(long)]
     graph_url: String,

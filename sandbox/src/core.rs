@@ -306,6 +306,10 @@ impl Core {
         lock(&self.faults).clear();
     }
 
+    pub(crate) fn faults_fired(&self) -> usize {
+        lock(&self.faults).fired
+    }
+
     pub(crate) fn take_fault(
         &self,
         method: &str,

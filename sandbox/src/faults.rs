@@ -41,6 +41,29 @@ pub struct FaultRule {
     pub(crate) path_contains: Option<String>,
     pub(crate) mailbox: Option<String>,
     pub(crate) remaining: u32,
+    /// Fire on each matching request with this probability only, drawn from a seeded
+    /// generator (a chaos rule, for soaks); `None` fires on every matching request.
+    pub(crate) rate: Option<Chance>,
+}
+
+/// A seeded coin, so a soak with the same seed draws the same faults in the same order of
+/// requests.
+#[derive(Clone, Debug)]
+pub(crate) struct Chance {
+    probability: f64,
+    rng: fastrand::Rng,
+}
+
+impl PartialEq for Chance {
+    fn eq(&self, other: &Self) -> bool {
+        self.probability == other.probability
+    }
+}
+
+impl Chance {
+    fn flip(&mut self) -> bool {
+        self.rng.f64() < self.probability
+    }
 }
 
 impl FaultRule {
@@ -52,6 +75,7 @@ impl FaultRule {
             path_contains: None,
             mailbox: None,
             remaining: 1,
+            rate: None,
         }
     }
 
@@ -85,6 +109,16 @@ impl FaultRule {
         self.times(u32::MAX)
     }
 
+    /// Fire on each matching request with `probability` (0 to 1), drawn from a generator seeded
+    /// with `seed`, until cleared. A request the coin spares goes on to the next rule.
+    pub fn rate(mut self, probability: f64, seed: u64) -> Self {
+        self.rate = Some(Chance {
+            probability,
+            rng: fastrand::Rng::with_seed(seed),
+        });
+        self.always()
+    }
+
     fn matches(&self, method: &str, raw_path: &str, path: &str, mailbox: Option<&str>) -> bool {
         self.method
             .as_deref()
@@ -104,6 +138,8 @@ impl FaultRule {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     rules: Vec<FaultRule>,
+    /// Faults fired so far (rules cleared or not).
+    pub(crate) fired: usize,
 }
 
 impl Faults {
@@ -125,10 +161,10 @@ impl Faults {
         path: &str,
         mailbox: Option<&str>,
     ) -> Option<FaultKind> {
-        let i = self
-            .rules
-            .iter()
-            .position(|r| r.matches(method, raw_path, path, mailbox))?;
+        let i = self.rules.iter_mut().position(|r| {
+            r.matches(method, raw_path, path, mailbox) && r.rate.as_mut().is_none_or(Chance::flip)
+        })?;
+        self.fired += 1;
         let rule = self.rules.get_mut(i)?;
         let kind = rule.kind.clone();
         if rule.remaining != u32::MAX {
@@ -173,5 +209,21 @@ mod tests {
             f.take("GET", "/v1.0/x/$value", "", Some("a@contoso.com")),
             None
         );
+        assert_eq!(f.fired, 2);
+    }
+
+    #[test]
+    fn a_rate_rule_fires_about_that_often_and_the_same_way_for_a_seed() {
+        let draw = |seed| {
+            let mut f = Faults::default();
+            f.push(FaultRule::new(FaultKind::DropConnection).rate(0.1, seed));
+            (0..10_000)
+                .map(|_| f.take("GET", "/v1.0/x", "", None).is_some())
+                .collect::<Vec<_>>()
+        };
+        let fired = draw(7).iter().filter(|x| **x).count();
+        assert!((800..1200).contains(&fired), "{fired} of 10,000 at 10 %");
+        assert_eq!(draw(7), draw(7), "a seed draws the same faults");
+        assert_ne!(draw(7), draw(8));
     }
 }

@@ -298,6 +298,11 @@ impl Sandbox {
         self.core().clear_faults();
     }
 
+    /// Faults fired so far, by every rule (cleared or not).
+    pub fn faults_fired(&self) -> usize {
+        self.core().faults_fired()
+    }
+
     /// Delay added to every Graph request while it holds its in-flight slot.
     pub fn set_latency(&self, d: Duration) {
         self.core().set_latency(d);

@@ -1,6 +1,8 @@
 //! An HTTP proxy between the AWS SDK and moto that names and counts every call, by service and
 //! operation (the benchmark's "AWS calls per message", the inputs of the cost model), and can
-//! answer chosen calls with a fault instead: throttling, a server error, or a delay.
+//! answer chosen calls with a fault instead: throttling, a server error, a connection cut before
+//! or after AWS acted, or a delay. Faults come from rules (the next `times` calls of an
+//! operation) or from chaos (each call faulted with a probability, from a seeded generator).
 //!
 //! The SDK is pointed at the proxy instead of moto; the proxy forwards each request unchanged
 //! (moto does not check signatures) and answers with moto's response. Faulted calls never reach
@@ -25,6 +27,24 @@ struct Shared {
     http: reqwest::Client,
     calls: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     faults: Arc<Mutex<Vec<FaultRule>>>,
+    chaos: Arc<Mutex<Option<ChaosState>>>,
+    fired: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+/// Each call of the listed services faulted with probability `rate`, the fault drawn from
+/// `faults`; the generator is seeded, so a run's faults are reproducible given its calls.
+#[derive(Debug, Clone)]
+pub struct Chaos {
+    pub rate: f64,
+    pub seed: u64,
+    pub faults: Vec<AwsFault>,
+    /// The services faulted (e.g. "dynamodb", "s3", "sqs", "secretsmanager"); empty: all.
+    pub services: Vec<&'static str>,
+}
+
+struct ChaosState {
+    chaos: Chaos,
+    rng: fastrand::Rng,
 }
 
 /// What a faulted call gets, in each service's own wire format.
@@ -35,17 +55,41 @@ pub enum AwsFault {
     Throttle,
     /// DynamoDB `InternalServerError`, S3 `InternalError`, otherwise `InternalFailure` (500).
     ServerError,
-    /// Forwarded after this long (past an SDK timeout, if longer than it).
+    /// Forwarded after this long, whether or not the caller still waits (past the SDK's
+    /// attempt timeout, if longer than it: AWS then acts on the call late, after the SDK's
+    /// retry of it).
     Delay(std::time::Duration),
+    /// The connection breaks before AWS sees the call: the status line and headers arrive,
+    /// then the body errors (as a reset mid-answer does).
+    Reset,
+    /// AWS acts on the call, then the connection breaks before the answer arrives: the SDK's
+    /// retry repeats a call that already succeeded (a conditional write then fails its
+    /// condition).
+    LoseAnswer,
 }
 
-/// Answers the next `times` calls of `service` (and `operation`, if given) with `fault`.
+impl AwsFault {
+    /// A short name, for counts.
+    pub fn name(self) -> &'static str {
+        match self {
+            AwsFault::Throttle => "throttle",
+            AwsFault::ServerError => "server_error",
+            AwsFault::Delay(_) => "delay",
+            AwsFault::Reset => "reset",
+            AwsFault::LoseAnswer => "lose_answer",
+        }
+    }
+}
+
+/// Answers the next `times` calls of `service` (and `operation`, if given) with `fault`, after
+/// letting `after` of them through.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
     pub service: &'static str,
     pub operation: Option<&'static str>,
     pub fault: AwsFault,
     pub times: usize,
+    pub after: usize,
 }
 
 impl FaultRule {
@@ -60,7 +104,15 @@ impl FaultRule {
             operation: Some(operation),
             fault,
             times,
+            after: 0,
         }
+    }
+
+    /// Lets the first `n` matching calls through before faulting (so faults can be spaced out
+    /// below the SDK's three attempts of one call).
+    pub fn after(mut self, n: usize) -> Self {
+        self.after = n;
+        self
     }
 }
 
@@ -79,6 +131,8 @@ impl AwsProxy {
             http: reqwest::Client::new(),
             calls: Arc::default(),
             faults: Arc::default(),
+            chaos: Arc::default(),
+            fired: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -119,6 +173,20 @@ impl AwsProxy {
         self.shared.faults.lock().unwrap().clear();
     }
 
+    /// Faults each call with a probability from now on (`None`: no more chaos). Rules still
+    /// come first.
+    pub fn set_chaos(&self, chaos: Option<Chaos>) {
+        *self.shared.chaos.lock().unwrap() = chaos.map(|chaos| ChaosState {
+            rng: fastrand::Rng::with_seed(chaos.seed),
+            chaos,
+        });
+    }
+
+    /// Faults fired so far, rules' and chaos's, by [`AwsFault::name`].
+    pub fn faults_fired(&self) -> BTreeMap<String, u64> {
+        self.shared.fired.lock().unwrap().clone()
+    }
+
     /// Faults still to fire.
     pub fn pending_faults(&self) -> usize {
         self.shared
@@ -131,14 +199,55 @@ impl AwsProxy {
     }
 }
 
-/// The fault for this call, if a rule with calls left matches it (and uses one up).
-fn take_fault(shared: &Shared, (service, operation): &(String, String)) -> Option<AwsFault> {
+/// The fault for this call: a matching rule with calls left (using one up), else chaos's draw.
+fn take_fault(shared: &Shared, call: &(String, String)) -> Option<AwsFault> {
+    let fault = rule_fault(shared, call).or_else(|| chaos_fault(shared, &call.0))?;
+    *shared
+        .fired
+        .lock()
+        .unwrap()
+        .entry(fault.name().to_owned())
+        .or_default() += 1;
+    Some(fault)
+}
+
+fn rule_fault(shared: &Shared, (service, operation): &(String, String)) -> Option<AwsFault> {
     let mut faults = shared.faults.lock().unwrap();
-    let rule = faults.iter_mut().find(|r| {
+    let mut matching = faults.iter_mut().filter(|r| {
         r.times > 0 && r.service == service && r.operation.is_none_or(|o| o == operation)
-    })?;
-    rule.times -= 1;
-    Some(rule.fault)
+    });
+    // Every matching rule still waiting counts this call; the first one due fires.
+    let mut fired = None;
+    for rule in &mut matching {
+        if rule.after > 0 {
+            rule.after -= 1;
+        } else if fired.is_none() {
+            rule.times -= 1;
+            fired = Some(rule.fault);
+        }
+    }
+    fired
+}
+
+fn chaos_fault(shared: &Shared, service: &str) -> Option<AwsFault> {
+    let mut chaos = shared.chaos.lock().unwrap();
+    let ChaosState { chaos, rng } = chaos.as_mut()?;
+    let listed = chaos.services.is_empty() || chaos.services.contains(&service);
+    if !listed || chaos.faults.is_empty() || rng.f64() >= chaos.rate {
+        return None;
+    }
+    Some(chaos.faults[rng.usize(..chaos.faults.len())])
+}
+
+/// A `200` whose body breaks at once: the connection dropped mid-answer.
+fn cut_response() -> Response {
+    let broken = futures::stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "proxy: connection reset",
+        ))
+    });
+    Response::new(Body::from_stream(broken))
 }
 
 /// The fault's response as `service` would send it.
@@ -217,15 +326,38 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         .unwrap()
         .entry(call.clone())
         .or_default() += 1;
-    match take_fault(&shared, &call) {
-        Some(AwsFault::Delay(d)) => tokio::time::sleep(d).await,
+    let fault = take_fault(&shared, &call);
+    let delay = match fault {
+        Some(AwsFault::Delay(d)) => Some(d),
+        Some(AwsFault::Reset) => return cut_response(),
+        Some(AwsFault::LoseAnswer) | None => None,
         Some(fault) => return fault_response(&call.0, fault),
-        None => {}
-    }
+    };
 
     let Ok(body) = to_bytes(body, MAX_BODY).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "proxy: body too large").into_response();
     };
+    if let Some(delay) = delay {
+        // In a task of its own, so the call reaches moto even after the caller gave up on it.
+        let (shared, parts, body) = (shared.clone(), parts.clone(), body.clone());
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            send_upstream(&shared, &parts, body, fault).await
+        });
+        return late
+            .await
+            .unwrap_or_else(|e| (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response());
+    }
+    send_upstream(&shared, &parts, body, fault).await
+}
+
+/// Forwards the call to moto and relays its answer (or loses it, for [`AwsFault::LoseAnswer`]).
+async fn send_upstream(
+    shared: &Shared,
+    parts: &axum::http::request::Parts,
+    body: bytes::Bytes,
+    fault: Option<AwsFault>,
+) -> Response {
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = shared
         .http
@@ -243,6 +375,11 @@ async fn forward(State(shared): State<Shared>, request: Request) -> Response {
         Ok(answer) => answer,
         Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: {e}")).into_response(),
     };
+    if fault == Some(AwsFault::LoseAnswer) {
+        // Moto has acted; its answer is lost.
+        let _ = answer.bytes().await;
+        return cut_response();
+    }
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();

@@ -51,7 +51,14 @@ static SHARED: OnceLock<Result<Moto, String>> = OnceLock::new();
 /// test credentials. Built explicitly, so nothing from the environment (profiles, real
 /// credentials, endpoint variables) can send a test to a real account.
 pub fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    sdk_config_timing_out(endpoint, mailroom::adapters::aws::ATTEMPT_TIMEOUT)
+}
+
+/// [`sdk_config_for`], with each attempt of a call abandoned after `attempt` (the functions use
+/// [`mailroom::adapters::aws::ATTEMPT_TIMEOUT`]).
+pub fn sdk_config_timing_out(endpoint: &str, attempt: std::time::Duration) -> SdkConfig {
     SdkConfig::builder()
+        .timeout_config(mailroom::adapters::aws::timeouts(attempt))
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(

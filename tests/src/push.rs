@@ -32,6 +32,8 @@ pub struct PushRig {
     /// Jobs the consumer ran, and those it reported failed (to be delivered again).
     pub jobs_run: Arc<AtomicUsize>,
     pub jobs_failed: Arc<AtomicUsize>,
+    /// What the relay did to the notifications, if they pass through one.
+    pub relay: Option<Arc<RelayCounts>>,
     consuming: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -45,6 +47,16 @@ impl PushRig {
 
     /// [`Self::start`], with `observer` watching the consumer's imports.
     pub async fn start_observed(stack: Stack, observer: Arc<dyn ImportObserver>) -> PushRig {
+        Self::start_with(stack, observer, None).await
+    }
+
+    /// [`Self::start_observed`], with Graph's change notifications reaching the webhook through
+    /// a [`NotificationRelay`] that drops, duplicates and reorders them as `chaos` says.
+    pub async fn start_with(
+        stack: Stack,
+        observer: Arc<dyn ImportObserver>,
+        chaos: Option<RelayChaos>,
+    ) -> PushRig {
         // Created on moto, used through the stack's endpoint (a counting proxy, perhaps).
         let (_, queue_url) = stack.moto.fresh_fifo_queue().await;
         let sqs = stack.clients().sqs;
@@ -53,7 +65,17 @@ impl PushRig {
             .await
             .expect("bind the webhook");
         let webhook_addr = listener.local_addr().unwrap();
-        let urls = PushUrls::from_base(&format!("http://{webhook_addr}")).unwrap();
+        let mut tasks = Vec::new();
+        let (public, relay) = match chaos {
+            Some(chaos) => {
+                let relay = NotificationRelay::start(webhook_addr, chaos).await;
+                let public = relay.addr;
+                tasks.push(relay.server);
+                (public, Some(relay.counts))
+            }
+            None => (webhook_addr, None),
+        };
+        let urls = PushUrls::from_base(&format!("http://{public}")).unwrap();
         let webhook = Webhook::new(stack.state.clone(), Arc::new(queue));
         let server = tokio::spawn(async move {
             axum::serve(listener, mailroom::push::server::router(webhook))
@@ -66,6 +88,7 @@ impl PushRig {
         };
         options.lease_margin = Duration::from_secs(5);
         let engine = Arc::new(stack.engine_with(observer, options));
+        tasks.push(server);
         let mut rig = PushRig {
             stack,
             engine,
@@ -75,8 +98,9 @@ impl PushRig {
             sqs,
             jobs_run: Arc::default(),
             jobs_failed: Arc::default(),
+            relay,
             consuming: Arc::new(AtomicBool::new(true)),
-            tasks: vec![server],
+            tasks,
         };
         let consumer = rig.consumer();
         rig.tasks.push(tokio::spawn(consumer.run()));
@@ -285,4 +309,150 @@ impl QueueConsumer {
         use mailroom::clock::Clock;
         self.clock.now()
     }
+}
+
+/// What a [`NotificationRelay`] does to each change notification POST: drop it (answering Graph
+/// `202` all the same, so Graph never retries it), deliver it twice, and deliver it after a random
+/// delay of up to `max_delay`, so deliveries overtake each other. Validation handshakes and
+/// lifecycle events pass straight through.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayChaos {
+    pub drop: f64,
+    pub duplicate: f64,
+    pub max_delay: Duration,
+    pub seed: u64,
+}
+
+/// Change notification POSTs the relay saw, dropped, and delivered twice.
+#[derive(Debug, Default)]
+pub struct RelayCounts {
+    pub seen: AtomicUsize,
+    pub dropped: AtomicUsize,
+    pub duplicated: AtomicUsize,
+}
+
+/// An HTTP relay between Graph (the sandbox) and the webhook, playing the network's and Graph's
+/// own misbehaviour: Graph may deliver a notification more than once, out of order, or not at
+/// all (docs/graph.md section 6). Test support only.
+struct NotificationRelay {
+    addr: SocketAddr,
+    counts: Arc<RelayCounts>,
+    server: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct Relay {
+    webhook: SocketAddr,
+    chaos: RelayChaos,
+    rng: Arc<std::sync::Mutex<fastrand::Rng>>,
+    counts: Arc<RelayCounts>,
+    http: reqwest::Client,
+}
+
+impl NotificationRelay {
+    async fn start(webhook: SocketAddr, chaos: RelayChaos) -> NotificationRelay {
+        let counts = Arc::new(RelayCounts::default());
+        let relay = Relay {
+            webhook,
+            chaos,
+            rng: Arc::new(std::sync::Mutex::new(fastrand::Rng::with_seed(chaos.seed))),
+            counts: counts.clone(),
+            http: reqwest::Client::new(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the relay");
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(relay_request)
+            .with_state(relay);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.ok();
+        });
+        NotificationRelay {
+            addr,
+            counts,
+            server,
+        }
+    }
+}
+
+async fn relay_request(
+    axum::extract::State(relay): axum::extract::State<Relay>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: bytes::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let target = format!(
+        "http://{}{}",
+        relay.webhook,
+        uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_owned();
+    let handshake = uri.query().is_some_and(|q| q.contains("validationToken"));
+    let change = uri
+        .path()
+        .ends_with(mailroom::push::Endpoint::Notifications.path());
+    if handshake || !change {
+        // Straight through, answer and all.
+        let answer = relay
+            .http
+            .post(&target)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await;
+        return match answer {
+            Ok(answer) => {
+                let status = answer.status();
+                let text = answer.text().await.unwrap_or_default();
+                (status, text).into_response()
+            }
+            Err(e) => (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        };
+    }
+    relay.counts.seen.fetch_add(1, Ordering::SeqCst);
+    let (dropped, twice, delays) = {
+        let mut rng = relay.rng.lock().unwrap();
+        let max = relay.chaos.max_delay.as_millis().max(1) as u64;
+        (
+            rng.f64() < relay.chaos.drop,
+            rng.f64() < relay.chaos.duplicate,
+            [rng.u64(..max), rng.u64(..max)],
+        )
+    };
+    if dropped {
+        relay.counts.dropped.fetch_add(1, Ordering::SeqCst);
+        return axum::http::StatusCode::ACCEPTED.into_response();
+    }
+    let copies = if twice {
+        relay.counts.duplicated.fetch_add(1, Ordering::SeqCst);
+        2
+    } else {
+        1
+    };
+    for delay in delays.into_iter().take(copies) {
+        let (http, target, body, content_type) = (
+            relay.http.clone(),
+            target.clone(),
+            body.clone(),
+            content_type.clone(),
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            // Graph would retry a failed delivery; the relay, like a lost packet, does not.
+            let _ = http
+                .post(&target)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await;
+        });
+    }
+    axum::http::StatusCode::ACCEPTED.into_response()
 }

@@ -42,6 +42,8 @@ pub struct Stack {
     pub clock: Arc<ManualClock>,
     /// Name of the Secrets Manager secret holding the sandbox app's credential.
     pub credential: String,
+    /// How long the SDK waits for one attempt of a call (see [`Self::via_timing_out`]).
+    pub attempt_timeout: Duration,
 }
 
 impl Stack {
@@ -68,6 +70,7 @@ impl Stack {
             secrets: clients.secrets,
             clock: Arc::new(ManualClock::default()),
             credential,
+            attempt_timeout: mailroom::adapters::aws::ATTEMPT_TIMEOUT,
         };
         stack.put_secret(DEFAULT_SECRET).await;
         stack
@@ -75,8 +78,16 @@ impl Stack {
 
     /// The same resources, reached through `endpoint` (a proxy in front of moto, such as
     /// [`crate::awsproxy::AwsProxy`]) by every client and store of the stack.
-    pub fn via(mut self, endpoint: &str) -> Stack {
+    pub fn via(self, endpoint: &str) -> Stack {
+        let attempt = self.attempt_timeout;
+        self.via_timing_out(endpoint, attempt)
+    }
+
+    /// [`Self::via`], with the SDK abandoning each attempt of a call after `attempt` instead of
+    /// the functions' [`mailroom::adapters::aws::ATTEMPT_TIMEOUT`].
+    pub fn via_timing_out(mut self, endpoint: &str, attempt: Duration) -> Stack {
         self.aws_endpoint = endpoint.to_owned();
+        self.attempt_timeout = attempt;
         let clients = self.clients();
         self.state = Arc::new(DynamoStateStore::new(clients.dynamodb, &self.table));
         self.blobs = Arc::new(S3BlobStore::new(clients.s3.clone(), &self.bucket));
@@ -87,7 +98,7 @@ impl Stack {
 
     /// Clients for the stack's endpoint ([`Self::via`]).
     pub fn clients(&self) -> mailroom::adapters::aws::AwsClients {
-        let config = crate::moto::sdk_config_for(&self.aws_endpoint);
+        let config = crate::moto::sdk_config_timing_out(&self.aws_endpoint, self.attempt_timeout);
         mailroom::adapters::aws::AwsClients::from_sdk_config(&config, true)
     }
 

@@ -183,3 +183,98 @@ async fn a_throttled_fan_out_names_the_mailboxes_not_queued_and_the_next_tick_qu
     }
     assert_eq!(groups.len(), MAILBOXES);
 }
+
+#[tokio::test]
+async fn a_reset_connection_and_a_lost_answer_are_retried_by_the_sdk_and_nothing_is_stored_twice() {
+    let (stack, proxy) = stack().await;
+    let held = stack.sandbox.folder_messages(MAILBOX, FOLDER);
+    // A reset before AWS sees the call; a lost answer after AWS acted on it (the SDK's retry
+    // then repeats a write that already happened: a conditional one fails its condition).
+    // Spaced out, so no call meets more than the SDK's three attempts can absorb.
+    for rule in [
+        FaultRule::new("dynamodb", "PutItem", AwsFault::Reset, 1),
+        FaultRule::new("dynamodb", "PutItem", AwsFault::LoseAnswer, 1).after(3),
+        FaultRule::new("dynamodb", "PutItem", AwsFault::LoseAnswer, 1).after(6),
+        FaultRule::new("dynamodb", "PutItem", AwsFault::Reset, 1).after(9),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::LoseAnswer, 1).after(1),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::LoseAnswer, 1).after(4),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::Reset, 1).after(7),
+        FaultRule::new("s3", "PutObject", AwsFault::LoseAnswer, 1).after(1),
+        FaultRule::new("s3", "PutObject", AwsFault::Reset, 1).after(4),
+        FaultRule::new("s3", "PutObject", AwsFault::LoseAnswer, 1).after(7),
+    ] {
+        proxy.inject(rule);
+    }
+    let report = stack.run().await;
+    println!(
+        "first run: {report:#?}\nfaults {:?}, calls {:?}",
+        proxy.faults_fired(),
+        proxy.calls()
+    );
+    assert_eq!(proxy.pending_faults(), 0, "every fault fired");
+    // A record write whose answer was lost is retried by the SDK and fails its condition: the
+    // engine finds the record its own first attempt wrote, counts the message as already
+    // stored, and finishes it (moves it, marks it done) all the same.
+    let folder = &report.mailboxes[0].folders[0];
+    assert_eq!(
+        folder.imported + folder.already_stored,
+        MESSAGES as u64,
+        "{report:#?}"
+    );
+    assert_eq!(report.mailboxes[0].failed(), 0, "{report:#?}");
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+    assert!(stack.sandbox.folder_messages(MAILBOX, FOLDER).is_empty());
+    let rerun = stack.run().await;
+    assert_eq!(rerun.imported(), 0, "{rerun:#?}");
+}
+
+#[tokio::test]
+async fn a_call_answered_after_the_sdk_timeout_is_retried_and_its_late_arrival_changes_nothing() {
+    use std::time::Duration;
+    let proxy = AwsProxy::start(&Moto::shared().endpoint()).await;
+    let world = World::default_test().mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(MAILBOX)
+            .folder(FOLDER)
+            .folder("Inbox/Processed")
+            .messages(FOLDER, MESSAGES),
+    );
+    // The SDK gives an attempt one second (the functions: ATTEMPT_TIMEOUT); the delayed calls
+    // reach moto after 2.5 s, when the SDK's retry of each has long succeeded.
+    let attempt = Duration::from_secs(1);
+    let stack = Stack::start(world)
+        .await
+        .via_timing_out(proxy.endpoint(), attempt);
+    stack
+        .configure(
+            MAILBOX,
+            FOLDER,
+            AfterImport::Move {
+                processed_folder: "Inbox/Processed".into(),
+            },
+        )
+        .await;
+    let held = stack.sandbox.folder_messages(MAILBOX, FOLDER);
+    let late = Duration::from_millis(2500);
+    for rule in [
+        FaultRule::new("dynamodb", "PutItem", AwsFault::Delay(late), 1),
+        FaultRule::new("dynamodb", "PutItem", AwsFault::Delay(late), 1).after(4),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::Delay(late), 1).after(1),
+        FaultRule::new("dynamodb", "UpdateItem", AwsFault::Delay(late), 1).after(5),
+        FaultRule::new("s3", "PutObject", AwsFault::Delay(late), 1).after(2),
+    ] {
+        proxy.inject(rule);
+    }
+    let report = stack.run().await;
+    println!("run: {report:#?}\ncalls {:?}", proxy.calls());
+    assert_eq!(proxy.pending_faults(), 0, "every fault fired");
+    assert_eq!(report.imported(), MESSAGES as u64, "{report:#?}");
+    assert_eq!(report.mailboxes[0].failed(), 0, "{report:#?}");
+    // The late calls land now; they must not undo anything (a record back to pending, an
+    // object replaced by other bytes).
+    tokio::time::sleep(late + Duration::from_millis(500)).await;
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+    let rerun = stack.run().await;
+    assert_eq!(rerun.imported(), 0, "{rerun:#?}");
+    stack.assert_stored_exactly_once(MAILBOX, &held).await;
+}

@@ -39,6 +39,9 @@ pub use sns::SnsAlerter;
 #[cfg(feature = "aws-sqs")]
 pub use sqs::SqsJobQueue;
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
 
 use crate::tls::CaBundle;
@@ -60,6 +63,26 @@ pub struct AwsClients {
     pub sns: aws_sdk_sns::Client,
     #[cfg(feature = "aws-eventbridge")]
     pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+/// How long one attempt of an AWS call may take, sent and answered, before the SDK abandons it
+/// and retries (its retry policy decides how often). The SDK sets no such limit by default, so a
+/// call whose answer never comes would hold the function until Lambda's own timeout. DynamoDB,
+/// SQS and Secrets Manager answer in milliseconds; the longest attempt Mailroom makes is an 8 MiB
+/// S3 part, seconds even on a slow link.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The SDK's connect timeout (aws-config's default too): a refused or black-holed connection
+/// fails fast and is retried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+
+/// Mailroom's timeouts for every AWS client: `attempt` per attempt ([`ATTEMPT_TIMEOUT`] in the
+/// functions and the CLI; tests shorten it to show the retry).
+pub fn timeouts(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .build()
 }
 
 /// `loader` with aws-config's default HTTP client (rustls with aws-lc, the connector settings
@@ -95,7 +118,8 @@ impl AwsClients {
     ///
     /// On Linux the HTTP client trusts the system's CA bundle, read once ([`crate::tls`]).
     pub async fn from_env(s3_path_style: bool) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts(ATTEMPT_TIMEOUT));
         if let Some(bundle) = CaBundle::system() {
             loader = trusting(loader, &bundle);
         }
