@@ -32,8 +32,11 @@ use graph_sandbox::{
     Mailbox, MessageInfo, NewMessage, World,
 };
 use mailroom::adapters::aws::{SecretsManagerSource, SecretsManagerVersions};
+use mailroom::clock::Clock;
 use mailroom::domain::{AfterImport, FolderKey, MessageId, RecordState};
-use mailroom::engine::{EngineOptions, ImportObserver, Interrupted, MailboxStatus, Step};
+use mailroom::engine::{
+    EngineOptions, ImportObserver, Interrupted, MailboxStatus, RunReport, Step,
+};
 use mailroom::graph::GraphClient;
 use mailroom::ports::SecretSource;
 use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
@@ -104,6 +107,8 @@ pub struct Summary {
     /// Whether the secret in Secrets Manager is the rotation's, not the original.
     pub secret_rotated: bool,
     pub scheduled_runs: usize,
+    /// Scheduled runs that failed as a whole (the mailbox list unreadable).
+    pub failed_ticks: usize,
     pub seconds: f64,
 }
 
@@ -124,7 +129,7 @@ impl Summary {
             "lost={} duplicated={} orphans={} unfinished={} corrupt={} messages={} mailboxes={} \
              seed={} graph_requests={} graph_faults={} ({:.1}%) aws_calls={} aws_faults={} \
              ({:.1}%) crashes={} notifications={} dropped={} delivered_twice={} push_jobs={} \
-             rotations={} app_passwords={} scheduled_runs={} seconds={:.0}",
+             rotations={} app_passwords={} scheduled_runs={} failed_ticks={} seconds={:.0}",
             self.lost,
             self.duplicated,
             self.orphans,
@@ -147,6 +152,7 @@ impl Summary {
             self.rotations,
             self.app_passwords,
             self.scheduled_runs,
+            self.failed_ticks,
             self.seconds,
         )
     }
@@ -309,6 +315,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Summary> {
     let mut arrived: BTreeMap<usize, Vec<MessageInfo>> = BTreeMap::new();
     let mut rotations = 0;
     let mut scheduled_runs = 0;
+    let failed_ticks = AtomicUsize::new(0);
     let per_round = args.messages.div_ceil(args.rounds.max(1));
     let rotate_in = [args.rounds / 3, 2 * args.rounds / 3];
     for round in 0..args.rounds {
@@ -328,7 +335,7 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Summary> {
             }
         }
         let rotation = rotate_in.contains(&round).then(|| rotate(&rig.stack));
-        let scheduled = scheduled_run(&rig);
+        let scheduled = scheduled_run(&rig, &failed_ticks);
         let (rotated, report) = tokio::join!(
             async {
                 match rotation {
@@ -382,12 +389,13 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Summary> {
         .clock
         .advance(RUN_BUDGET * 2 + time::Duration::minutes(5));
     for attempt in 1..=5 {
-        let report = scheduled_run(&rig).await;
+        let report = scheduled_run(&rig, &failed_ticks).await;
         scheduled_runs += 1;
-        let settled = report
-            .mailboxes
-            .iter()
-            .all(|m| m.status == MailboxStatus::Ok && m.error.is_none());
+        let settled = report.mailboxes.len() == args.mailboxes
+            && report
+                .mailboxes
+                .iter()
+                .all(|m| m.status == MailboxStatus::Ok && m.error.is_none());
         if settled && report.imported() == 0 {
             break;
         }
@@ -446,17 +454,32 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<Summary> {
     summary.push_jobs = rig.jobs_run.load(Ordering::SeqCst);
     summary.rotations = rotations;
     summary.scheduled_runs = scheduled_runs;
+    summary.failed_ticks = failed_ticks.load(Ordering::SeqCst);
     summary.seconds = started.elapsed().as_secs_f64();
     println!("AWS faults by kind: {:?}", proxy.faults_fired());
     Ok(summary)
 }
 
 /// One scheduled run, by a fresh process (its own lease owner and caches), crashing as the
-/// push consumers do.
-async fn scheduled_run(rig: &PushRig) -> mailroom::engine::RunReport {
+/// push consumers do. A run that cannot even list the mailboxes (the state store failing past
+/// the SDK's attempts) reports no mailbox, as the function's failed tick would; the next tick
+/// tries again.
+async fn scheduled_run(rig: &PushRig, failed_ticks: &AtomicUsize) -> RunReport {
     let observer = rig.engine.observer.clone();
     let engine = rig.stack.engine_with(observer, EngineOptions::default());
-    rig.stack.run_with(engine).await
+    let now = rig.stack.clock.now();
+    match engine.run(now + RUN_BUDGET, None).await {
+        Ok(report) => report,
+        Err(e) => {
+            println!("a scheduled tick failed: {e}");
+            failed_ticks.fetch_add(1, Ordering::SeqCst);
+            RunReport {
+                started_at: now,
+                finished_at: now,
+                mailboxes: Vec::new(),
+            }
+        }
+    }
 }
 
 /// The rotation function's four steps, as Secrets Manager invokes them, each retried (as
