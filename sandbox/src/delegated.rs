@@ -132,11 +132,12 @@ impl Interaction {
         }
     }
 
-    fn suberror(self) -> &'static str {
+    /// Entra's `suberror`, where one was observed: `basic_action` with AADSTS50076
+    /// (microsoftgraph/microsoft-graph-docs#6311).
+    fn suberror(self) -> Option<&'static str> {
         match self {
-            Interaction::Mfa => "basic_action",
-            Interaction::SignInFrequency => "bad_token",
-            Interaction::Blocked => "message_only",
+            Interaction::Mfa => Some("basic_action"),
+            Interaction::SignInFrequency | Interaction::Blocked => None,
         }
     }
 }
@@ -410,7 +411,7 @@ impl SandboxState {
         true
     }
 
-    /// The user codes of device codes still pending, oldest first is not kept: sorted.
+    /// The user codes of the device codes still pending, sorted.
     pub(crate) fn pending_user_codes(&self, now: OffsetDateTime) -> Vec<String> {
         let mut v: Vec<String> = self
             .delegated
@@ -1296,6 +1297,7 @@ pub(crate) fn redeem<'a>(
             }
             let inactive = now - issued_at;
             if inactive >= st.delegated.refresh_inactivity {
+                // `suberror` `bad_token`: observed (microsoft/foundry-dev-tools#707).
                 return Err(invalid_grant(
                     700_082,
                     format!(
@@ -1303,7 +1305,8 @@ pub(crate) fn redeem<'a>(
                         iso(issued_at),
                         dotnet_span(st.delegated.refresh_inactivity)
                     ),
-                ));
+                )
+                .with_suberror("bad_token"));
             }
             check_user(st, &grant)?;
             let scope = field("scope")
@@ -1464,8 +1467,11 @@ fn check_user(st: &SandboxState, grant: &Grant) -> Result<(), AadError> {
     if let Some((kind, since)) = u.interaction
         && (kind == Interaction::Blocked || grant.authenticated_at < since)
     {
-        return Err(invalid_grant(kind.code(), kind.description().to_owned())
-            .with_suberror(kind.suberror()));
+        let e = invalid_grant(kind.code(), kind.description().to_owned());
+        return Err(match kind.suberror() {
+            Some(sub) => e.with_suberror(sub),
+            None => e,
+        });
     }
     Ok(())
 }

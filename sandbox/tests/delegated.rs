@@ -707,6 +707,7 @@ async fn refresh_tokens_expire_after_inactivity_on_the_sandbox_clock() {
     let (s, b) = refresh(&sb, &rt3).await;
     assert_eq!(s, 400);
     assert_aad(&b, "invalid_grant", 700082);
+    assert_eq!(b["suberror"], "bad_token");
     assert!(
         b["error_description"]
             .as_str()
