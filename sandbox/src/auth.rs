@@ -1,6 +1,8 @@
-//! The Entra ID token endpoint, client-credentials grant (docs/graph.md section 1):
-//! `POST /{tenant}/oauth2/v2.0/token`, authenticated by a client secret (form field or HTTP
-//! Basic) or by a client assertion signed with a registered certificate (`assertion.rs`).
+//! The Entra ID token endpoint (docs/graph.md section 1): `POST /{tenant}/oauth2/v2.0/token`.
+//! The client-credentials grant is here, authenticated by a client secret (form field or HTTP
+//! Basic) or by a client assertion signed with a registered certificate (`assertion.rs`); the
+//! delegated grants (authorization code, refresh token, device code) are in `delegated.rs`
+//! (docs/graph.md section 13) and reuse the same client authentication.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +19,7 @@ use time::OffsetDateTime;
 use crate::assertion::{Assertion, JWT_BEARER};
 use crate::body::{FaultCut, faulty_body};
 use crate::core::{Core, lock};
+use crate::delegated::DEVICE_CODE_GRANT;
 use crate::faults::FaultKind;
 use crate::graph::header_str;
 use crate::ids::new_access_token;
@@ -30,10 +33,12 @@ const GRAPH_APP_SCOPE: &str = "00000003-0000-0000-c000-000000000000/.default";
 
 /// An Entra (AADSTS) error.
 pub(crate) struct AadError {
-    status: StatusCode,
-    error: &'static str,
+    pub(crate) status: StatusCode,
+    pub(crate) error: &'static str,
     code: u32,
     description: String,
+    /// Entra's `suberror` (e.g. `basic_action` with AADSTS50076), when it sends one.
+    suberror: Option<&'static str>,
 }
 
 impl AadError {
@@ -48,12 +53,18 @@ impl AadError {
             error,
             code,
             description,
+            suberror: None,
         }
+    }
+
+    pub(crate) fn with_suberror(mut self, suberror: &'static str) -> Self {
+        self.suberror = Some(suberror);
+        self
     }
 
     /// The documented body: `error`, `error_description` ("AADSTS<code>: … Trace ID … Correlation
     /// ID … Timestamp …"), `error_codes`, `timestamp`, `trace_id`, `correlation_id`, `error_uri`.
-    fn body(&self, now: OffsetDateTime, correlation_id: &str) -> serde_json::Value {
+    pub(crate) fn body(&self, now: OffsetDateTime, correlation_id: &str) -> serde_json::Value {
         let trace_id = uuid::Uuid::new_v4().to_string();
         let t = now.to_offset(time::UtcOffset::UTC);
         let timestamp = format!(
@@ -65,7 +76,7 @@ impl AadError {
             t.minute(),
             t.second()
         );
-        json!({
+        let mut body = json!({
             "error": self.error,
             "error_description": format!(
                 "AADSTS{}: {} Trace ID: {trace_id} Correlation ID: {correlation_id} Timestamp: {timestamp}",
@@ -76,7 +87,11 @@ impl AadError {
             "trace_id": trace_id,
             "correlation_id": correlation_id,
             "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
-        })
+        });
+        if let Some(s) = self.suberror {
+            body["suberror"] = json!(s);
+        }
+        body
     }
 }
 
@@ -252,11 +267,11 @@ pub(crate) async fn token(
 }
 
 /// How the client authenticates.
-struct Credentials<'a> {
-    client_id: Option<&'a str>,
-    secret: Option<&'a str>,
-    assertion: Option<&'a str>,
-    assertion_type: Option<&'a str>,
+pub(crate) struct Credentials<'a> {
+    pub(crate) client_id: Option<&'a str>,
+    pub(crate) secret: Option<&'a str>,
+    pub(crate) assertion: Option<&'a str>,
+    pub(crate) assertion_type: Option<&'a str>,
 }
 
 /// Validates the request and issues a token, or says why not, in Entra's order: tenant, grant,
@@ -283,13 +298,26 @@ fn issue<'a>(
     match field("grant_type") {
         None => return Err(missing("grant_type")),
         Some("client_credentials") => {}
+        Some(grant @ ("authorization_code" | "refresh_token" | DEVICE_CODE_GRANT)) => {
+            return crate::delegated::redeem(
+                core,
+                &mut st,
+                tenant_idx,
+                tenant,
+                base,
+                grant,
+                field,
+                credentials,
+                now,
+            );
+        }
         Some(other) => {
             return Err(AadError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 70_003,
                 format!(
-                    "The app requested an unsupported grant type '{other}'; the sandbox supports client_credentials only."
+                    "The app requested an unsupported grant type '{other}'; the sandbox supports client_credentials, authorization_code, refresh_token and {DEVICE_CODE_GRANT}."
                 ),
             ));
         }
@@ -330,25 +358,45 @@ fn issue<'a>(
             ),
         ));
     }
+    verify_client(core, base, tenant, tenant_state, app, credentials, now)?;
+    let app_client_id = app.client_id.clone();
+    let (token, lifetime) = mint_access_token(&mut st, now, tenant_idx, &app_client_id, None);
+    Ok(json!({
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
+        "access_token": token,
+    }))
+}
+
+/// Authenticates a confidential client: exactly one of a client secret and a client assertion,
+/// valid for `app` (docs/graph.md sections 1 and 9).
+pub(crate) fn verify_client(
+    core: &Core,
+    base: &str,
+    tenant: &str,
+    tenant_state: &crate::state::TenantState,
+    app: &crate::state::AppState,
+    credentials: &Credentials<'_>,
+    now: OffsetDateTime,
+) -> Result<(), AadError> {
     match (credentials.secret, credentials.assertion) {
         (Some(_), Some(_)) => {
             // RFC 6749 section 2.3: one client authentication method per request.
-            return Err(AadError::new(
+            Err(AadError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 90_023,
                 "The authentication service request isn't valid: send either 'client_secret' or 'client_assertion', not both.".to_owned(),
-            ));
+            ))
         }
-        (None, None) => {
-            return Err(AadError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7_000_218,
-                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
-                    .to_owned(),
-            ));
-        }
+        (None, None) => Err(AadError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            7_000_218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'."
+                .to_owned(),
+        )),
         (None, Some(jwt)) => {
             match credentials.assertion_type {
                 None => return Err(missing("client_assertion_type")),
@@ -368,11 +416,21 @@ fn issue<'a>(
             if !own.eq_ignore_ascii_case(base) {
                 audiences.extend(token_urls(&own, tenant, tenant_state));
             }
-            Assertion::parse(jwt)?.verify(app, &audiences, now)?;
+            Assertion::parse(jwt)?.verify(app, &audiences, now)
         }
-        (Some(secret), None) => check_secret(app, secret, now)?,
+        (Some(secret), None) => check_secret(app, secret, now),
     }
-    let app_client_id = app.client_id.clone();
+}
+
+/// Stores a new access token (app-only, or delegated with `delegation`) and returns it with
+/// its lifetime in seconds.
+pub(crate) fn mint_access_token(
+    st: &mut crate::state::State,
+    now: OffsetDateTime,
+    tenant: usize,
+    client_id: &str,
+    delegation: Option<crate::state::Delegation>,
+) -> (String, u64) {
     let lifetime = st.token_lifetime;
     let token = new_access_token();
     let expires_at = now
@@ -384,17 +442,13 @@ fn issue<'a>(
     st.tokens.insert(
         token.clone(),
         IssuedToken {
-            tenant: tenant_idx,
-            client_id: app_client_id,
+            tenant,
+            client_id: client_id.to_owned(),
             expires_at,
+            delegation,
         },
     );
-    Ok(json!({
-        "token_type": "Bearer",
-        "expires_in": lifetime,
-        "ext_expires_in": lifetime,
-        "access_token": token,
-    }))
+    (token, lifetime)
 }
 
 /// The token URLs a client assertion may name in `aud` under `base` (the origin the client

@@ -35,6 +35,18 @@
 //! | `POST /_sandbox/subscriptions/chaos` | `{delayMs?, delayMaxMs?, delayNext?: {n, ms}, dropNext?, duplicateNext?, reorderNext?, dropProbability?, duplicateProbability?, clear?}` |
 //! | `POST /_sandbox/subscriptions/config` | `{maxMinutes?, timeoutMs?, validationTimeoutMs?, retryBaseMs?, retryTotalMs?, maxBatch?, allowHttp?, reauthorizationMarginSeconds? (null: off)}` → the config |
 //! | `POST /_sandbox/subscriptions/{id}/lifecycle` | `{event: reauthorizationRequired|subscriptionRemoved|missed}` |
+//! | `POST /_sandbox/delegated/interactive` | `{user?: address or null, outcome?: approve|cancel|consentRequired}`: who signs in at `/authorize` and what they do |
+//! | `GET /_sandbox/delegated/device-codes` | the pending user codes `[string]` |
+//! | `POST /_sandbox/delegated/device-codes/{user_code}/approve` | `{user}` (404 if it cannot be approved) |
+//! | `POST /_sandbox/delegated/device-codes/{user_code}/decline` | (404 if it cannot be declined) |
+//! | `POST /_sandbox/delegated/config` | `{refreshInactivitySeconds?, refreshReuse?, deviceCodeLifetimeSeconds?, deviceCodeIntervalSeconds?}` |
+//! | `GET /_sandbox/delegated/stats` | `DelegatedStats` |
+//! | `POST /_sandbox/users/{address}/revoke-refresh-tokens` | an admin revokes the user's refresh tokens |
+//! | `POST /_sandbox/users/{address}/change-password` | revokes public clients' refresh tokens |
+//! | `POST /_sandbox/users/{address}/require-interaction` | `{kind: mfa|signInFrequency|blocked or null}` |
+//! | `DELETE /_sandbox/apps/{client_id}/consents/{user}` | withdraws the user's consent to the app |
+//! | `POST /_sandbox/mailboxes/{address}/shares` | `{user, folder?, write?}`: share the mailbox (or a folder) with a user |
+//! | `DELETE /_sandbox/mailboxes/{address}/shares/{user}` | removes the user's shares |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +62,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::core::Core;
+use crate::core::{Core, lock};
 use crate::credentials::AppCertificate;
+use crate::delegated::{Interaction, InteractiveOutcome};
 use crate::faults::{FaultKind, FaultRule};
 use crate::mime::CHUNK_SIZE;
 use crate::notify::{DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent};
@@ -112,6 +125,36 @@ pub(crate) fn router() -> Router<Arc<Core>> {
         .route("/subscriptions/chaos", post(chaos))
         .route("/subscriptions/config", post(delivery_config))
         .route("/subscriptions/{id}/lifecycle", post(lifecycle))
+        .route("/delegated/interactive", post(interactive))
+        .route("/delegated/device-codes", get(device_codes))
+        .route(
+            "/delegated/device-codes/{user_code}/approve",
+            post(approve_device_code),
+        )
+        .route(
+            "/delegated/device-codes/{user_code}/decline",
+            post(decline_device_code),
+        )
+        .route("/delegated/config", post(delegated_config))
+        .route("/delegated/stats", get(delegated_stats))
+        .route(
+            "/users/{address}/revoke-refresh-tokens",
+            post(revoke_refresh_tokens),
+        )
+        .route("/users/{address}/change-password", post(change_password))
+        .route(
+            "/users/{address}/require-interaction",
+            post(require_interaction),
+        )
+        .route(
+            "/apps/{client_id}/consents/{user}",
+            axum::routing::delete(withdraw_consent),
+        )
+        .route("/mailboxes/{address}/shares", post(share_mailbox))
+        .route(
+            "/mailboxes/{address}/shares/{user}",
+            axum::routing::delete(unshare_mailbox),
+        )
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -969,5 +1012,230 @@ async fn lifecycle(State(core): Shared, Path(id): Path<String>, body: Bytes) -> 
             StatusCode::NOT_FOUND,
             "no such subscription, or it has no lifecycleNotificationUrl",
         )
+    }
+}
+
+// Delegated access (docs/graph.md section 13).
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InteractiveBody {
+    /// A user, or `null` for nobody; absent: unchanged.
+    #[serde(default, deserialize_with = "double_option")]
+    user: Option<Option<String>>,
+    outcome: Option<String>,
+}
+
+/// `POST /_sandbox/delegated/interactive` `{"user":"alice@contoso.com","outcome":"approve"}`.
+async fn interactive(State(core): Shared, body: Bytes) -> Response {
+    let b: InteractiveBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let outcome = match b.outcome.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("approve") => Some(InteractiveOutcome::Approve),
+        Some("cancel") => Some(InteractiveOutcome::Cancel),
+        Some("consentrequired") => Some(InteractiveOutcome::ConsentRequired),
+        Some(other) => {
+            return bad(format!(
+                "unknown outcome '{other}'; use approve, cancel or consentRequired"
+            ));
+        }
+    };
+    let mut st = lock(&core.state);
+    if let Some(user) = b.user {
+        st.delegated.interactive_user = user;
+    }
+    if let Some(o) = outcome {
+        st.delegated.outcome = o;
+    }
+    ok()
+}
+
+/// `GET /_sandbox/delegated/device-codes` → the pending user codes.
+async fn device_codes(State(core): Shared) -> Response {
+    let now = core.now();
+    axum::Json(lock(&core.state).pending_user_codes(now)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    user: String,
+}
+
+/// `POST /_sandbox/delegated/device-codes/{user_code}/approve` `{"user":"alice@contoso.com"}`.
+async fn approve_device_code(
+    State(core): Shared,
+    Path(user_code): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b: UserBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let now = core.now();
+    if lock(&core.state).approve_device_code(&user_code, &b.user, now) {
+        ok()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "no pending device code with that user code, or the user cannot sign in to its tenant",
+        )
+    }
+}
+
+/// `POST /_sandbox/delegated/device-codes/{user_code}/decline`.
+async fn decline_device_code(State(core): Shared, Path(user_code): Path<String>) -> Response {
+    let now = core.now();
+    if lock(&core.state).decline_device_code(&user_code, now) {
+        ok()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "no pending device code with that user code",
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DelegatedConfigBody {
+    refresh_inactivity_seconds: Option<u64>,
+    refresh_reuse: Option<bool>,
+    device_code_lifetime_seconds: Option<u64>,
+    device_code_interval_seconds: Option<u64>,
+}
+
+/// `POST /_sandbox/delegated/config` `{"refreshReuse":false,"deviceCodeIntervalSeconds":0}`.
+async fn delegated_config(State(core): Shared, body: Bytes) -> Response {
+    let b: DelegatedConfigBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let mut st = lock(&core.state);
+    let d = &mut st.delegated;
+    if let Some(s) = b.refresh_inactivity_seconds {
+        d.refresh_inactivity = time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+    }
+    if let Some(r) = b.refresh_reuse {
+        d.refresh_reuse = r;
+    }
+    if let Some(s) = b.device_code_lifetime_seconds {
+        d.device_lifetime = s;
+    }
+    if let Some(s) = b.device_code_interval_seconds {
+        d.device_interval = s;
+    }
+    ok()
+}
+
+/// `GET /_sandbox/delegated/stats`.
+async fn delegated_stats(State(core): Shared) -> Response {
+    axum::Json(lock(&core.state).delegated.stats.clone()).into_response()
+}
+
+/// `POST /_sandbox/users/{address}/revoke-refresh-tokens`.
+async fn revoke_refresh_tokens(State(core): Shared, Path(address): Path<String>) -> Response {
+    let now = core.now();
+    if lock(&core.state).revoke_refresh_tokens(&address, now) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such user")
+    }
+}
+
+/// `POST /_sandbox/users/{address}/change-password`.
+async fn change_password(State(core): Shared, Path(address): Path<String>) -> Response {
+    let now = core.now();
+    if lock(&core.state).change_password(&address, now) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such user")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractionBody {
+    kind: Option<String>,
+}
+
+/// `POST /_sandbox/users/{address}/require-interaction` `{"kind":"mfa"}` (`null` lifts it).
+async fn require_interaction(
+    State(core): Shared,
+    Path(address): Path<String>,
+    body: Bytes,
+) -> Response {
+    let b: InteractionBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let kind = match b.kind.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => None,
+        Some("mfa") => Some(Interaction::Mfa),
+        Some("signinfrequency") => Some(Interaction::SignInFrequency),
+        Some("blocked") => Some(Interaction::Blocked),
+        Some(other) => {
+            return bad(format!(
+                "unknown kind '{other}'; use mfa, signInFrequency, blocked or null"
+            ));
+        }
+    };
+    let now = core.now();
+    if lock(&core.state).require_interaction(&address, kind, now) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such user")
+    }
+}
+
+/// `DELETE /_sandbox/apps/{client_id}/consents/{user}`.
+async fn withdraw_consent(
+    State(core): Shared,
+    Path((client_id, user)): Path<(String, String)>,
+) -> Response {
+    if lock(&core.state).withdraw_consent(&client_id, &user) {
+        ok()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            "that user has not consented to that app",
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    user: String,
+    folder: Option<String>,
+    write: Option<bool>,
+}
+
+/// `POST /_sandbox/mailboxes/{address}/shares` `{"user":"alice@contoso.com","folder":"Inbox"}`.
+async fn share_mailbox(State(core): Shared, Path(address): Path<String>, body: Bytes) -> Response {
+    let b: ShareBody = match parse(&body) {
+        Ok(b) => b,
+        Err(e) => return bad(e),
+    };
+    let write = b.write.unwrap_or(b.folder.is_none());
+    if core.share_mailbox(&address, &b.user, b.folder.as_deref(), write) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such mailbox or user")
+    }
+}
+
+/// `DELETE /_sandbox/mailboxes/{address}/shares/{user}`.
+async fn unshare_mailbox(
+    State(core): Shared,
+    Path((address, user)): Path<(String, String)>,
+) -> Response {
+    if core.unshare_mailbox(&address, &user) {
+        ok()
+    } else {
+        error(StatusCode::NOT_FOUND, "no such share")
     }
 }

@@ -397,6 +397,48 @@ impl Core {
         found
     }
 
+    pub(crate) fn share_mailbox(
+        &self,
+        mailbox: &str,
+        user: &str,
+        folder: Option<&str>,
+        write: bool,
+    ) -> bool {
+        let mut st = lock(&self.state);
+        let (Some(idx), Some(_)) = (st.find_mailbox(mailbox), st.find_mailbox(user)) else {
+            return false;
+        };
+        let Some(mb) = st.mailbox_mut(idx) else {
+            return false;
+        };
+        let folder = match folder {
+            Some(path) => match mb.resolve_path(path, true) {
+                Some(f) => Some(f),
+                None => return false,
+            },
+            None => None,
+        };
+        mb.shares.push(crate::state::Share {
+            user: user.trim().to_ascii_lowercase(),
+            folder,
+            write,
+        });
+        true
+    }
+
+    pub(crate) fn unshare_mailbox(&self, mailbox: &str, user: &str) -> bool {
+        let mut st = lock(&self.state);
+        let Some(idx) = st.find_mailbox(mailbox) else {
+            return false;
+        };
+        let user = user.trim().to_ascii_lowercase();
+        st.mailbox_mut(idx).is_some_and(|mb| {
+            let before = mb.shares.len();
+            mb.shares.retain(|s| s.user != user);
+            mb.shares.len() != before
+        })
+    }
+
     pub(crate) fn set_token_lifetime(&self, seconds: u64) {
         lock(&self.state).token_lifetime = seconds;
     }

@@ -25,6 +25,17 @@
 //! [`Sandbox::sent_mail_with_property`]); bouncing recipients ([`Sandbox::set_bouncing`]) earn the
 //! sender a non-delivery report.
 //!
+//! Delegated access (docs/graph.md section 13): `GET /{tenant}/oauth2/v2.0/authorize` (the
+//! authorization code grant with PKCE; the test plays the user with
+//! [`Sandbox::set_interactive_user`] and [`Sandbox::set_interactive_outcome`]),
+//! `POST /{tenant}/oauth2/v2.0/devicecode` ([`Sandbox::approve_device_code`]), and the
+//! `authorization_code`, `refresh_token` and device code grants at the token endpoint. A
+//! delegated access token acts for its user: `/me/…` is their mailbox, and `/users/{address}/…`
+//! reaches mailboxes shared with them ([`Mailbox::shared_with`],
+//! [`Mailbox::folder_shared_with`]) with the `.Shared` permissions. Refresh tokens can be
+//! revoked, expire after inactivity, lose their consent or need interaction again, each with
+//! Entra's error; [`Sandbox::delegated_stats`] counts issues and redemptions.
+//!
 //! Change notifications (docs/graph.md section 6): `POST /v1.0/subscriptions` runs the validation
 //! handshake against the given URLs, then every message created in or moved into a watched
 //! folder is POSTed to the `notificationUrl` in the documented envelope, in background tasks,
@@ -50,6 +61,7 @@ mod control;
 mod core;
 mod corpus;
 mod credentials;
+mod delegated;
 mod faults;
 mod graph;
 mod ids;
@@ -70,6 +82,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use credentials::{AppCertificate, CertificateError, CertificateInfo, PasswordInfo};
+pub use delegated::{DelegatedStats, Interaction, InteractiveOutcome};
 pub use faults::{FaultKind, FaultRule};
 pub use notify::{
     DEFAULT_MAX_SUBSCRIPTION_MINUTES, DeliveryConfig, DeliveryKind, DeliveryRecord, LifecycleEvent,
@@ -80,8 +93,8 @@ pub use subscriptions::SubscriptionInfo;
 pub use throttle::MailboxStats;
 pub use world::{
     App, AppSecret, DEFAULT_APP_DISPLAY_NAME, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID,
-    DEFAULT_DOMAIN, DEFAULT_SECRET, DEFAULT_SECRET_ID, DEFAULT_TENANT, Group, Mailbox, NewMessage,
-    Tenant, World,
+    DEFAULT_DELEGATED_PERMISSIONS, DEFAULT_DOMAIN, DEFAULT_PUBLIC_REDIRECT_URIS, DEFAULT_SECRET,
+    DEFAULT_SECRET_ID, DEFAULT_TENANT, FolderAccess, Group, Mailbox, NewMessage, Tenant, World,
 };
 
 /// A test-only certificate credential: a self-signed RSA-2048 certificate (CN=mailroom-test-app,
@@ -592,6 +605,131 @@ impl Sandbox {
     /// the subscription is unknown or has no lifecycle URL.
     pub fn lifecycle(&self, subscription_id: &str, event: LifecycleEvent) -> bool {
         self.core().lifecycle(subscription_id, event)
+    }
+
+    /// The person at the browser for `/authorize` (docs/graph.md section 13): the user signed in
+    /// when the request's `login_hint` names no user of the tenant. `None` (the default): nobody
+    /// is signed in, and `/authorize` redirects with `error=login_required` (AADSTS50058).
+    pub fn set_interactive_user(&self, user: Option<&str>) {
+        lock(&self.core().state).delegated.interactive_user = user.map(str::to_owned);
+    }
+
+    /// What that person does on the sign-in page (default [`InteractiveOutcome::Approve`]).
+    pub fn set_interactive_outcome(&self, outcome: InteractiveOutcome) {
+        lock(&self.core().state).delegated.outcome = outcome;
+    }
+
+    /// The user approves the device code `user_code` (as shown to them; case and dashes are
+    /// ignored), consenting to what the app asked for. False if the code is unknown, expired or
+    /// no longer pending, or the user cannot sign in to its tenant (unknown, a shared mailbox,
+    /// deleted, or [`Interaction::Blocked`]).
+    pub fn approve_device_code(&self, user_code: &str, user: &str) -> bool {
+        let now = self.now();
+        lock(&self.core().state).approve_device_code(user_code, user, now)
+    }
+
+    /// The user declines the device code: polling answers `authorization_declined`. False if the
+    /// code is unknown, expired or no longer pending.
+    pub fn decline_device_code(&self, user_code: &str) -> bool {
+        let now = self.now();
+        lock(&self.core().state).decline_device_code(user_code, now)
+    }
+
+    /// The user codes of the device codes waiting for a user, sorted (for tests that do not
+    /// read the client's output).
+    pub fn pending_device_codes(&self) -> Vec<String> {
+        let now = self.now();
+        lock(&self.core().state).pending_user_codes(now)
+    }
+
+    /// How long a device code lasts (`expires_in`, default 15 minutes) and the polling
+    /// `interval` (default 5 seconds) of device codes issued from now on; a poll sooner than
+    /// the interval after the previous one (sandbox clock) answers `slow_down`.
+    pub fn set_device_code_timing(&self, lifetime: Duration, interval: Duration) {
+        let mut st = lock(&self.core().state);
+        st.delegated.device_lifetime = lifetime.as_secs();
+        st.delegated.device_interval = interval.as_secs();
+    }
+
+    /// How long a refresh token may go unused before it expires (default 90 days, Entra's
+    /// default), on the sandbox clock; applies to every refresh token from now on.
+    pub fn set_refresh_token_inactivity(&self, d: Duration) {
+        let d = time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+        lock(&self.core().state).delegated.refresh_inactivity = d;
+    }
+
+    /// Whether a refresh token that was already redeemed may be redeemed again. `true` (the
+    /// default) is what Entra documents: "The Microsoft identity platform doesn't revoke old
+    /// refresh tokens when used to fetch new access tokens". `false` rejects the second
+    /// redemption with `invalid_grant`, to prove a client refreshes once and keeps the new
+    /// token (docs/graph.md section 13). Reuses are counted either way
+    /// ([`DelegatedStats::refresh_token_reuses`]).
+    pub fn set_refresh_token_reuse(&self, allowed: bool) {
+        lock(&self.core().state).delegated.refresh_reuse = allowed;
+    }
+
+    /// An administrator revokes every refresh token of `user` (`revokeSignInSessions`): those
+    /// from sign-ins until now answer `invalid_grant` AADSTS50173; a new sign-in works. False if
+    /// the user is unknown.
+    pub fn revoke_refresh_tokens(&self, user: &str) -> bool {
+        let now = self.now();
+        lock(&self.core().state).revoke_refresh_tokens(user, now)
+    }
+
+    /// The user changes their password: refresh tokens that public clients got from earlier
+    /// sign-ins are revoked (AADSTS50173); confidential clients' stay alive, as Entra's
+    /// revocation table says. False if the user is unknown.
+    pub fn change_password(&self, user: &str) -> bool {
+        let now = self.now();
+        lock(&self.core().state).change_password(user, now)
+    }
+
+    /// The user (or an administrator) removes the app's consent for `user`: refresh tokens
+    /// answer `invalid_grant` AADSTS65001 until the user consents again. False if there was no
+    /// consent.
+    pub fn withdraw_consent(&self, client_id: &str, user: &str) -> bool {
+        lock(&self.core().state).withdraw_consent(client_id, user)
+    }
+
+    /// Conditional Access or MFA now demands interaction from `user` (`None` lifts it): refresh
+    /// tokens from earlier sign-ins answer `invalid_grant` with the kind's AADSTS code until the
+    /// user signs in again ([`Interaction::Blocked`]: always). False if the user is unknown.
+    pub fn require_interaction(&self, user: &str, kind: Option<Interaction>) -> bool {
+        let now = self.now();
+        lock(&self.core().state).require_interaction(user, kind, now)
+    }
+
+    /// Counters of the delegated flows (codes, refresh tokens, redemptions, reuses).
+    pub fn delegated_stats(&self) -> DelegatedStats {
+        lock(&self.core().state).delegated.stats.clone()
+    }
+
+    /// Successful refresh token redemptions so far.
+    pub fn refresh_redemptions(&self) -> usize {
+        self.delegated_stats().refresh_redemptions
+    }
+
+    /// Refresh tokens issued so far.
+    pub fn refresh_tokens_issued(&self) -> usize {
+        self.delegated_stats().refresh_tokens_issued
+    }
+
+    /// Shares `mailbox` with `user` at run time: full access (`folder` `None`) or one folder
+    /// path (created if missing), read-only unless `write` (docs/graph.md section 13). False if
+    /// either mailbox is unknown.
+    pub fn share_mailbox(
+        &self,
+        mailbox: &str,
+        user: &str,
+        folder: Option<&str>,
+        write: bool,
+    ) -> bool {
+        self.core().share_mailbox(mailbox, user, folder, write)
+    }
+
+    /// Removes every share of `mailbox` with `user`; false if there was none.
+    pub fn unshare_mailbox(&self, mailbox: &str, user: &str) -> bool {
+        self.core().unshare_mailbox(mailbox, user)
     }
 
     /// Stops accepting connections and waits briefly for in-flight requests (at most two

@@ -184,6 +184,40 @@ pub(crate) struct IssuedToken {
     pub(crate) tenant: usize,
     pub(crate) client_id: String,
     pub(crate) expires_at: OffsetDateTime,
+    /// `None` for an app-only token (client credentials); the signed-in user and the granted
+    /// delegated scopes (`scp`) for a delegated one (docs/graph.md section 13).
+    pub(crate) delegation: Option<Delegation>,
+}
+
+/// Who a delegated access token acts for, and with which delegated permissions.
+#[derive(Clone, Debug)]
+pub(crate) struct Delegation {
+    /// The signed-in user's mailbox (index in `State::mailboxes`).
+    pub(crate) user: usize,
+    /// Granted Graph scopes by their short names ("Mail.ReadWrite"), as `scp` lists them.
+    pub(crate) scopes: Vec<String>,
+}
+
+impl Delegation {
+    pub(crate) fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope))
+    }
+
+    pub(crate) fn has_any(&self, scopes: &[&str]) -> bool {
+        scopes.iter().any(|s| self.has(s))
+    }
+}
+
+/// A mailbox (or one folder of it) another user may open with delegated permissions
+/// (docs/graph.md section 13): Exchange's FullAccess, or an Outlook folder permission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Share {
+    /// The lowercased address of the user it is shared with.
+    pub(crate) user: String,
+    /// `None`: the whole mailbox (FullAccess); `Some`: that folder only.
+    pub(crate) folder: Option<usize>,
+    /// Whether the user may also change things (move, mark read, delete, drafts).
+    pub(crate) write: bool,
 }
 
 #[derive(Debug)]
@@ -214,6 +248,17 @@ pub(crate) struct AppState {
     pub(crate) permissions: Vec<String>,
     /// Lowercased addresses, or `None` for every mailbox.
     pub(crate) scope_only: Option<Vec<String>>,
+    /// Redirect URIs of the "Web" platform (a confidential client redeems codes with its
+    /// credential).
+    pub(crate) web_redirect_uris: Vec<String>,
+    /// Redirect URIs of the "Mobile and desktop applications" platform (a public client: no
+    /// credential may be sent).
+    pub(crate) public_redirect_uris: Vec<String>,
+    /// "Allow public client flows" (`isFallbackPublicClient`): the device code grant without a
+    /// credential.
+    pub(crate) public_client_flows: bool,
+    /// The delegated Graph permissions configured on the registration (short names).
+    pub(crate) delegated_permissions: Vec<String>,
 }
 
 impl AppState {
@@ -400,6 +445,8 @@ pub(crate) struct MailboxState {
     pub(crate) seq: u64,
     /// Bumped by `expire_delta_tokens`; tokens of other generations answer 410.
     pub(crate) delta_generation: u64,
+    /// Who else may open this mailbox, or some of its folders, with delegated permissions.
+    pub(crate) shares: Vec<Share>,
     pub(crate) root: usize,
     pub(crate) recoverable: usize,
     /// Messages that arrived in a folder (created or moved in) since the last
@@ -442,6 +489,7 @@ impl MailboxState {
             next_key: 1,
             seq: 0,
             delta_generation: 1,
+            shares: Vec::new(),
             root: 0,
             recoverable: 0,
             arrivals: Vec::new(),
@@ -976,6 +1024,9 @@ pub(crate) struct State {
     pub(crate) hold_outbox: bool,
     /// Messages waiting in an Outbox: mailbox, message and the client id that sent them.
     pub(crate) outbox: Vec<(usize, MsgKey, String)>,
+    /// Authorization codes, refresh tokens, device codes, consent and sign-in state
+    /// (docs/graph.md section 13).
+    pub(crate) delegated: crate::delegated::DelegatedState,
 }
 
 /// Exchange Online's default message size limit, 35 MB, which administrators can raise to
@@ -1000,6 +1051,7 @@ impl State {
             uploads: HashMap::new(),
             hold_outbox: false,
             outbox: Vec::new(),
+            delegated: crate::delegated::DelegatedState::default(),
         };
         for t in &world.tenants {
             let tenant = state.tenants.len();
@@ -1032,6 +1084,10 @@ impl State {
                             .scope_only
                             .as_ref()
                             .map(|l| l.iter().map(|s| s.to_ascii_lowercase()).collect()),
+                        web_redirect_uris: a.web_redirect_uris.clone(),
+                        public_redirect_uris: a.public_redirect_uris.clone(),
+                        public_client_flows: a.public_client_flows,
+                        delegated_permissions: a.delegated_permissions.clone(),
                     })
                     .collect(),
             });
@@ -1039,6 +1095,23 @@ impl State {
                 let mb = state.add_mailbox(&m.address, m.display_name.as_deref(), tenant);
                 if let Some(added) = state.mailboxes.get_mut(mb) {
                     added.kind = m.kind;
+                }
+                for share in &m.shares {
+                    let Some(x) = state.mailbox_mut(mb) else {
+                        continue;
+                    };
+                    let folder = match &share.folder {
+                        Some(path) => match x.resolve_path(path, true) {
+                            Some(f) => Some(f),
+                            None => continue,
+                        },
+                        None => None,
+                    };
+                    x.shares.push(Share {
+                        user: share.user.to_ascii_lowercase(),
+                        folder,
+                        write: share.write,
+                    });
                 }
                 for op in &m.ops {
                     match op {

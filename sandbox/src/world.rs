@@ -20,6 +20,24 @@ pub const DEFAULT_SECRET_ID: &str = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d";
 pub const DEFAULT_APP_OBJECT_ID: &str = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f";
 /// The default app's display name.
 pub const DEFAULT_APP_DISPLAY_NAME: &str = "Mailroom";
+/// The delegated permissions the default app registration configures (docs/graph.md section
+/// 13): the user's own mail and mail shared with them, sending, the user's profile, and the
+/// OpenID Connect scopes, `offline_access` among them.
+pub const DEFAULT_DELEGATED_PERMISSIONS: &[&str] = &[
+    "Mail.Read",
+    "Mail.ReadWrite",
+    "Mail.Read.Shared",
+    "Mail.ReadWrite.Shared",
+    "Mail.Send",
+    "User.Read",
+    "offline_access",
+    "openid",
+    "profile",
+    "email",
+];
+/// The default app's public-client ("Mobile and desktop applications") redirect URIs: the
+/// loopback addresses, whose port Entra ignores when matching (docs/graph.md section 13).
+pub const DEFAULT_PUBLIC_REDIRECT_URIS: &[&str] = &["http://localhost", "http://127.0.0.1"];
 
 /// The initial state of a sandbox, built fluently and passed to [`crate::Sandbox::start`].
 #[derive(Clone, Debug, Default)]
@@ -43,17 +61,22 @@ impl World {
     /// [`DEFAULT_CLIENT_ID`] (object id [`DEFAULT_APP_OBJECT_ID`], display name
     /// [`DEFAULT_APP_DISPLAY_NAME`]) holding secret [`DEFAULT_SECRET`] (key id
     /// [`DEFAULT_SECRET_ID`], expiring in a year), permission `Mail.ReadWrite`, scope all
-    /// mailboxes; no certificate, no mailboxes.
+    /// mailboxes; no certificate, no mailboxes. For delegated access (docs/graph.md section 13)
+    /// it also configures [`DEFAULT_DELEGATED_PERMISSIONS`], the loopback redirect URIs
+    /// [`DEFAULT_PUBLIC_REDIRECT_URIS`] as a public client, and allows public client flows
+    /// (the device code grant without a secret).
     pub fn default_test() -> Self {
-        Self::new().tenant(
-            Tenant::new(DEFAULT_TENANT).domain(DEFAULT_DOMAIN).app(
-                App::new(DEFAULT_CLIENT_ID)
-                    .object_id(DEFAULT_APP_OBJECT_ID)
-                    .display_name(DEFAULT_APP_DISPLAY_NAME)
-                    .secret(AppSecret::new(DEFAULT_SECRET).key_id(DEFAULT_SECRET_ID))
-                    .permissions(&["Mail.ReadWrite"]),
-            ),
-        )
+        let mut app = App::new(DEFAULT_CLIENT_ID)
+            .object_id(DEFAULT_APP_OBJECT_ID)
+            .display_name(DEFAULT_APP_DISPLAY_NAME)
+            .secret(AppSecret::new(DEFAULT_SECRET).key_id(DEFAULT_SECRET_ID))
+            .permissions(&["Mail.ReadWrite"])
+            .delegated_permissions(DEFAULT_DELEGATED_PERMISSIONS)
+            .allow_public_client_flows(true);
+        for uri in DEFAULT_PUBLIC_REDIRECT_URIS {
+            app = app.public_client_redirect_uri(uri);
+        }
+        Self::new().tenant(Tenant::new(DEFAULT_TENANT).domain(DEFAULT_DOMAIN).app(app))
     }
 
     /// The demo world: [`World::default_test`] plus `reports@contoso.com` (about 200 backup
@@ -68,6 +91,13 @@ impl World {
     /// with that id is created if there is none.
     pub fn mailbox(mut self, tenant_id: &str, m: Mailbox) -> Self {
         self.tenant_mut(tenant_id).mailboxes.push(m);
+        self
+    }
+
+    /// Registers an app in the tenant whose id or domain is `tenant_id` (case-insensitive); a
+    /// tenant with that id is created if there is none.
+    pub fn app(mut self, tenant_id: &str, a: App) -> Self {
+        self.tenant_mut(tenant_id).apps.push(a);
         self
     }
 
@@ -190,11 +220,17 @@ pub struct App {
     pub(crate) certificates: Vec<AppCertificate>,
     pub(crate) permissions: Vec<String>,
     pub(crate) scope_only: Option<Vec<String>>,
+    pub(crate) web_redirect_uris: Vec<String>,
+    pub(crate) public_redirect_uris: Vec<String>,
+    pub(crate) public_client_flows: bool,
+    pub(crate) delegated_permissions: Vec<String>,
 }
 
 impl App {
     /// An app with no secret or certificate, permission `Mail.ReadWrite` and access to every
-    /// mailbox; a random application object id and a display name made from the client id.
+    /// mailbox; a random application object id and a display name made from the client id. No
+    /// redirect URI and no delegated permission: delegated sign-in needs
+    /// [`App::delegated_permissions`] and a redirect URI or public client flows.
     pub fn new(client_id: &str) -> Self {
         Self {
             client_id: client_id.to_owned(),
@@ -204,7 +240,41 @@ impl App {
             certificates: Vec::new(),
             permissions: vec!["Mail.ReadWrite".to_owned()],
             scope_only: None,
+            web_redirect_uris: Vec::new(),
+            public_redirect_uris: Vec::new(),
+            public_client_flows: false,
+            delegated_permissions: Vec::new(),
         }
+    }
+
+    /// Adds a redirect URI of the "Web" platform: codes sent there are redeemed by a
+    /// confidential client, with its secret or certificate (docs/graph.md section 13).
+    pub fn redirect_uri(mut self, uri: &str) -> Self {
+        self.web_redirect_uris.push(uri.to_owned());
+        self
+    }
+
+    /// Adds a redirect URI of the "Mobile and desktop applications" platform: codes sent there
+    /// are redeemed by a public client, which must send no credential (AADSTS700025 if it
+    /// does). For `http://localhost` and `http://127.0.0.1` any port matches (docs/graph.md
+    /// section 13).
+    pub fn public_client_redirect_uri(mut self, uri: &str) -> Self {
+        self.public_redirect_uris.push(uri.to_owned());
+        self
+    }
+
+    /// "Allow public client flows": the device code grant may be redeemed without a
+    /// credential (otherwise AADSTS7000218, as for a confidential client).
+    pub fn allow_public_client_flows(mut self, allow: bool) -> Self {
+        self.public_client_flows = allow;
+        self
+    }
+
+    /// The delegated Graph permissions configured on the registration, by short name
+    /// (`Mail.ReadWrite`, `offline_access` …): what the app may ask a user to consent to.
+    pub fn delegated_permissions(mut self, p: &[&str]) -> Self {
+        self.delegated_permissions = p.iter().map(|s| (*s).to_owned()).collect();
+        self
     }
 
     /// Sets the application object id (`id` in Graph, "Object ID" in the portal; a GUID that is
@@ -322,6 +392,25 @@ pub struct Mailbox {
     pub(crate) display_name: Option<String>,
     pub(crate) ops: Vec<MailboxOp>,
     pub(crate) kind: MailboxKind,
+    pub(crate) shares: Vec<ShareSpec>,
+}
+
+/// A share as the world builder records it; folder paths are resolved when the sandbox starts.
+#[derive(Clone, Debug)]
+pub(crate) struct ShareSpec {
+    pub(crate) user: String,
+    pub(crate) folder: Option<String>,
+    pub(crate) write: bool,
+}
+
+/// What a user may do in a folder shared with them ([`Mailbox::folder_shared_with`]), as
+/// Outlook's folder permissions allow ("read", or also "create", "modify" and "delete").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolderAccess {
+    /// Read the folder and its messages.
+    Read,
+    /// Read, and also move, change and delete its messages.
+    ReadWrite,
 }
 
 /// What kind of directory user owns a mailbox.
@@ -353,7 +442,38 @@ impl Mailbox {
             display_name: None,
             ops: Vec::new(),
             kind: MailboxKind::User,
+            shares: Vec::new(),
         }
+    }
+
+    /// Gives `user` (an address) full access to this mailbox (Exchange's FullAccess, "delegated
+    /// his entire mailbox" in Graph's words): with `Mail.Read.Shared` or `Mail.ReadWrite.Shared`
+    /// a delegated token of that user reads it (and, with `.ReadWrite.Shared`, changes it) as
+    /// `/users/{this address}/…` (docs/graph.md section 13).
+    pub fn shared_with(mut self, user: &str) -> Self {
+        self.shares.push(ShareSpec {
+            user: user.to_owned(),
+            folder: None,
+            write: true,
+        });
+        self
+    }
+
+    /// Shares one folder (a path, created if missing) with `user`: only that folder and its
+    /// messages are reachable with that user's delegated token, not the rest of the mailbox
+    /// (docs/graph.md section 13).
+    pub fn folder_shared_with(
+        mut self,
+        folder_path: &str,
+        user: &str,
+        access: FolderAccess,
+    ) -> Self {
+        self.shares.push(ShareSpec {
+            user: user.to_owned(),
+            folder: Some(folder_path.to_owned()),
+            write: access == FolderAccess::ReadWrite,
+        });
+        self
     }
 
     /// Makes it a shared mailbox: its user account is disabled, as Exchange creates them.

@@ -90,16 +90,16 @@ pub(super) fn handle(
     core: &Arc<Core>,
     ctx: &Ctx,
     segments: &[String],
-    tenant: usize,
-    client_id: &str,
+    caller: &super::Caller,
 ) -> Result<Reply, GraphError> {
+    let tenant = caller.tenant;
     if ctx.method != Method::GET {
         return Err(GraphError::method_not_allowed(ctx.method.as_str(), "GET"));
     }
     let st = lock(&core.state);
     let rest: Vec<&str> = segments.iter().skip(1).map(String::as_str).collect();
     if is(&segments[0], "users") {
-        permitted(&st, tenant, client_id, USER_PERMISSIONS)?;
+        permitted(&st, caller, USER_PERMISSIONS)?;
         let users: Vec<&MailboxState> = st
             .mailboxes
             .iter()
@@ -107,7 +107,7 @@ pub(super) fn handle(
             .collect();
         return user_page(ctx, &users, "users");
     }
-    permitted(&st, tenant, client_id, GROUP_PERMISSIONS)?;
+    permitted(&st, caller, GROUP_PERMISSIONS)?;
     let groups = st
         .tenants
         .get(tenant)
@@ -142,19 +142,19 @@ pub(super) fn handle(
     }
 }
 
-/// The caller's app holds one of `permissions`, or 403.
-fn permitted(
-    st: &State,
-    tenant: usize,
-    client_id: &str,
-    permissions: &[&str],
-) -> Result<(), GraphError> {
+/// The caller's app holds one of `permissions` (a delegated token: among its scopes, the same
+/// names being delegated permissions too), or 403.
+fn permitted(st: &State, caller: &super::Caller, permissions: &[&str]) -> Result<(), GraphError> {
     let app = st
         .tenants
-        .get(tenant)
-        .and_then(|t| t.app(client_id))
+        .get(caller.tenant)
+        .and_then(|t| t.app(&caller.client_id))
         .ok_or_else(GraphError::insufficient_privileges)?;
-    if permissions.iter().any(|p| app.has(p)) {
+    let granted = match &caller.delegation {
+        Some(d) => d.has_any(permissions),
+        None => permissions.iter().any(|p| app.has(p)),
+    };
+    if granted {
         Ok(())
     } else {
         Err(GraphError::insufficient_privileges())

@@ -31,7 +31,7 @@ use crate::core::{Core, lock};
 use crate::faults::FaultKind;
 use crate::mime::MimeTemplate;
 use crate::requests::RequestRecord;
-use crate::state::State as SandboxState;
+use crate::state::{Delegation, State as SandboxState};
 use crate::throttle::{self, Rejection, SlotGuard, format_seconds};
 
 pub(crate) use attachments::UploadSession;
@@ -223,6 +223,23 @@ pub(crate) async fn handle(State(core): State<Arc<Core>>, req: Request) -> Respo
     respond(&core, ctx, reply, draft, slot, cut)
 }
 
+/// Who is calling: the app, and for a delegated token the user and the granted scopes.
+pub(crate) struct Caller {
+    pub(crate) tenant: usize,
+    pub(crate) client_id: String,
+    /// `None` for an app-only token (docs/graph.md section 13).
+    pub(crate) delegation: Option<Delegation>,
+}
+
+/// How much of a mailbox a request may reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// All of it (the app's permissions, the user's own mailbox, or FullAccess).
+    Full,
+    /// Only these folders, shared with the signed-in user (docs/graph.md section 13).
+    Folders(Vec<usize>),
+}
+
 async fn run(
     core: &Arc<Core>,
     ctx: &Ctx,
@@ -231,7 +248,8 @@ async fn run(
     slot: &mut Option<SlotGuard>,
     cut: &mut Option<FaultCut>,
 ) -> Result<Reply, GraphError> {
-    let (tenant, client_id) = authenticate(core, ctx)?;
+    let caller = authenticate(core, ctx)?;
+    let (tenant, client_id) = (caller.tenant, caller.client_id.clone());
     draft.client_id = Some(client_id.clone());
 
     let after_version = ctx.raw_path.strip_prefix("/v1.0").unwrap_or_default();
@@ -242,23 +260,39 @@ async fn run(
     {
         not_per_mailbox(core, ctx, draft, cut).await?;
         let rest = segments.get(1..).unwrap_or_default();
-        return subscriptions::handle(core, ctx, rest, body, tenant, &client_id, draft).await;
+        return subscriptions::handle(core, ctx, rest, body, &caller, draft).await;
     }
     if segments
         .first()
         .is_some_and(|s| applications::is_applications_segment(s))
     {
         not_per_mailbox(core, ctx, draft, cut).await?;
+        if caller.delegation.is_some() {
+            // The sandbox models no directory roles for users (docs/graph.md section 13).
+            return Err(GraphError::insufficient_privileges());
+        }
         return applications::handle(core, ctx, &segments, body, tenant, &client_id);
     }
     if directory::is_directory_request(&segments) {
         not_per_mailbox(core, ctx, draft, cut).await?;
-        return directory::handle(core, ctx, &segments, tenant, &client_id);
+        return directory::handle(core, ctx, &segments, &caller);
     }
-    let route = route::parse(&ctx.method, &segments)?;
+    let mut route = route::parse(&ctx.method, &segments)?;
+    if route.me {
+        // `/me` is the signed-in user (docs/graph.md section 13).
+        let Some(d) = &caller.delegation else {
+            return Err(GraphError::bad_request(
+                "/me request is only valid with delegated authentication flow.",
+            ));
+        };
+        route.user = lock(&core.state)
+            .mailbox(d.user)
+            .map(|m| m.address.clone())
+            .unwrap_or_default();
+    }
     draft.mailbox = Some(route.user.to_ascii_lowercase());
 
-    let (mailbox_idx, address) = authorize(core, tenant, &client_id, &route)?;
+    let (mailbox_idx, address, access) = authorize(core, &caller, &route)?;
     draft.mailbox = Some(address.clone());
 
     // Outlook limits per app and mailbox (docs/graph.md section 7).
@@ -287,7 +321,11 @@ async fn run(
     let now = core.now();
     let (reply, arrivals) = {
         let mut st = lock(&core.state);
-        let reply = dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now, &client_id);
+        let reply = match &access {
+            Access::Full => Ok(()),
+            Access::Folders(folders) => check_folders(&st, mailbox_idx, &route.op, body, folders),
+        }
+        .and_then(|()| dispatch(&mut st, mailbox_idx, &route.op, ctx, body, now, &client_id));
         // A sent draft can bring mail into other mailboxes too.
         let arrivals = if matches!(route.op, Op::SendDraft(_)) {
             st.take_all_arrivals()
@@ -377,8 +415,8 @@ fn fault_status(status: u16, retry_after: Option<f64>) -> GraphError {
     e
 }
 
-/// Checks the bearer token; returns the tenant index and client id.
-fn authenticate(core: &Core, ctx: &Ctx) -> Result<(usize, String), GraphError> {
+/// Checks the bearer token; returns who is calling.
+fn authenticate(core: &Core, ctx: &Ctx) -> Result<Caller, GraphError> {
     let Some(auth) = ctx.authorization.as_deref().map(str::trim) else {
         return Err(GraphError::unauthenticated("Access token is empty."));
     };
@@ -403,37 +441,45 @@ fn authenticate(core: &Core, ctx: &Ctx) -> Result<(usize, String), GraphError> {
         Some(t) if t.expires_at <= now => Err(GraphError::unauthenticated(
             "Lifetime validation failed, the token is expired.",
         )),
-        Some(t) => Ok((t.tenant, t.client_id.clone())),
+        Some(t) => Ok(Caller {
+            tenant: t.tenant,
+            client_id: t.client_id.clone(),
+            delegation: t.delegation.clone(),
+        }),
     }
 }
 
-/// Resolves the mailbox and checks the app's scope and permissions (docs/graph.md section 8).
+/// Resolves the mailbox and checks what the caller may do there: an app's scope and
+/// permissions (docs/graph.md section 8), or a user's delegated scopes and what was shared with
+/// them (section 13).
 fn authorize(
     core: &Core,
-    tenant: usize,
-    client_id: &str,
+    caller: &Caller,
     route: &route::Route,
-) -> Result<(usize, String), GraphError> {
+) -> Result<(usize, String, Access), GraphError> {
+    let tenant = caller.tenant;
     let st = lock(&core.state);
     let mb_idx = st
         .find_mailbox(&route.user)
         .filter(|i| st.mailbox(*i).is_some_and(|m| m.tenant == tenant))
         .ok_or_else(|| GraphError::invalid_user(&route.user))?;
-    let address = st
+    let mailbox = st
         .mailbox(mb_idx)
-        .map(|m| m.address.clone())
-        .unwrap_or_default();
+        .ok_or_else(|| GraphError::invalid_user(&route.user))?;
+    let address = mailbox.address.clone();
     let app = st
         .tenants
         .get(tenant)
-        .and_then(|t| t.app(client_id))
+        .and_then(|t| t.app(&caller.client_id))
         .ok_or_else(GraphError::access_denied)?;
     let need = route.op.need();
-    let unlicensed = st
-        .mailbox(mb_idx)
-        .is_some_and(|m| m.kind == crate::world::MailboxKind::Unlicensed);
+    let unlicensed = mailbox.kind == crate::world::MailboxKind::Unlicensed;
     if unlicensed && need != Need::Directory {
         return Err(GraphError::mailbox_not_enabled());
+    }
+    if let Some(d) = &caller.delegation {
+        let access = delegated_access(&st, d, mb_idx, need)?;
+        return Ok((mb_idx, address, access));
     }
     if need == Need::Directory {
         let allowed = ["User.Read.All", "User.ReadBasic.All", "Directory.Read.All"]
@@ -442,7 +488,7 @@ fn authorize(
         if !allowed {
             return Err(GraphError::insufficient_privileges());
         }
-        return Ok((mb_idx, address));
+        return Ok((mb_idx, address, Access::Full));
     }
     let permitted = match need {
         Need::Read => app.can_read(),
@@ -459,7 +505,156 @@ fn authorize(
     if !permitted {
         return Err(GraphError::access_denied());
     }
-    Ok((mb_idx, address))
+    Ok((mb_idx, address, Access::Full))
+}
+
+/// A delegated token reaches the user's own mailbox with the plain mail scopes, and another
+/// mailbox shared with the user with the `.Shared` ones; the app's application permissions and
+/// its RBAC / application access policy scope play no part (docs/graph.md section 13).
+fn delegated_access(
+    st: &SandboxState,
+    d: &Delegation,
+    mb_idx: usize,
+    need: Need,
+) -> Result<Access, GraphError> {
+    let own = d.user == mb_idx;
+    if need == Need::Directory {
+        let allowed = if own {
+            d.has_any(&[
+                "User.Read",
+                "User.ReadWrite",
+                "User.ReadBasic.All",
+                "User.Read.All",
+                "Directory.Read.All",
+            ])
+        } else {
+            d.has_any(&["User.ReadBasic.All", "User.Read.All", "Directory.Read.All"])
+        };
+        return if allowed {
+            Ok(Access::Full)
+        } else {
+            Err(GraphError::insufficient_privileges())
+        };
+    }
+    if own {
+        let allowed = match need {
+            Need::Read => d.has_any(&[
+                "Mail.Read",
+                "Mail.ReadWrite",
+                "Mail.Read.Shared",
+                "Mail.ReadWrite.Shared",
+            ]),
+            Need::Write => d.has_any(&["Mail.ReadWrite", "Mail.ReadWrite.Shared"]),
+            Need::Send => d.has_any(&["Mail.Send", "Mail.Send.Shared"]),
+            Need::Directory => true,
+        };
+        return if allowed {
+            Ok(Access::Full)
+        } else {
+            Err(GraphError::access_denied())
+        };
+    }
+    let scoped = match need {
+        Need::Read => d.has_any(&["Mail.Read.Shared", "Mail.ReadWrite.Shared"]),
+        Need::Write => d.has("Mail.ReadWrite.Shared"),
+        // Sending as another mailbox needs Send As rights, which the sandbox does not model.
+        Need::Send | Need::Directory => false,
+    };
+    if !scoped {
+        return Err(GraphError::access_denied());
+    }
+    let user = st
+        .mailbox(d.user)
+        .map(|m| m.address.clone())
+        .unwrap_or_default();
+    // The shares that allow what the request needs.
+    let shares: Vec<&crate::state::Share> = st
+        .mailbox(mb_idx)
+        .map(|m| {
+            m.shares
+                .iter()
+                .filter(|s| s.user == user && (need != Need::Write || s.write))
+                .collect()
+        })
+        .unwrap_or_default();
+    if shares.iter().any(|s| s.folder.is_none()) {
+        return Ok(Access::Full);
+    }
+    let folders: Vec<usize> = shares.iter().filter_map(|s| s.folder).collect();
+    if folders.is_empty() {
+        return Err(GraphError::access_denied());
+    }
+    Ok(Access::Folders(folders))
+}
+
+/// With only some folders shared, the request must stay inside them: a folder by id, or a
+/// message of one (a move also needs its destination shared). Anything about the whole mailbox
+/// is refused like an unshared mailbox (docs/graph.md section 13).
+fn check_folders(
+    st: &SandboxState,
+    mb_idx: usize,
+    op: &Op,
+    body: &[u8],
+    folders: &[usize],
+) -> Result<(), GraphError> {
+    let mb = st
+        .mailbox(mb_idx)
+        .ok_or_else(|| GraphError::invalid_user("?"))?;
+    let folder_ok = |id: &str| -> Result<(), GraphError> {
+        let f = folders::resolve(mb, id)?;
+        if folders.contains(&f) {
+            Ok(())
+        } else {
+            Err(GraphError::access_denied())
+        }
+    };
+    let message_ok = |id: &str| -> Result<(), GraphError> {
+        let folder = mb
+            .resolve_message(id)
+            .and_then(|k| mb.message(k))
+            .map(|m| m.folder);
+        match folder {
+            // Unknown ids get the operation's own 404.
+            None => Ok(()),
+            Some(f) if folders.contains(&f) => Ok(()),
+            Some(_) => Err(GraphError::access_denied()),
+        }
+    };
+    match op {
+        Op::GetFolder(id)
+        | Op::ListMessages(Some(id))
+        | Op::Delta(id)
+        | Op::CreateDraft(Some(id)) => folder_ok(id),
+        Op::MoveMessage(id) => {
+            message_ok(id)?;
+            let destination = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+                v.get("destinationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            match destination {
+                Some(dest) => folder_ok(&dest),
+                None => Ok(()),
+            }
+        }
+        Op::GetMessage(id)
+        | Op::PatchMessage(id)
+        | Op::DeleteMessage(id)
+        | Op::MessageValue(id)
+        | Op::ListAttachments(id)
+        | Op::AddAttachment(id)
+        | Op::CreateUploadSession(id) => message_ok(id),
+        // The mailbox as a whole, or a new item outside the shared folders (a reply's draft
+        // goes to Drafts).
+        Op::ListFolders
+        | Op::ChildFolders(_)
+        | Op::ListMessages(None)
+        | Op::CreateDraft(None)
+        | Op::CreateReply(..)
+        | Op::SendDraft(_)
+        | Op::SendMail
+        | Op::GetUser => Err(GraphError::access_denied()),
+    }
 }
 
 fn dispatch(

@@ -63,9 +63,12 @@ impl Op {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Route {
-    /// The `{id | userPrincipalName}` segment, decoded.
+    /// The `{id | userPrincipalName}` segment, decoded (empty for `/me` until the caller's
+    /// user fills it in).
     pub(crate) user: String,
     pub(crate) op: Op,
+    /// The path began with `/me`: the signed-in user (docs/graph.md section 13).
+    pub(crate) me: bool,
 }
 
 /// Real Graph navigation properties under a message that the sandbox does not serve.
@@ -130,14 +133,20 @@ pub(crate) fn parse(method: &Method, segs: &[String]) -> Result<Route, GraphErro
     let strs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match strs.as_slice() {
         [] => Err(GraphError::not_found_segment("v1.0")),
-        [me, ..] if is(me, "me") => Err(GraphError::bad_request(
-            "/me request is only valid with delegated authentication flow.",
-        )),
+        [me, rest @ ..] if is(me, "me") => {
+            let op = parse_user(method, rest)?;
+            Ok(Route {
+                user: String::new(),
+                op,
+                me: true,
+            })
+        }
         [users, user, rest @ ..] if is(users, "users") => {
             let op = parse_user(method, rest)?;
             Ok(Route {
                 user: (*user).to_owned(),
                 op,
+                me: false,
             })
         }
         [first, ..] => Err(GraphError::not_found_segment(first)),

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Ctx, Draft, GraphError, Reply, folders};
+use super::{Caller, Ctx, Draft, GraphError, Reply, folders};
 use crate::core::{Core, lock};
 use crate::ids::{fnv1a, new_guid};
 use crate::subscriptions::Subscription;
@@ -29,16 +29,26 @@ pub(super) async fn handle(
     ctx: &Ctx,
     rest: &[String],
     body: &Bytes,
-    tenant: usize,
-    client_id: &str,
+    caller: &Caller,
     draft: &mut Draft,
 ) -> Result<Reply, GraphError> {
-    check_permission(core, tenant, client_id)?;
-    let app = (tenant, client_id);
+    check_permission(core, caller)?;
+    let app = (caller.tenant, caller.client_id.as_str());
+    let creator = creator_of(core, caller);
     let m = &ctx.method;
+    // A delegated caller sees the subscriptions its user created with this app.
+    if let ([id, ..], Some(creator)) = (rest, &creator) {
+        let visible = with_subs(core, |subs| {
+            subs.get_mut(id, Some(app))
+                .is_none_or(|s| s.creator_id.eq_ignore_ascii_case(creator))
+        });
+        if !visible {
+            return Err(GraphError::subscription_not_found(id));
+        }
+    }
     match rest {
-        [] if *m == Method::GET => Ok(list(core, ctx, app)),
-        [] if *m == Method::POST => create(core, ctx, body, app, draft).await,
+        [] if *m == Method::GET => Ok(list(core, ctx, app, creator.as_deref())),
+        [] if *m == Method::POST => create(core, ctx, body, caller, creator, draft).await,
         [] => Err(GraphError::method_not_allowed(m.as_str(), "GET, POST")),
         [id] if *m == Method::GET => get(core, ctx, id, app, draft),
         [id] if *m == Method::PATCH => renew(core, ctx, id, body, app, draft),
@@ -57,19 +67,36 @@ pub(super) async fn handle(
     }
 }
 
-/// Subscribing to mail needs a mail read permission (docs/graph.md sections 6 and 8).
-fn check_permission(core: &Core, tenant: usize, client_id: &str) -> Result<(), GraphError> {
+/// Subscribing to mail needs a mail read permission (docs/graph.md sections 6 and 8); a
+/// delegated token needs a delegated one (section 13).
+fn check_permission(core: &Core, caller: &Caller) -> Result<(), GraphError> {
     let st = lock(&core.state);
     let app = st
         .tenants
-        .get(tenant)
-        .and_then(|t| t.app(client_id))
+        .get(caller.tenant)
+        .and_then(|t| t.app(&caller.client_id))
         .ok_or_else(GraphError::access_denied)?;
-    if app.can_read() {
+    let allowed = match &caller.delegation {
+        Some(d) => d.has_any(&[
+            "Mail.ReadBasic",
+            "Mail.Read",
+            "Mail.ReadWrite",
+            "Mail.Read.Shared",
+            "Mail.ReadWrite.Shared",
+        ]),
+        None => app.can_read(),
+    };
+    if allowed {
         Ok(())
     } else {
         Err(GraphError::access_denied())
     }
+}
+
+/// The signed-in user's object id for a delegated caller (`creatorId` of what it creates).
+fn creator_of(core: &Core, caller: &Caller) -> Option<String> {
+    let d = caller.delegation.as_ref()?;
+    lock(&core.state).mailbox(d.user).map(|m| m.id.clone())
 }
 
 fn context(ctx: &Ctx, entity: bool) -> String {
@@ -104,11 +131,17 @@ fn with_subs<T>(core: &Core, f: impl FnOnce(&mut crate::subscriptions::Subscript
     out
 }
 
-/// `GET /subscriptions`: the calling app's live subscriptions.
-fn list(core: &Core, ctx: &Ctx, (tenant, client_id): (usize, &str)) -> Reply {
+/// `GET /subscriptions`: the calling app's live subscriptions (a delegated caller: its user's).
+fn list(
+    core: &Core,
+    ctx: &Ctx,
+    (tenant, client_id): (usize, &str),
+    creator: Option<&str>,
+) -> Reply {
     let value: Vec<Value> = with_subs(core, |subs| {
         subs.iter()
             .filter(|s| s.tenant == tenant && s.application_id.eq_ignore_ascii_case(client_id))
+            .filter(|s| creator.is_none_or(|c| s.creator_id.eq_ignore_ascii_case(c)))
             .map(Subscription::to_json)
             .collect()
     });
@@ -201,9 +234,11 @@ async fn create(
     core: &Arc<Core>,
     ctx: &Ctx,
     body: &[u8],
-    (tenant, client_id): (usize, &str),
+    caller: &Caller,
+    creator: Option<String>,
     draft: &mut Draft,
 ) -> Result<Reply, GraphError> {
+    let (tenant, client_id) = (caller.tenant, caller.client_id.as_str());
     let map = json_object(body)?;
     let change_type = required_str(&map, "changeType")?;
     for c in change_type.split(',') {
@@ -240,6 +275,20 @@ async fn create(
     // Mailbox, scope and folder, like any call on that mailbox (docs/graph.md section 8).
     let target = {
         let st = lock(&core.state);
+        let signed_in = caller
+            .delegation
+            .as_ref()
+            .and_then(|d| st.mailbox(d.user))
+            .map(|m| m.address.clone());
+        let user = match (user, &signed_in) {
+            (Some(u), _) => u,
+            (None, Some(me)) => me.clone(),
+            (None, None) => {
+                return Err(GraphError::bad_request(
+                    "/me request is only valid with delegated authentication flow.",
+                ));
+            }
+        };
         let mb_idx = st
             .find_mailbox(&user)
             .filter(|i| st.mailbox(*i).is_some_and(|m| m.tenant == tenant))
@@ -253,8 +302,15 @@ async fn create(
             .get(tenant)
             .ok_or_else(GraphError::access_denied)?;
         let app = t.app(client_id).ok_or_else(GraphError::access_denied)?;
-        if !app.in_scope(&mb.address) {
-            return Err(GraphError::out_of_scope());
+        match &signed_in {
+            // "Delegated permission supports subscribing to items in folders in only the
+            // signed-in user's mailbox" (docs/graph.md section 13).
+            Some(me) if !me.eq_ignore_ascii_case(&mb.address) => {
+                return Err(GraphError::access_denied());
+            }
+            Some(_) => {}
+            None if !app.in_scope(&mb.address) => return Err(GraphError::out_of_scope()),
+            None => {}
         }
         let folder = folder
             .as_deref()
@@ -284,7 +340,7 @@ async fn create(
     let s = Subscription {
         id,
         tenant,
-        creator_id: service_principal_id(&target.tenant_id, client_id),
+        creator_id: creator.unwrap_or_else(|| service_principal_id(&target.tenant_id, client_id)),
         tenant_id: target.tenant_id,
         application_id: client_id.to_owned(),
         mailbox: target.mailbox,
@@ -350,8 +406,9 @@ fn check_url(name: &str, value: &str, allow_http: bool) -> Result<(), GraphError
     }
 }
 
-/// Splits a subscription resource into the user and the folder (`None`: every folder).
-fn parse_resource(resource: &str) -> Result<(String, Option<String>), GraphError> {
+/// Splits a subscription resource into the user (`None`: `me`, the signed-in user) and the
+/// folder (`None`: every folder).
+fn parse_resource(resource: &str) -> Result<(Option<String>, Option<String>), GraphError> {
     let unsupported = || {
         GraphError::invalid_request(format!(
             "Resource '{resource}' is not supported: use users/{{id}}/mailFolders('{{folder}}')/messages, users/{{id}}/mailFolders/{{folder}}/messages or users/{{id}}/messages."
@@ -364,19 +421,18 @@ fn parse_resource(resource: &str) -> Result<(String, Option<String>), GraphError
     }
     let r = resource.trim().trim_start_matches('/');
     let (first, rest) = r.split_once('/').unwrap_or((r, ""));
-    if first.eq_ignore_ascii_case("me") {
-        return Err(GraphError::bad_request(
-            "/me request is only valid with delegated authentication flow.",
-        ));
-    }
-    if !first.eq_ignore_ascii_case("users") {
+    let (user, tail) = if first.eq_ignore_ascii_case("me") {
+        (None, rest)
+    } else if first.eq_ignore_ascii_case("users") {
+        let (user, tail) = rest.split_once('/').ok_or_else(unsupported)?;
+        let user = decode(user);
+        if user.is_empty() {
+            return Err(unsupported());
+        }
+        (Some(user), tail)
+    } else {
         return Err(unsupported());
-    }
-    let (user, tail) = rest.split_once('/').ok_or_else(unsupported)?;
-    let user = decode(user);
-    if user.is_empty() {
-        return Err(unsupported());
-    }
+    };
     if tail.eq_ignore_ascii_case("messages") {
         return Ok((user, None));
     }
@@ -461,25 +517,23 @@ mod tests {
     fn resources_parse_in_every_documented_shape() {
         assert_eq!(
             parse_resource("users/a@contoso.com/mailFolders('Inbox')/messages").unwrap(),
-            ("a@contoso.com".into(), Some("Inbox".into()))
+            (Some("a@contoso.com".into()), Some("Inbox".into()))
         );
         assert_eq!(
             parse_resource("/Users/a%40contoso.com/mailfolders('AQMk+x/y=')/Messages").unwrap(),
-            ("a@contoso.com".into(), Some("AQMk+x/y=".into()))
+            (Some("a@contoso.com".into()), Some("AQMk+x/y=".into()))
         );
         assert_eq!(
             parse_resource("users/u/mailFolders/AQMk%2Bx%2Fy%3D/messages").unwrap(),
-            ("u".into(), Some("AQMk+x/y=".into()))
+            (Some("u".into()), Some("AQMk+x/y=".into()))
         );
         assert_eq!(
             parse_resource("users/u/messages").unwrap(),
-            ("u".into(), None)
+            (Some("u".into()), None)
         );
         assert_eq!(
-            parse_resource("me/mailFolders('Inbox')/messages")
-                .unwrap_err()
-                .status,
-            400
+            parse_resource("me/mailFolders('Inbox')/messages").unwrap(),
+            (None, Some("Inbox".into()))
         );
         assert!(parse_resource("users/u/events").is_err());
         assert!(parse_resource("users/u/mailFolders('Inbox')/messages?$filter=x").is_err());
