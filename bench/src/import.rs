@@ -183,6 +183,7 @@ pub async fn local_engine(
 ) -> anyhow::Result<(Engine, Arc<SqliteStateStore>)> {
     let state = Arc::new(SqliteStateStore::open(&dir.join("mailroom.db"))?);
     let credential = LocalCredential {
+        delegated_scopes: None,
         tenant_id: DEFAULT_TENANT.to_owned(),
         client_id: DEFAULT_CLIENT_ID.to_owned(),
         secret: SecretRef::Env("SANDBOX_SECRET".to_owned()),

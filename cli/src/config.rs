@@ -18,6 +18,10 @@ use toml::Spanned;
 /// The default import interval of `mailroom serve`, as in the serverless deployment.
 pub const DEFAULT_SCHEDULE_MINUTES: u64 = 15;
 
+/// A delegated credential's scopes when the configuration lists none: read and move mail, and a
+/// refresh token.
+pub const DEFAULT_DELEGATED_SCOPES: [&str; 2] = ["Mail.ReadWrite", "offline_access"];
+
 /// How often discovery reads the directory again, as in the serverless deployment.
 pub const DEFAULT_DISCOVER_HOURS: u64 = 24;
 
@@ -84,6 +88,8 @@ struct RawSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCredential {
+    kind: Option<Spanned<String>>,
+    scopes: Option<Spanned<Vec<String>>>,
     tenant_id: String,
     client_id: String,
     client_secret_env: Option<String>,
@@ -156,6 +162,47 @@ impl LocalConfig {
 
         let mut credentials = BTreeMap::new();
         for (name, c) in raw.credential {
+            let delegated = match c.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+                None | Some(("app", _)) => false,
+                Some(("delegated", _)) => true,
+                Some((other, span)) => bail!(
+                    "{}: [credential.{name}] kind must be \"app\" (a client secret or certificate) or \"delegated\" (a person signs in), not \"{other}\"",
+                    at(span)
+                ),
+            };
+            let delegated_scopes = match (delegated, c.scopes) {
+                (false, None) => None,
+                (false, Some(scopes)) => bail!(
+                    "{}: [credential.{name}] has scopes, which only a delegated credential takes (kind = \"delegated\"); an app credential has the app registration's application permissions",
+                    at(scopes.span())
+                ),
+                (true, None) => Some(
+                    DEFAULT_DELEGATED_SCOPES
+                        .iter()
+                        .map(|s| (*s).to_owned())
+                        .collect(),
+                ),
+                (true, Some(scopes)) => {
+                    let span = scopes.span();
+                    let scopes = scopes.into_inner();
+                    if let Some(bad) = scopes
+                        .iter()
+                        .find(|s| s.trim().is_empty() || s.contains([' ', ',']))
+                    {
+                        bail!(
+                            "{}: [credential.{name}] scopes: \"{bad}\" is not one scope; write each as its own string, e.g. scopes = [\"Mail.ReadWrite\", \"offline_access\"]",
+                            at(span)
+                        );
+                    }
+                    if scopes.is_empty() {
+                        bail!(
+                            "{}: [credential.{name}] scopes is empty; list the delegated permissions, e.g. scopes = [\"Mail.ReadWrite\", \"offline_access\"]",
+                            at(span)
+                        );
+                    }
+                    Some(scopes)
+                }
+            };
             let secret = match (
                 c.client_secret_env,
                 c.client_secret_file,
@@ -164,6 +211,8 @@ impl LocalConfig {
             ) {
                 (Some(var), None, None, None) => SecretRef::Env(var),
                 (None, Some(file), None, None) => SecretRef::File(base.join(file)),
+                // A public client: the person's sign-in is the only credential.
+                (None, None, None, None) if delegated => SecretRef::None,
                 (None, None, Some(certificate), Some(private_key)) => SecretRef::Certificate {
                     certificate: base.join(certificate),
                     private_key: base.join(private_key),
@@ -216,6 +265,7 @@ impl LocalConfig {
                         secret,
                         key_id: c.key_id,
                         expires_at,
+                        delegated_scopes,
                     },
                     scope_probe,
                 },
@@ -636,6 +686,44 @@ mod tests {
 
     fn parse(text: &str) -> anyhow::Result<LocalConfig> {
         LocalConfig::parse(Path::new("/etc/mailroom/mailroom.toml"), text)
+    }
+
+    #[test]
+    fn a_delegated_credential_has_scopes_and_may_have_no_secret() {
+        let config = parse(
+            "[credential.alice]\nkind = \"delegated\"\ntenant_id = \"t\"\nclient_id = \"c\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let alice = &config.credentials["alice"].local;
+        assert_eq!(alice.secret, SecretRef::None);
+        assert_eq!(
+            alice.delegated_scopes.as_deref(),
+            Some(&["Mail.ReadWrite".to_owned(), "offline_access".to_owned()][..])
+        );
+        let shared = parse(
+            "[credential.alice]\nkind = \"delegated\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\nscopes = [\"Mail.ReadWrite.Shared\", \"offline_access\"]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            shared.credentials["alice"].local.secret,
+            SecretRef::Env("S".into())
+        );
+        let error = |text: &str| parse(text).err().map(|e| e.to_string()).unwrap_or_default();
+        let kind = error("[credential.a]\nkind = \"user\"\ntenant_id = \"t\"\nclient_id = \"c\"\n");
+        assert!(kind.contains("kind must be \"app\""), "{kind}");
+        let app_scopes = error(
+            "[credential.a]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\nscopes = [\"Mail.Read\"]\n",
+        );
+        assert!(
+            app_scopes.contains("only a delegated credential"),
+            "{app_scopes}"
+        );
+        let joined = error(
+            "[credential.a]\nkind = \"delegated\"\ntenant_id = \"t\"\nclient_id = \"c\"\nscopes = [\"Mail.Read,offline_access\"]\n",
+        );
+        assert!(joined.contains("is not one scope"), "{joined}");
+        let no_secret = error("[credential.a]\ntenant_id = \"t\"\nclient_id = \"c\"\n");
+        assert!(no_secret.contains("needs exactly one of"), "{no_secret}");
     }
 
     #[test]

@@ -211,7 +211,9 @@ impl Context {
                     SecretRef::File(path) => std::fs::read_to_string(path).map_err(|e| {
                         anyhow!("[events] secret_file: cannot read {}: {e}", path.display())
                     })?,
-                    SecretRef::Certificate { .. } => bail!("[events] takes a secret, not a certificate"),
+                    SecretRef::Certificate { .. } | SecretRef::None => {
+                        bail!("[events] takes a secret: secret_env or secret_file")
+                    }
                 };
                 let secret = secret.trim();
                 if secret.is_empty() {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::domain::credential::{
     AppCredential, CertificateCredential, CertificateError, ClientAuth, KeyProblem, PemInput,
+    SignedIn,
 };
 use crate::ports::{SecretError, SecretSource};
 

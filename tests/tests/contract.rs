@@ -955,6 +955,7 @@ async fn file_secret_source_reads_env_and_file_and_names_what_is_missing() {
     let variable = format!("MAILROOM_TEST_SECRET_{}", contract::unique().to_uppercase());
     let unset = format!("MAILROOM_TEST_UNSET_{}", contract::unique().to_uppercase());
     let credential = |secret: SecretRef| LocalCredential {
+        delegated_scopes: None,
         tenant_id: "tenant-1".into(),
         client_id: "client-1".into(),
         secret,

@@ -9,12 +9,33 @@ use mailroom::expiry::{CredentialReport, ExpiryChecker, Thresholds};
 use mailroom::graph::GraphClient;
 use time::format_description::well_known::Rfc3339;
 
-use crate::args::{Backend, CredentialsCommand};
+use crate::args::{Backend, CredentialsCommand, Global};
 use crate::context::Context;
 
-pub async fn run(context: &Context, command: CredentialsCommand) -> anyhow::Result<bool> {
+pub async fn run(
+    context: &Context,
+    global: &Global,
+    command: CredentialsCommand,
+) -> anyhow::Result<bool> {
     match command {
         CredentialsCommand::Check { thresholds } => check(context, thresholds).await,
+        CredentialsCommand::Login {
+            name,
+            device_code,
+            no_browser,
+            port,
+            login_hint,
+            timeout,
+        } => {
+            let options = super::login::Options {
+                device_code,
+                open_browser: !no_browser,
+                port,
+                login_hint,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            super::login::run(context, &global.data_dir, &name, options).await
+        }
     }
 }
 

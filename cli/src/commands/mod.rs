@@ -8,6 +8,7 @@ mod doctor;
 mod folders;
 mod import;
 mod init;
+mod login;
 mod mailbox;
 mod outbox;
 mod send;
@@ -45,7 +46,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
                 }
                 Command::Status => status::run(&context).await,
                 Command::Send(args) => send::run(&context, args).await,
-                Command::Credentials { command } => credentials::run(&context, command).await,
+                Command::Credentials { command } => {
+                    credentials::run(&context, global, command).await
+                }
                 Command::Serve {
                     every,
                     listen,

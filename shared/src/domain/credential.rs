@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 mod certificate;
+mod signed_in;
 
 /// Failure to read a credential (the [`crate::ports::SecretSource`] port's error).
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,7 @@ pub enum SecretError {
 }
 
 pub use certificate::{CertificateCredential, CertificateError, KeyProblem, PemInput};
+pub use signed_in::SignedIn;
 
 /// How an app proves who it is to Entra ID (docs/graph.md §1). `Debug` never shows a secret or a
 /// private key.

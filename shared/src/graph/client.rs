@@ -96,6 +96,12 @@ pub struct GraphClient {
 }
 
 impl GraphClient {
+    /// Entra's delegated sign-in endpoints, through this client's HTTP connections and trusted
+    /// certificates.
+    pub fn sign_in(&self) -> super::signin::SignIn {
+        super::signin::SignIn::new(self.inner.http.clone(), self.inner.config.login_url.clone())
+    }
+
     pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))

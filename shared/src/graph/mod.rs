@@ -16,6 +16,7 @@ mod model;
 mod probe;
 mod retry;
 mod send;
+pub mod signin;
 mod subscriptions;
 
 pub use applications::{

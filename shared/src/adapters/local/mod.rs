@@ -22,6 +22,7 @@ mod events;
 mod files;
 mod queue;
 mod secrets;
+mod signins;
 mod sqlite;
 
 pub use attachments::FileAttachments;
@@ -29,4 +30,5 @@ pub use events::HttpEventPublisher;
 pub use files::DirBlobStore;
 pub use queue::{LocalJobQueue, LocalJobs, local_queue};
 pub use secrets::{FileSecretSource, LocalCredential, SecretRef};
+pub use signins::LocalSignIns;
 pub use sqlite::{SCHEMA_VERSION, SqliteStateStore};

@@ -31,6 +31,8 @@ pub enum SecretRef {
         certificate: PathBuf,
         private_key: PathBuf,
     },
+    /// No secret of its own: a delegated credential of a public client (docs/delegated.md).
+    None,
 }
 
 /// One `[credential.NAME]` of the configuration. Holds no secret: only where to find it.
@@ -47,6 +49,9 @@ pub struct LocalCredential {
     /// When the secret expires, if the operator recorded it (a certificate's own notAfter
     /// overrides it).
     pub expires_at: Option<OffsetDateTime>,
+    /// `kind = "delegated"`: the Graph scopes a person signs in for (`mailroom credentials
+    /// login`); `None` for an app credential.
+    pub delegated_scopes: Option<Vec<String>>,
 }
 
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -115,6 +120,10 @@ impl FileSecretSource {
                         ),
                     })
             }
+            SecretRef::None => Err(SecretError::Malformed {
+                name: name.to_owned(),
+                detail: "it has no client secret or certificate; an app credential needs client_secret_env, client_secret_file, or certificate_file with private_key_file".into(),
+            }),
         }
     }
 
@@ -175,6 +184,14 @@ impl SecretSource for FileSecretSource {
                 name: name.to_owned(),
                 hint: format!("declare it as [credential.{name}] in mailroom.toml"),
             })?;
+        if credential.delegated_scopes.is_some() {
+            // Honest until the engine takes delegated tokens: the sign-in is stored, but imports,
+            // push and the doctor still need an app credential.
+            return Err(SecretError::Malformed {
+                name: name.to_owned(),
+                detail: "it is a delegated credential (kind = \"delegated\"): `mailroom credentials login` signs in with it, but importing with a delegated credential is not built yet; use an app credential for mailboxes".into(),
+            });
+        }
         let secret = self.client_auth(name, &credential.secret).await?;
         let mut app = AppCredential::new(
             credential.tenant_id.clone(),
@@ -198,6 +215,7 @@ mod tests {
 
     fn source(secret: SecretRef) -> FileSecretSource {
         let credential = LocalCredential {
+            delegated_scopes: None,
             tenant_id: "tenant".into(),
             client_id: "client".into(),
             secret,
