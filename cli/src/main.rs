@@ -37,8 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, warnings only unless -v; `RUST_LOG` overrides.
+/// Logs to stderr, warnings only unless -v; `RUST_LOG` overrides, but never lets the AWS SDK's
+/// response bodies through ([`mailroom::redact::may_log`]).
 fn init_tracing(verbose: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let default = match verbose {
         0 => "warn",
         1 => "info,mailroom=info",
@@ -50,5 +54,9 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .finish()
+        .with(tracing_subscriber::filter::filter_fn(
+            mailroom::redact::may_log,
+        ))
         .init();
 }

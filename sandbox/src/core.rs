@@ -298,6 +298,10 @@ impl Core {
         lock(&self.log).token_requests
     }
 
+    pub(crate) fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.state).tokens.keys().cloned().collect()
+    }
+
     pub(crate) fn inject(&self, f: FaultRule) {
         lock(&self.faults).push(f);
     }

@@ -296,6 +296,13 @@ impl Sandbox {
         self.core().token_requests()
     }
 
+    /// The access tokens the token endpoint has issued and still holds (expired ones are
+    /// forgotten only past 10,000), so a test can check that none of them shows up in logs or
+    /// output.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.core().issued_tokens()
+    }
+
     /// All counters.
     pub fn stats(&self) -> Stats {
         self.core().stats()

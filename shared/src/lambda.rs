@@ -17,8 +17,35 @@ use crate::rotation::{RotationError, RotationEvent};
 /// Logs as Lambda asks: `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else INFO) and, with
 /// `AWS_LAMBDA_LOG_FORMAT=JSON` (the template's `LogFormat: JSON`), one JSON object per line,
 /// inside the runtime's span per invocation (its `requestId`).
+///
+/// The runtime's `init_default_subscriber` (lambda_runtime_api_client 1.1, `src/tracing.rs`),
+/// rebuilt to add one filter: [`crate::redact::may_log`], so even at TRACE the AWS SDK's
+/// response bodies (a subscription's `clientState` among them) never reach the log.
 pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use lambda_runtime::tracing::subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
+    use lambda_runtime::tracing::subscriber::layer::SubscriberExt;
+    use lambda_runtime::tracing::subscriber::util::SubscriberInitExt;
+
+    let format = std::env::var("AWS_LAMBDA_LOG_FORMAT").unwrap_or_default();
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|level| level.parse::<LevelFilter>().ok())
+        .unwrap_or(LevelFilter::INFO);
+    let builder = lambda_runtime::tracing::subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(level.into())
+                .from_env_lossy(),
+        );
+    let never = filter_fn(crate::redact::may_log);
+    if format.eq_ignore_ascii_case("json") {
+        builder.json().finish().with(never).init();
+    } else {
+        builder.finish().with(never).init();
+    }
 }
 
 /// What invoked a function.

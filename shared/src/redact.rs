@@ -60,6 +60,42 @@ impl Redactor {
     }
 }
 
+/// Log targets whose TRACE events carry payloads: never let through, whatever level is asked for
+/// (`AWS_LAMBDA_LOG_LEVEL=TRACE`, `RUST_LOG=trace`). Found by `tests/tests/secrets.rs` and the
+/// webhook binary's tests at TRACE (`functions/webhook/tests/watch.rs`).
+///
+/// - The AWS SDK's orchestrator logs every response body it reads and every output it
+///   deserializes (aws-smithy-runtime 1.16: `src/client/orchestrator.rs`, "received response
+///   from service" and `output_or_error`; `src/client/orchestrator/http.rs`, "read HTTP response
+///   body"). It redacts only outputs modelled as sensitive, such as Secrets Manager's
+///   `GetSecretValue`; DynamoDB items are not, so every subscription's `clientState` (and
+///   message subjects) would be logged. Request bodies are not logged: the SDK's signer redacts
+///   them unless `LOG_SIGNABLE_BODY=true`, as it does sensitive responses unless
+///   `LOG_SENSITIVE_BODIES=true`; never set those two.
+/// - The Lambda runtime logs every invocation's raw event (lambda_runtime 1.5:
+///   `src/layers/api_response.rs`, "raw JSON event received from Lambda"): for the webhook, the
+///   notification with its `clientState`, and the validation token.
+pub const TRACE_NEVER_LOGGED: &[&str] = &[
+    "aws_smithy_runtime::client::orchestrator",
+    "lambda_runtime::layers::api_response",
+];
+
+/// Whether Mailroom's log subscribers (the Lambda functions' and the CLI's) let an event or span
+/// through at all: everything except TRACE from [`TRACE_NEVER_LOGGED`] (the target or a module
+/// below it). Applied on top of the level asked for.
+pub fn may_log(metadata: &tracing::Metadata<'_>) -> bool {
+    !never_logged(metadata.target(), *metadata.level())
+}
+
+fn never_logged(target: &str, level: tracing::Level) -> bool {
+    level == tracing::Level::TRACE
+        && TRACE_NEVER_LOGGED.iter().any(|never| {
+            target
+                .strip_prefix(never)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Redactor").finish_non_exhaustive()
@@ -98,6 +134,31 @@ mod tests {
         let r = Redactor::for_credential(&credential("abc"));
         assert_eq!(r.apply("abc abc"), "abc abc");
         assert!(matches!(r.apply("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn the_sdk_orchestrator_is_never_logged_at_trace() {
+        use tracing::Level;
+        let orchestrator = "aws_smithy_runtime::client::orchestrator";
+        assert!(never_logged(orchestrator, Level::TRACE));
+        assert!(never_logged(
+            "aws_smithy_runtime::client::orchestrator::http",
+            Level::TRACE
+        ));
+        assert!(!never_logged(orchestrator, Level::DEBUG));
+        assert!(!never_logged(
+            "aws_smithy_runtime::client::orchestrator_other",
+            Level::TRACE
+        ));
+        assert!(!never_logged(
+            "aws_smithy_runtime::client::retries",
+            Level::TRACE
+        ));
+        assert!(never_logged(
+            "lambda_runtime::layers::api_response",
+            Level::TRACE
+        ));
+        assert!(!never_logged("mailroom::engine", Level::TRACE));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! it that counts the SDK's calls ([`awsproxy`]), the contract suites
 //! every adapter must pass ([`contract`]), and two ways to run a function binary as Lambda runs
 //! it: an emulated Runtime API ([`lambda`]) and `cargo lambda watch` ([`watch`]); a TLS front for
-//! loopback servers ([`tls`]). The tests
+//! loopback servers ([`tls`]); looking for secrets in text ([`secrets`]). The tests
 //! themselves live in `tests/`.
 
 pub mod awsproxy;
@@ -10,6 +10,7 @@ pub mod contract;
 pub mod lambda;
 pub mod moto;
 pub mod push;
+pub mod secrets;
 pub mod stack;
 pub mod tls;
 pub mod watch;

@@ -146,7 +146,8 @@ async fn rotation_events_run_the_four_steps_of_the_secrets_manager_protocol() {
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "testing".into()),
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-        ("RUST_LOG", "info".into()),
+        // The most an operator can ask for: neither secret may reach the log even so.
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE".into()),
     ];
     let runtime = RuntimeApi::start().await;
     let log = log_path("rotation");
@@ -190,6 +191,10 @@ async fn rotation_events_run_the_four_steps_of_the_secrets_manager_protocol() {
     assert_eq!(
         Some(passwords[0].key_id.as_str()),
         finish["key_id"].as_str()
+    );
+    assert!(
+        logs.contains(r#""level":"TRACE""#),
+        "the function did not log at TRACE"
     );
     assert!(
         !logs.contains(DEFAULT_SECRET),

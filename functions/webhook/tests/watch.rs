@@ -41,7 +41,9 @@ async fn start() -> Fixture {
         ("AWS_REGION", "us-east-1".to_owned()),
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
+        // The most an operator can ask for (LoggingConfig: ApplicationLogLevel: TRACE): every
+        // test then also checks that no clientState reaches the log even so.
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE".to_owned()),
     ];
     let webhook = WatchedFunction::start("mailroom-webhook", binary(), &env).await;
     Fixture {
@@ -181,6 +183,12 @@ async fn a_notification_for_a_known_subscription_puts_one_sync_job_on_the_fifo_q
     );
     let logs = fixture.webhook.logs();
     assert!(
+        logs.contains(r#""level":"TRACE""#),
+        "the function did not log at TRACE:\n{logs}"
+    );
+    // Neither in the raw event the runtime received nor in the item the SDK read back
+    // (mailroom::redact::TRACE_NEVER_LOGGED).
+    assert!(
         !logs.contains(subscription.client_state.expose()),
         "the clientState appears in the logs"
     );
@@ -204,6 +212,13 @@ async fn a_wrong_client_state_is_accepted_and_enqueues_nothing() {
             .contains("notification with a wrong clientState dropped"),
         "{}",
         fixture.webhook.logs()
+    );
+    assert!(
+        !fixture
+            .webhook
+            .logs()
+            .contains(subscription.client_state.expose()),
+        "the stored clientState appears in the logs"
     );
 }
 
