@@ -703,6 +703,7 @@ async fn no_known_secret_appears_in_any_log_line_error_debug_output_or_alert() {
         secret: SecretRef::Env("MAILROOM_CONTOSO_SECRET".into()),
         key_id: Some(KEY_ID.into()),
         expires_at: None,
+        delegated_scopes: None,
     };
     let secret_for_env = new_secret.clone();
     let source = FileSecretSource::with_env(
