@@ -1014,3 +1014,260 @@ users"#,
         assert_eq!(remove_mailbox(&path, &config.address, None).unwrap(), 0);
     }
 }
+
+/// Hostile input (issue 16; the rest is in shared/tests/hostile.rs): any text as
+/// `mailroom.toml` parses or fails with an error naming the file, never a panic.
+#[cfg(test)]
+mod hostile {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    use super::*;
+
+    const PATH: &str = "/etc/mailroom/mailroom.toml";
+
+    /// Lines a configuration may hold, valid or nearly: every table, keys of every type, values
+    /// out of range, inline secrets, deep nesting.
+    const FRAGMENTS: &[&str] = &[
+        "[credential.x]",
+        "[credential.\"a.b\"]",
+        "[credential.\"\u{202E}\"]",
+        "[[mailbox]]",
+        "[mailbox]",
+        "[[discover]]",
+        "[events]",
+        "[[events]]",
+        "[settings]",
+        "[unknown]",
+        "tenant_id = \"t\"",
+        "client_id = \"c\"",
+        "client_secret_env = \"S\"",
+        "client_secret_file = \"../../etc/shadow\"",
+        "certificate_file = \"c.pem\"",
+        "private_key_file = \"k.pem\"",
+        "client_secret = \"inline\"",
+        "private_key_pem = \"x\"",
+        "key_id = 1",
+        "expires_at = 2027-06-30T00:00:00Z",
+        "expires_at = 1979-05-27",
+        "expires_at = 07:32:00",
+        "expires_at = \"not a date\"",
+        "expires_at = [1, 2]",
+        "expires_at = { a = 1 }",
+        "scope_probe = \"not an address\"",
+        "address = \"a@b.com\"",
+        "address = \"a\u{0}@b.com\"",
+        "credential = \"contoso\"",
+        "credential = \"x\"",
+        "folder = \"*\"",
+        "folder = \"   \"",
+        "folder = \"Inbox/../..\"",
+        "action = \"move\"",
+        "action = \"none\"",
+        "action = \"mark_read\"",
+        "action = 1",
+        "processed_folder = \"\"",
+        "enabled = \"yes\"",
+        "users = \"all\"",
+        "users = \"some\"",
+        "group = \"\"",
+        "group = \"Finance\"",
+        "exclude = [\"\"]",
+        "exclude = [1]",
+        "shared_mailboxes = 1",
+        "url = \"https://hooks.example.com\"",
+        "url = \"ftp://x\"",
+        "url = \"\"",
+        "secret_env = \"E\"",
+        "secret_file = \"f\"",
+        "schedule_minutes = 0",
+        "schedule_minutes = 1441",
+        "schedule_minutes = -1",
+        "schedule_minutes = 18446744073709551615",
+        "schedule_minutes = 9223372036854775807",
+        "schedule_minutes = 1.5",
+        "schedule_minutes = inf",
+        "discover_hours = 169",
+        "discover_hours = nan",
+        "a = \"\\u0000\"",
+        "a = \"\\uD800\"",
+        "a = '''",
+        "a = \"\"\"",
+        "a.b.c = 1",
+        "= 1",
+        "a = ",
+        "\"\" = 1",
+        "a = 1 # \u{1b}[2J",
+        "\u{feff}",
+        "\r",
+    ];
+
+    fn toml_ish_line() -> BoxedStrategy<String> {
+        prop_oneof![
+            6 => prop::sample::select(FRAGMENTS).prop_map(str::to_owned),
+            1 => (1usize..5000, prop::sample::select(vec!["[", "{ a = ", "[[", "a = ["]))
+                .prop_map(|(depth, open)| format!("x = {}", open.repeat(depth))),
+            1 => any::<String>(),
+            1 => (prop::sample::select(FRAGMENTS), any::<String>()).prop_map(|(key, value)| {
+                let key = key.split('=').next().unwrap_or("a").trim();
+                format!("{key} = {}", toml::Value::String(value))
+            }),
+        ]
+        .boxed()
+    }
+
+    /// One change to a valid configuration.
+    #[derive(Debug, Clone)]
+    enum Mutation {
+        Delete(usize),
+        Duplicate(usize),
+        Uncomment(usize),
+        Insert(usize, String),
+        /// Replace the value of a `key = value` line.
+        Value(usize, String),
+        Truncate(usize),
+        /// Insert raw text at a character offset.
+        Splice(usize, String),
+    }
+
+    fn mutation() -> BoxedStrategy<Mutation> {
+        let value = prop_oneof![
+            any::<String>().prop_map(|s| toml::Value::String(s).to_string()),
+            prop::sample::select(vec![
+                "1",
+                "-1",
+                "true",
+                "[]",
+                "{}",
+                "\"\"",
+                "1979-05-27T07:32:00Z",
+                "\"\\u202e\"",
+            ])
+            .prop_map(str::to_owned),
+            any::<String>(),
+        ];
+        prop_oneof![
+            1 => any::<usize>().prop_map(Mutation::Delete),
+            1 => any::<usize>().prop_map(Mutation::Duplicate),
+            2 => any::<usize>().prop_map(Mutation::Uncomment),
+            2 => (any::<usize>(), toml_ish_line()).prop_map(|(i, l)| Mutation::Insert(i, l)),
+            2 => (any::<usize>(), value).prop_map(|(i, v)| Mutation::Value(i, v)),
+            1 => any::<usize>().prop_map(Mutation::Truncate),
+            1 => (any::<usize>(), any::<String>()).prop_map(|(i, t)| Mutation::Splice(i, t)),
+        ]
+        .boxed()
+    }
+
+    /// `text` with `mutations` applied in turn (indexes taken modulo the current size).
+    fn apply(text: &str, mutations: &[Mutation]) -> String {
+        let mut text = text.to_owned();
+        for m in mutations {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let n = lines.len().max(1);
+            match m {
+                Mutation::Delete(i) if !lines.is_empty() => {
+                    lines.remove(i % n);
+                }
+                Mutation::Duplicate(i) if !lines.is_empty() => {
+                    let line = lines[i % n].clone();
+                    lines.insert(i % n, line);
+                }
+                Mutation::Uncomment(i) if !lines.is_empty() => {
+                    let line = &mut lines[i % n];
+                    *line = line.trim_start_matches(['#', ' ']).to_owned();
+                }
+                Mutation::Insert(i, line) => lines.insert(i % (lines.len() + 1), line.clone()),
+                Mutation::Value(i, value) if !lines.is_empty() => {
+                    let line = &mut lines[i % n];
+                    if let Some((key, _)) = line.split_once('=') {
+                        *line = format!("{key}= {value}");
+                    }
+                }
+                Mutation::Truncate(i) => {
+                    let chars = text.chars().count();
+                    text = text.chars().take(i % (chars + 1)).collect();
+                    continue;
+                }
+                Mutation::Splice(i, raw) => {
+                    let chars: Vec<char> = text.chars().collect();
+                    let (before, after) = chars.split_at(i % (chars.len() + 1));
+                    text = before
+                        .iter()
+                        .chain(raw.chars().collect::<Vec<_>>().iter())
+                        .chain(after)
+                        .collect();
+                    continue;
+                }
+                _ => {}
+            }
+            text = lines.join("\n");
+        }
+        text
+    }
+
+    /// Inputs that parsed, across the properties: the mix is measured, not assumed.
+    static PARSED: AtomicU64 = AtomicU64::new(0);
+
+    fn check_parse(text: &str) -> Result<(), TestCaseError> {
+        match LocalConfig::parse(Path::new(PATH), text) {
+            Ok(_) => {
+                PARSED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                prop_assert!(
+                    message.contains(PATH),
+                    "an error that does not name the file: {message}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `test` on PROPTEST_CASES inputs (proptest's 256 without it) and prints the count.
+    fn run<S: Strategy>(
+        name: &str,
+        strategy: S,
+        test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+    ) where
+        S::Value: std::fmt::Debug,
+    {
+        let config = Config {
+            failure_persistence: None,
+            ..Config::default()
+        };
+        let ran = AtomicU64::new(0);
+        let result = TestRunner::new(config).run(&strategy, |value| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            test(value)
+        });
+        eprintln!(
+            "hostile: {name}: {} generated inputs ({} parsed so far in this process)",
+            ran.load(Ordering::Relaxed),
+            PARSED.load(Ordering::Relaxed)
+        );
+        if let Err(e) = result {
+            panic!("{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn any_toml_ish_text_parses_or_names_the_file() {
+        run(
+            "config: TOML-ish text",
+            prop::collection::vec(toml_ish_line(), 0..24),
+            |lines| check_parse(&lines.join("\n")),
+        );
+    }
+
+    #[test]
+    fn mutated_valid_configs_parse_or_name_the_file() {
+        run(
+            "config: mutated example",
+            prop::collection::vec(mutation(), 1..6),
+            |mutations| check_parse(&apply(EXAMPLE, &mutations)),
+        );
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
-use mailroom::domain::MailboxConfig;
+use mailroom::domain::{MailboxConfig, shown};
 use mailroom::engine::{DiscoveryReport, NoObserver, RuleReport};
 
 use crate::args::{Backend, DiscoverArgs, DiscoverCommand, Global};
@@ -93,7 +93,8 @@ fn print_report(report: &DiscoveryReport, all: bool) {
         );
         if all {
             for (who, why) in &changes.selection.skipped {
-                println!("    skipped {who}: {why}");
+                // Directory entries are the tenant's, not this operator's: shown escaped.
+                println!("    skipped {}: {}", shown(who), shown(&why.to_string()));
             }
         }
         let plan = &changes.plan;

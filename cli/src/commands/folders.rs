@@ -1,6 +1,7 @@
 //! `mailroom folders <mailbox>`: the folder tree with full paths and message counts.
 
 use anyhow::bail;
+use mailroom::domain::shown;
 use mailroom::graph::GraphClient;
 
 use crate::context::{Context, parse_address};
@@ -26,9 +27,13 @@ pub async fn run(
         "unread"
     );
     for (path, folder) in tree {
+        // Folder names are the mailbox's: escape sequences or bidi marks in one must not reach
+        // the terminal raw.
         println!(
-            "{path:<50} {:>8} {:>8}",
-            folder.total_item_count, folder.unread_item_count
+            "{:<50} {:>8} {:>8}",
+            shown(&path),
+            folder.total_item_count,
+            folder.unread_item_count
         );
     }
     Ok(true)

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use mailroom::domain::shown;
 use mailroom::engine::{MailboxStatus, RunReport};
 use time::OffsetDateTime;
 
@@ -78,12 +79,13 @@ pub fn print_summary(report: &RunReport, elapsed: std::time::Duration) {
                 (None, n, _) => format!("{n} failed; the next run retries them"),
             };
             println!(
-                "{:<32} {:<28} {:>8} {:>8} {:>7}  {result}",
+                "{:<32} {:<28} {:>8} {:>8} {:>7}  {}",
                 mailbox.mailbox.as_str(),
-                folder.folder,
+                shown(&folder.folder),
                 folder.imported,
                 folder.already_stored + folder.unchanged + folder.vanished,
                 folder.failed,
+                shown(&result),
             );
         }
         if let Some(error) = mailbox

@@ -1,6 +1,6 @@
 //! `mailroom status`: per mailbox folder, what is stored and where the import stands.
 
-use mailroom::domain::RecordState;
+use mailroom::domain::{RecordState, shown};
 
 use crate::context::Context;
 
@@ -70,13 +70,14 @@ pub async fn run(context: &Context) -> anyhow::Result<bool> {
             (None, true) => config.address.to_string(),
         };
         println!(
-            "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} {last_run}",
+            "{:<32} {:<28} {:>7} {:>8} {:<20} {:<26} {}",
             mailbox,
-            config.folder,
+            shown(&config.folder),
             of_folder.len(),
             pending,
             cursor,
             last_import,
+            shown(&last_run),
         );
     }
     // Events not yet published (docs/events.md): the endpoint or bus was down at the last run.

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{MailboxAddress, MessageId};
+use super::{MailboxAddress, MessageId, is_bidi_control};
 
 /// The `detail-type` on EventBridge.
 pub const DETAIL_TYPE: &str = "Message Stored";
@@ -108,13 +108,10 @@ pub fn preview(text: &str) -> String {
         }
         out.push(c);
     }
-    out.chars().take(PREVIEW_CHARS).collect()
-}
-
-/// The Unicode bidirectional formatting characters, which can make text display in an order
-/// other than the one it is stored in.
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    // Cut after a space, the preview would end with it.
+    let mut preview: String = out.chars().take(PREVIEW_CHARS).collect();
+    preview.truncate(preview.trim_end().len());
+    preview
 }
 
 #[cfg(test)]

@@ -9,27 +9,66 @@ pub mod job;
 pub mod send;
 pub mod signature;
 
-use std::fmt;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-/// A problem with a configuration value, naming the field and what is allowed.
+/// A problem with a configuration value, naming the field and what is allowed. The value is
+/// shown through [`shown`]: it may come from a mailbox or the directory, not only from the
+/// person reading the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {field} '{value}': {expected}")]
+#[error("invalid {field} '{}': {expected}", shown(value))]
 pub struct InvalidValue {
     pub field: &'static str,
     pub value: String,
     pub expected: &'static str,
 }
 
+/// The Unicode characters that reorder how text is displayed without being visible themselves
+/// (the Bidi_Control property: U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069). A
+/// subject such as `invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// `text` as it may be printed to a terminal or a plain-text log: control characters (escape
+/// sequences, carriage returns, NUL) and bidi controls are written as `\u{…}`, so text from a
+/// mailbox (a subject, a folder name, an address) cannot move the cursor, recolour the screen
+/// or reorder what is shown. Everything else, emoji and other scripts among it, is kept.
+pub fn shown(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() || is_bidi_control(c);
+    if !text.contains(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            let _ = write!(out, "\\u{{{:X}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// A mailbox's SMTP address (a user principal name works too), stored lowercased because
-/// Exchange compares addresses case-insensitively.
+/// Exchange compares addresses case-insensitively. It names the mailbox's directory in the blob
+/// store ([`blob_key`]), so it holds no character a path or a terminal would read specially.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MailboxAddress(String);
 
 impl MailboxAddress {
+    /// The longest address: RFC 5321 limits a path to 256 octets, two of them the angle
+    /// brackets. It also keeps the address, a directory name in the blob store, within the 255
+    /// bytes file systems allow a name.
+    pub const MAX_BYTES: usize = 254;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let address = raw.trim().to_ascii_lowercase();
         let valid = match address.split_once('@') {
@@ -38,7 +77,15 @@ impl MailboxAddress {
                     && domain.contains('.')
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
-                    && !address.contains(|c: char| c.is_whitespace() || c == '/' || c == '#')
+                    && address.len() <= Self::MAX_BYTES
+                    // No address has these (RFC 5322, RFC 6531); each would be read specially
+                    // in a path (`/`, `\`), a key or a terminal.
+                    && !address.contains(|c: char| {
+                        c.is_whitespace()
+                            || c.is_control()
+                            || is_bidi_control(c)
+                            || matches!(c, '/' | '\\' | '#')
+                    })
                     && address.matches('@').count() == 1
             }
             None => false,
@@ -399,19 +446,49 @@ impl SubscriptionRecord {
     }
 }
 
+/// The longest message id a blob key spells out (encoded). File systems allow a name 255 bytes;
+/// the local store writes `.{name}.tmp-{32 hex digits}` beside the file first
+/// (`shared/src/adapters/local/files.rs`), 38 bytes more than the name with its `.eml`, so the
+/// id gets 213 at most. Graph's ids are about 150 characters.
+const MAX_KEY_ID_BYTES: usize = 200;
+
+/// What a too-long id keeps of its encoded form, before `~` and the digest's 32 hex digits.
+const KEPT_ID_BYTES: usize = 160;
+
 /// The object key of a message's raw MIME: deterministic, so a re-run after a crash overwrites the
 /// same object instead of leaving a second copy. Immutable ids are base64 with `/` and `+`; the
 /// URL-safe alphabet keeps the key one path segment.
+///
+/// The id comes from Graph, so the key must be safe whatever it holds: any character outside
+/// base64's alphabet (`.`, `\`, `%`, NUL and other controls, bidi marks, any non-ASCII) is
+/// percent-encoded as its UTF-8 bytes (`%2E`), so the file name is never `.` or `..`, holds no
+/// separator and shows as written; Graph's own ids are unchanged, and so are their keys. An
+/// id longer than [`MAX_KEY_ID_BYTES`] encoded keeps its first [`KEPT_ID_BYTES`] and ends with
+/// `~` and 32 hex digits of its SHA-256 (`~` is always encoded otherwise, so the two forms never
+/// meet).
+/// With a [`MailboxAddress`] (at most 254 bytes) the key stays well within S3's 1,024 bytes.
 pub fn blob_key(mailbox: &MailboxAddress, id: &MessageId, received_at: OffsetDateTime) -> String {
-    let safe_id: String = id
-        .as_str()
-        .chars()
-        .map(|c| match c {
-            '/' => '_',
-            '+' => '-',
-            c => c,
-        })
-        .collect();
+    let mut safe_id = String::with_capacity(id.as_str().len());
+    for c in id.as_str().chars() {
+        match c {
+            '/' => safe_id.push('_'),
+            '+' => safe_id.push('-'),
+            c if c.is_ascii_alphanumeric() || matches!(c, '=' | '-' | '_') => safe_id.push(c),
+            c => {
+                for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                    let _ = write!(safe_id, "%{byte:02X}");
+                }
+            }
+        }
+    }
+    if safe_id.len() > MAX_KEY_ID_BYTES {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(id.as_str().as_bytes());
+        // ASCII only by now: any byte offset is a character boundary.
+        safe_id.truncate(KEPT_ID_BYTES);
+        safe_id.push('~');
+        safe_id.push_str(&hex::encode(&digest[..16]));
+    }
     let date = received_at.to_offset(time::UtcOffset::UTC).date();
     format!(
         "{mailbox}/{:04}/{:02}/{:02}/{safe_id}.eml",
@@ -457,6 +534,10 @@ mod tests {
             "a b@c.com",
             "a@b@c.com",
             "a/b@c.com",
+            "a\\b@c.com",
+            "a\u{0}b@c.com",
+            "a\u{1b}[2Jb@c.com",
+            "a\u{202E}b@c.com",
         ] {
             let err = MailboxAddress::parse(bad).unwrap_err();
             assert!(err.to_string().contains("reports@contoso.com"), "{err}");
@@ -489,6 +570,15 @@ mod tests {
         let key = blob_key(&mailbox, &id, at);
         assert_eq!(key, "a@contoso.com/2025/03/05/AAMk_a-b=.eml");
         assert_eq!(key, blob_key(&mailbox, &id, at));
+    }
+
+    #[test]
+    fn shown_text_escapes_controls_and_bidi_marks_and_keeps_the_rest() {
+        assert_eq!(shown("Backup OK 😀 Grüße"), "Backup OK 😀 Grüße");
+        assert_eq!(
+            shown("a\u{1b}[2J\u{202E}b\r\n"),
+            "a\\u{1B}[2J\\u{202E}b\\u{D}\\u{A}"
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ use crate::credentials::{AppCredential, ClientAuth};
 /// token that dies on the way.
 const MIN_TTL: Duration = Duration::from_secs(300);
 
+/// The longest lifetime a token is believed to have, whatever `expires_in` says: a day.
+const MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
 #[derive(Clone)]
 struct CachedToken {
     value: SecretString,
@@ -147,7 +150,11 @@ impl TokenCache {
                                 operation: Operation::Token.name(),
                                 detail: format!("token response: {}", describe(&e)),
                             })?;
-                    let lifetime = Duration::from_secs(body.expires_in);
+                    // Entra's access tokens live about an hour (`expires_in` near 3600); a
+                    // larger figure (a broken endpoint's u64::MAX) is taken as a day, so the
+                    // refresh time below cannot overflow an Instant, which would panic.
+                    let lifetime =
+                        Duration::from_secs(body.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
                     // Refresh at the earlier of (expiry - MIN_TTL) and half the lifetime, so short
                     // test lifetimes still refresh before they lapse.
                     let margin = MIN_TTL.min(lifetime / 2);

@@ -2,6 +2,7 @@
 //! the token cache, the per-mailbox limiter and the retry policy; it is the only place that
 //! retries Graph requests (docs/conventions.md, "Retries").
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +175,27 @@ impl GraphClient {
             mailbox,
             folders: Arc::default(),
         }
+    }
+}
+
+/// The pages of one listing read so far. A listing follows `@odata.nextLink` until there is
+/// none; a link that leads back to a page already read (a broken or hostile server) would be
+/// followed for ever, so it is an error instead.
+#[derive(Default)]
+pub(crate) struct PagesRead {
+    urls: HashSet<String>,
+}
+
+impl PagesRead {
+    /// Notes that `url` is about to be read; an error if it was read before.
+    pub(crate) fn visit(&mut self, operation: Operation, url: &Url) -> Result<(), GraphError> {
+        if self.urls.insert(url.as_str().to_owned()) {
+            return Ok(());
+        }
+        Err(GraphError::MalformedResponse {
+            operation: operation.name(),
+            detail: "a paging link leads back to a page already read".into(),
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::client::{GraphClient, Request, Target, encode};
+use super::client::{GraphClient, PagesRead, Request, Target, encode};
 use super::error::{GraphError, Operation};
 use super::model::Page;
 use crate::credentials::AppCredential;
@@ -139,7 +139,9 @@ impl DirectoryClient {
     ) -> Result<Vec<T>, GraphError> {
         let mut items = Vec::new();
         let mut next = Some(first);
+        let mut read = PagesRead::default();
         while let Some(url) = next.take() {
+            read.visit(operation, &url)?;
             let page: Page<T> = self
                 .client
                 .json(

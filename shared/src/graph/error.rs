@@ -519,11 +519,13 @@ pub(crate) fn is_retryable_status(status: u16) -> bool {
 }
 
 /// Parses `Retry-After`: seconds, possibly fractional (a documented sample says `2.128`), or an
-/// HTTP date.
+/// HTTP date. A number too large for a `Duration` (`1e20`) is the longest wait, which
+/// [`super::RetryPolicy::wait`] caps; `Duration::from_secs_f64` would panic on it.
 pub(crate) fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX));
     }
     let at =
         time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;

@@ -1,11 +1,11 @@
 //! Folder paths such as `Inbox/Backup Reports` resolved to folder ids (docs/graph.md §3).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
-use super::client::{MailboxClient, Request};
+use super::client::{MailboxClient, PagesRead, Request};
 use super::error::{GraphError, Operation};
 use super::model::{MailFolder, Page};
 
@@ -127,7 +127,9 @@ impl MailboxClient {
         };
         let mut folders = Vec::new();
         let mut next = Some(url);
+        let mut read = PagesRead::default();
         while let Some(url) = next.take() {
+            read.visit(Operation::ListFolders, &url)?;
             let page: Page<MailFolder> =
                 self.json(Request::get(Operation::ListFolders, url)).await?;
             folders.extend(page.value);
@@ -161,7 +163,13 @@ impl MailboxClient {
             .rev()
             .map(|f| (f.display_name.clone(), f))
             .collect();
+        // Each folder once: a folder listed among its own descendants (a broken or hostile reply)
+        // would otherwise be walked for ever.
+        let mut placed: HashSet<String> = HashSet::new();
         while let Some((path, folder)) = stack.pop() {
+            if !placed.insert(folder.id.clone()) {
+                continue;
+            }
             let mut children = if folder.child_folder_count > 0 {
                 self.child_folders(Some(&folder.id)).await?
             } else {
@@ -181,7 +189,11 @@ impl MailboxClient {
             tree.push((path, folder));
         }
         // A parent outside the tree (hidden, say): still show the folder rather than lose it.
-        let mut orphans: Vec<MailFolder> = elsewhere.into_values().flatten().collect();
+        let mut orphans: Vec<MailFolder> = elsewhere
+            .into_values()
+            .flatten()
+            .filter(|f| placed.insert(f.id.clone()))
+            .collect();
         orphans.sort_by(|a, b| a.display_name.cmp(&b.display_name));
         tree.extend(orphans.into_iter().map(|f| (f.display_name.clone(), f)));
         Ok(tree)

@@ -8,7 +8,7 @@ use futures::Stream;
 use reqwest::Method;
 use serde_json::json;
 
-use super::client::{MailboxClient, Reply, Request};
+use super::client::{MailboxClient, PagesRead, Reply, Request};
 use super::error::{GraphError, Operation};
 use super::limiter::Permit;
 use super::model::{Attachment, MessageSummary, Page};
@@ -116,6 +116,8 @@ impl MailboxClient {
             &["messages", id.as_str(), "attachments"],
             &[("$select", "name,size,contentType")],
         );
+        let mut read = PagesRead::default();
+        read.visit(Operation::ListAttachments, &url)?;
         let mut page: Page<Attachment> = self
             .json(Request::get(Operation::ListAttachments, url))
             .await?;
@@ -123,6 +125,7 @@ impl MailboxClient {
         // Graph documents no paging for a message's attachments; a nextLink is followed anyway.
         while let Some(link) = page.next_link.take() {
             let url = self.trusted_link(Operation::ListAttachments, &link)?;
+            read.visit(Operation::ListAttachments, &url)?;
             page = self
                 .json(Request::get(Operation::ListAttachments, url))
                 .await?;

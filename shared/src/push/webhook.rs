@@ -18,8 +18,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::notification::{Event, LifecycleEvent, NotificationCollection};
-use crate::domain::SubscriptionRecord;
+// Log fields that come from the caller go through `shown`: tracing's text format escapes ANSI
+// sequences but not line breaks or bidi marks, and anyone can post to the webhook.
 use crate::domain::job::{JobKind, SyncJob};
+use crate::domain::{SubscriptionRecord, shown};
 use crate::ports::{JobQueue, QueueError, StoreError, SubscriptionLookup};
 
 /// Why a batch could not be queued (the webhook then answers 503, and Graph delivers again).
@@ -166,7 +168,7 @@ impl Webhook {
                 tracing::warn!(
                     outcome = "rejected",
                     reason = "malformed notification",
-                    path = request.path,
+                    path = %shown(request.path),
                     detail = %e,
                     "webhook request rejected"
                 );
@@ -236,13 +238,13 @@ impl Webhook {
                 .flatten();
             let Some(record) = record else {
                 outcome.unknown_subscription += 1;
-                tracing::warn!(subscription = %notification.subscription_id, "notification for an unknown subscription dropped");
+                tracing::warn!(subscription = %shown(&notification.subscription_id), "notification for an unknown subscription dropped");
                 continue;
             };
             let presented = notification.client_state.as_deref().unwrap_or_default();
             if !record.client_state.matches(presented) {
                 outcome.client_state_mismatch += 1;
-                tracing::warn!(subscription = %notification.subscription_id, "notification with a wrong clientState dropped");
+                tracing::warn!(subscription = %shown(&notification.subscription_id), "notification with a wrong clientState dropped");
                 continue;
             }
             let kinds: &[JobKind] = match notification.event() {
@@ -259,7 +261,7 @@ impl Webhook {
                 Event::Lifecycle(LifecycleEvent::Missed) => &[JobKind::FullResync],
                 other => {
                     outcome.ignored += 1;
-                    tracing::info!(subscription = %notification.subscription_id, event = ?other, endpoint = endpoint.path(), "notification ignored");
+                    tracing::info!(subscription = %shown(&notification.subscription_id), event = ?other, endpoint = endpoint.path(), "notification ignored");
                     &[]
                 }
             };
@@ -321,8 +323,8 @@ fn reject(
         outcome = "rejected",
         status,
         reason,
-        method = request.method,
-        path = request.path,
+        method = %shown(request.method),
+        path = %shown(request.path),
         content_type = request.content_type,
         bytes = request.body.len(),
         "webhook request rejected"
