@@ -13,14 +13,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use graph_sandbox::{
     App, AppSecret, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID, DEFAULT_DOMAIN, DEFAULT_TENANT,
     Mailbox, NewMessage, Sandbox, Tenant, World,
 };
-use mailroom_tests::secrets::{distinctive_secret, forms, leaks};
+use mailroom_tests::secrets::{EventSink, distinctive_secret, forms, leaks};
 use mailroom_tests::stack::Stack;
 
 const MAILBOX: &str = "reports@contoso.com";
@@ -119,27 +118,6 @@ fn tail(output: &str) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
-/// An endpoint for `[events]`: keeps each delivery's signature and answers 204.
-async fn event_sink(signatures: Arc<Mutex<Vec<String>>>) -> String {
-    let receive = move |headers: axum::http::HeaderMap| {
-        let signatures = signatures.clone();
-        async move {
-            if let Some(v) = headers
-                .get(mailroom::domain::signature::SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok())
-            {
-                signatures.lock().unwrap().push(v.to_owned());
-            }
-            axum::http::StatusCode::NO_CONTENT
-        }
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    let app = axum::Router::new().route("/events", axum::routing::post(receive));
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 fn count_eml(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -186,8 +164,9 @@ async fn no_known_secret_appears_in_what_the_binary_prints_even_at_trace() {
         KEY_ID,
         sandbox.now() + time::Duration::days(5),
     );
-    let signatures = Arc::new(Mutex::new(Vec::new()));
-    let sink = event_sink(signatures.clone()).await;
+    let sink = EventSink::start().await;
+    let events_url = &sink.url;
+    let signatures = sink.signatures.clone();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("mailroom.toml"),
@@ -206,7 +185,7 @@ action = "move"
 processed_folder = "{PROCESSED}"
 
 [events]
-url = "{sink}"
+url = "{events_url}"
 secret_env = "{EVENTS_SECRET_VAR}"
 "#
         ),

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
@@ -100,4 +101,38 @@ pub fn leaks(secrets: &BTreeMap<String, String>, text: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// An HTTP endpoint for `[events]` on loopback: keeps each delivery's signature header (the
+/// signatures are secrets' children, searched for too) and answers 204.
+pub struct EventSink {
+    pub url: url::Url,
+    pub signatures: Arc<Mutex<Vec<String>>>,
+}
+
+impl EventSink {
+    pub async fn start() -> EventSink {
+        let signatures = Arc::new(Mutex::new(Vec::new()));
+        let kept = signatures.clone();
+        let receive = move |headers: axum::http::HeaderMap| {
+            let kept = kept.clone();
+            async move {
+                if let Some(v) = headers
+                    .get(mailroom::domain::signature::SIGNATURE_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                {
+                    kept.lock().unwrap().push(v.to_owned());
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/events", axum::routing::post(receive));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        EventSink {
+            url: url.parse().unwrap(),
+            signatures,
+        }
+    }
 }

@@ -52,7 +52,7 @@ use mailroom::push::{Webhook, WebhookRequest};
 use mailroom::redact::Redactor;
 use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
 use mailroom_tests::push::PushRig;
-use mailroom_tests::secrets::{distinctive_secret, forms, leaks};
+use mailroom_tests::secrets::{EventSink, distinctive_secret, forms, leaks};
 use mailroom_tests::stack::Stack;
 use secrecy::{ExposeSecret, SecretString};
 use tracing_subscriber::Layer as _;
@@ -233,39 +233,6 @@ fn secret_json(secret: &str) -> String {
         "key_id": KEY_ID,
     })
     .to_string()
-}
-
-/// An HTTP endpoint for events: keeps each delivery's signature header.
-struct EventSink {
-    url: reqwest::Url,
-    signatures: Arc<Mutex<Vec<String>>>,
-}
-
-impl EventSink {
-    async fn start() -> EventSink {
-        let signatures = Arc::new(Mutex::new(Vec::new()));
-        let kept = signatures.clone();
-        let receive = move |headers: axum::http::HeaderMap| {
-            let kept = kept.clone();
-            async move {
-                if let Some(v) = headers
-                    .get(mailroom::domain::signature::SIGNATURE_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                {
-                    kept.lock().unwrap().push(v.to_owned());
-                }
-                axum::http::StatusCode::NO_CONTENT
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/events", listener.local_addr().unwrap());
-        let app = axum::Router::new().route("/events", axum::routing::post(receive));
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        EventSink {
-            url: url.parse().unwrap(),
-            signatures,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
