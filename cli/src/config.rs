@@ -18,9 +18,8 @@ use toml::Spanned;
 /// The default import interval of `mailroom serve`, as in the serverless deployment.
 pub const DEFAULT_SCHEDULE_MINUTES: u64 = 15;
 
-/// A delegated credential's scopes when the configuration lists none: read and move mail, and a
-/// refresh token.
-pub const DEFAULT_DELEGATED_SCOPES: [&str; 2] = ["Mail.ReadWrite", "offline_access"];
+/// A delegated credential's scopes when the configuration lists none.
+pub use mailroom::credentials::DEFAULT_DELEGATED_SCOPES;
 
 /// How often discovery reads the directory again, as in the serverless deployment.
 pub const DEFAULT_DISCOVER_HOURS: u64 = 24;

@@ -11,7 +11,7 @@ use mailroom::adapters::aws::{
     AwsClients, DynamoStateStore, EventBridgePublisher, S3BlobStore, SecretsManagerSource,
 };
 use mailroom::adapters::local::{
-    DirBlobStore, FileSecretSource, HttpEventPublisher, SecretRef, SqliteStateStore,
+    DirBlobStore, FileSecretSource, HttpEventPublisher, LocalSignIns, SecretRef, SqliteStateStore,
 };
 use mailroom::clock::SystemClock;
 use mailroom::config::Env;
@@ -81,7 +81,9 @@ impl Context {
             backend: Backend::Local,
             state: Arc::new(state),
             blobs: Some(Arc::new(blobs)),
-            secrets: Arc::new(FileSecretSource::new(credentials)),
+            secrets: Arc::new(
+                FileSecretSource::new(credentials).with_sign_ins(LocalSignIns::new(data_dir)),
+            ),
             graph,
             location: format!(
                 "{} (database) and {} (messages)",

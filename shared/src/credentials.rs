@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use crate::domain::credential::{
-    AppCredential, CertificateCredential, CertificateError, ClientAuth, KeyProblem, PemInput,
-    SignedIn,
+    AppCredential, CertificateCredential, CertificateError, ClientAuth, DEFAULT_DELEGATED_SCOPES,
+    Delegation, KeyProblem, PemInput, SignInStore, SignedIn,
 };
 use crate::ports::{SecretError, SecretSource};
 

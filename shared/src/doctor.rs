@@ -464,6 +464,12 @@ fn expiry_check(
     rejected_as_expired: bool,
 ) -> Check {
     let (what, rotate) = match &credential.secret {
+        ClientAuth::Public => {
+            return Check::pass(
+                SECRET_EXPIRY,
+                "a public client has no client secret or certificate to expire",
+            );
+        }
         ClientAuth::Secret(_) => (
             "client secret",
             "create a new client secret in Entra ID > App registrations > Certificates & secrets, store its Value and its expires_at in the credential, then delete the old secret",
@@ -576,6 +582,7 @@ fn token_fix(error: &GraphError, graph: &GraphClient, credential: &AppCredential
         GraphError::TokenRejected { .. } => match credential.secret {
             ClientAuth::Secret(_) => "check the credential's tenant_id, client_id and client secret Value against the app registration in Entra ID",
             ClientAuth::Certificate(_) => "check the credential's tenant_id, client_id and certificate against the app registration in Entra ID",
+            ClientAuth::Public => "check the credential's tenant_id and client_id against the app registration in Entra ID, and that it allows public client flows (Authentication > Advanced settings)",
         }
         .to_owned(),
         _ => format!(

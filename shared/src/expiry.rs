@@ -454,6 +454,9 @@ fn find_expiry(
     let app = &credential.client_id;
     let stored_key = credential.key_id.as_deref();
     match &credential.secret {
+        ClientAuth::Public => Err(ExpiryUnknown::from(format!(
+            "app {app} is a public client: it has no client secret or certificate to expire"
+        ))),
         ClientAuth::Secret(secret) => {
             let passwords = &application.password_credentials;
             let found = if let Some(key_id) = stored_key {

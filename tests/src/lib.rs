@@ -7,6 +7,7 @@
 
 pub mod awsproxy;
 pub mod contract;
+pub mod delegated;
 pub mod lambda;
 pub mod moto;
 pub mod push;

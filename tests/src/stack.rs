@@ -183,7 +183,8 @@ impl Stack {
             owner: EngineOptions::default().owner,
             ..options
         };
-        let secrets = SecretsManagerSource::new(self.secrets.clone());
+        let secrets = SecretsManagerSource::new(self.secrets.clone())
+            .with_sign_ins((*self.sign_ins()).clone());
         Engine {
             state: self.state.clone(),
             blobs: self.blobs.clone(),

@@ -60,6 +60,7 @@ pub fn print_summary(report: &RunReport, elapsed: std::time::Duration) {
         if mailbox.folders.is_empty() {
             let status = match mailbox.status {
                 MailboxStatus::Busy => "busy (another runner holds it)",
+                MailboxStatus::NeedsSignIn => "needs sign-in",
                 _ => "failed",
             };
             println!(

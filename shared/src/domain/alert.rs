@@ -41,6 +41,8 @@ impl ExpirySource {
 pub enum CredentialKind {
     ClientSecret,
     Certificate,
+    /// No secret of its own: a delegated credential's public client.
+    PublicClient,
 }
 
 impl CredentialKind {
@@ -48,6 +50,7 @@ impl CredentialKind {
         match credential.secret {
             ClientAuth::Secret(_) => Self::ClientSecret,
             ClientAuth::Certificate(_) => Self::Certificate,
+            ClientAuth::Public => Self::PublicClient,
         }
     }
 
@@ -55,6 +58,7 @@ impl CredentialKind {
         match self {
             Self::ClientSecret => "client secret",
             Self::Certificate => "certificate",
+            Self::PublicClient => "public client",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! cache that reads them through a [`crate::ports::SecretSource`] is [`crate::credentials::Credentials`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
@@ -33,6 +34,9 @@ pub enum ClientAuth {
     /// A certificate registered on the app, and its private key: the token request carries a
     /// client assertion signed with it.
     Certificate(CertificateCredential),
+    /// Nothing of its own: a public client, which only a delegated credential can be (a person's
+    /// sign-in stands in for the app's secret; docs/delegated.md).
+    Public,
 }
 
 impl fmt::Debug for ClientAuth {
@@ -42,6 +46,7 @@ impl fmt::Debug for ClientAuth {
             Self::Certificate(certificate) => {
                 f.debug_tuple("Certificate").field(certificate).finish()
             }
+            Self::Public => f.write_str("Public"),
         }
     }
 }
@@ -79,7 +84,48 @@ pub struct AppCredential {
     /// When the credential expires: a certificate's notAfter, or what the operator recorded for a
     /// secret (used because Graph does not tell a client when its secret expires).
     pub expires_at: Option<OffsetDateTime>,
+    /// For a delegated credential: whose sign-in its tokens come from. `None` for application
+    /// permissions (the client-credentials grant).
+    pub delegated: Option<Delegation>,
 }
+
+/// Where the sign-in of a delegated credential is kept: a file under the data dir locally, the
+/// credential's own Secrets Manager secret on AWS. The port of [`Delegation`]: defined with the
+/// credential that needs it, and re-exported by [`crate::ports`].
+#[async_trait::async_trait]
+pub trait SignInStore: Send + Sync {
+    /// The sign-in of credential `name`, or `None` if nobody has signed in for it yet.
+    async fn load(&self, name: &str) -> Result<Option<SignedIn>, SecretError>;
+    /// Replaces the sign-in of `name` in one step: a reader sees the old one or the new one,
+    /// never a mix, and a crash part-way leaves the old one.
+    async fn save(&self, name: &str, signed_in: &SignedIn) -> Result<(), SecretError>;
+}
+
+/// A delegated credential's grant: the person who signed in for credential `name` (with
+/// `mailroom credentials login NAME`), the Graph scopes they granted, and where their refresh
+/// token is kept. Access tokens come from redeeming that refresh token, each redemption storing
+/// the new one before its access token is used (docs/delegated.md).
+#[derive(Clone)]
+pub struct Delegation {
+    /// The credential's name: what `mailroom credentials login` signs in for.
+    pub name: String,
+    /// The Graph scopes asked for at every redemption, e.g. `Mail.ReadWrite`.
+    pub scopes: Vec<String>,
+    pub sign_ins: Arc<dyn SignInStore>,
+}
+
+impl fmt::Debug for Delegation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delegation")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Graph scopes a delegated credential asks for unless it names its own: read and change the
+/// signed-in user's mail, and a refresh token (docs/delegated.md).
+pub const DEFAULT_DELEGATED_SCOPES: [&str; 2] = ["Mail.ReadWrite", "offline_access"];
 
 impl fmt::Debug for AppCredential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,6 +135,7 @@ impl fmt::Debug for AppCredential {
             .field("secret", &self.secret)
             .field("key_id", &self.key_id)
             .field("expires_at", &self.expires_at)
+            .field("delegated", &self.delegated)
             .finish()
     }
 }
@@ -102,7 +149,7 @@ impl AppCredential {
         secret: ClientAuth,
     ) -> Self {
         let expires_at = match &secret {
-            ClientAuth::Secret(_) => None,
+            ClientAuth::Secret(_) | ClientAuth::Public => None,
             ClientAuth::Certificate(certificate) => Some(certificate.not_after()),
         };
         Self {
@@ -111,18 +158,51 @@ impl AppCredential {
             secret,
             key_id: None,
             expires_at,
+            delegated: None,
         }
     }
 
-    /// Parses the JSON stored in a secret, either form:
+    /// Parses the JSON of an app credential's secret, either form:
     /// `{"tenant_id": "…", "client_id": "…", "client_secret": "…", "expires_at": "2026-01-01T00:00:00Z"}`
     /// or `{"tenant_id": "…", "client_id": "…", "certificate_pem": "-----BEGIN CERTIFICATE-----\n…",
     /// "private_key_pem": "-----BEGIN PRIVATE KEY-----\n…"}`, each with an optional `key_id`.
-    /// A certificate's expiry is its notAfter; `expires_at` is only read for a secret.
+    /// A certificate's expiry is its notAfter; `expires_at` is only read for a secret. A delegated
+    /// credential's secret (`"kind": "delegated"`) is refused here: it needs the store of its
+    /// sign-in, [`Self::from_stored`].
     ///
     /// Errors name the credential and the field, never a value: serde's own messages can quote
     /// the input, which here is a secret.
     pub fn from_json(name: &str, json: &str) -> Result<Self, SecretError> {
+        match Self::parse(name, json)? {
+            (credential, None) => Ok(credential),
+            (_, Some(_)) => Err(SecretError::Malformed {
+                name: name.to_owned(),
+                detail: "it is a delegated credential (\"kind\": \"delegated\"), where an app credential (a client secret or certificate) is needed".into(),
+            }),
+        }
+    }
+
+    /// Parses a stored credential of either kind. An app credential as [`Self::from_json`]; a
+    /// delegated one is `{"kind": "delegated", "tenant_id": "…", "client_id": "…", "scopes":
+    /// ["Mail.ReadWrite", "offline_access"]}`, with a client secret or certificate only for a
+    /// confidential client, and the sign-in that `mailroom credentials login` adds
+    /// ([`SignedIn`]), which `sign_ins` keeps.
+    pub fn from_stored(
+        name: &str,
+        json: &str,
+        sign_ins: Arc<dyn SignInStore>,
+    ) -> Result<Self, SecretError> {
+        let (mut credential, scopes) = Self::parse(name, json)?;
+        credential.delegated = scopes.map(|scopes| Delegation {
+            name: name.to_owned(),
+            scopes,
+            sign_ins,
+        });
+        Ok(credential)
+    }
+
+    /// The credential and, for a delegated one, its scopes.
+    fn parse(name: &str, json: &str) -> Result<(Self, Option<Vec<String>>), SecretError> {
         let malformed = |detail: String| SecretError::Malformed {
             name: name.to_owned(),
             detail,
@@ -149,6 +229,42 @@ impl AppCredential {
         };
         let required = |field: &str| -> Result<String, SecretError> {
             text(field)?.ok_or_else(|| malformed(format!("field '{field}' is missing")))
+        };
+        let delegated = match text("kind")?.as_deref() {
+            None | Some("app") => false,
+            Some("delegated") => true,
+            Some(other) => {
+                return Err(malformed(format!(
+                    "field 'kind' is '{}'; it must be \"app\" (the default) or \"delegated\"",
+                    crate::domain::shown(other)
+                )));
+            }
+        };
+        let scopes = if delegated {
+            Some(match object.get("scopes") {
+                None | Some(serde_json::Value::Null) => DEFAULT_DELEGATED_SCOPES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|item| match item.as_str().map(str::trim) {
+                        Some(scope) if !scope.is_empty() && !scope.contains([' ', ',']) => {
+                            Ok(scope.to_owned())
+                        }
+                        _ => Err(malformed(
+                            "field 'scopes' must be a list of scope names such as [\"Mail.ReadWrite\", \"offline_access\"]".into(),
+                        )),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(_) => {
+                    return Err(malformed(
+                        "field 'scopes' must be a list of scope names such as [\"Mail.ReadWrite\", \"offline_access\"]".into(),
+                    ));
+                }
+            })
+        } else {
+            None
         };
         let tenant_id = required("tenant_id")?;
         let client_id = required("client_id")?;
@@ -191,6 +307,7 @@ impl AppCredential {
                     "field 'certificate_pem' is missing: the private key needs its certificate (PEM) next to private_key_pem".into(),
                 ));
             }
+            (None, None, None) if delegated => ClientAuth::Public,
             (None, None, None) => {
                 return Err(malformed(format!(
                     "fields 'client_secret' or 'certificate_pem' and 'private_key_pem' are missing; {either}"
@@ -202,21 +319,21 @@ impl AppCredential {
         if credential.expires_at.is_none() {
             credential.expires_at = expires_at;
         }
-        Ok(credential)
+        Ok((credential, scopes))
     }
 
     /// The client secret, if this credential is one.
     pub fn client_secret(&self) -> Option<&SecretString> {
         match &self.secret {
             ClientAuth::Secret(secret) => Some(secret),
-            ClientAuth::Certificate(_) => None,
+            ClientAuth::Certificate(_) | ClientAuth::Public => None,
         }
     }
 
     /// The certificate, if this credential is one.
     pub fn certificate(&self) -> Option<&CertificateCredential> {
         match &self.secret {
-            ClientAuth::Secret(_) => None,
+            ClientAuth::Secret(_) | ClientAuth::Public => None,
             ClientAuth::Certificate(certificate) => Some(certificate),
         }
     }
@@ -228,6 +345,7 @@ impl AppCredential {
                 a.expose_secret() == b.expose_secret()
             }
             (ClientAuth::Certificate(a), ClientAuth::Certificate(b)) => a.same_certificate(b),
+            (ClientAuth::Public, ClientAuth::Public) => true,
             _ => false,
         }
     }

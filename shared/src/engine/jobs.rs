@@ -216,6 +216,12 @@ fn outcome_of(report: &MailboxReport) -> JobOutcome {
         .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
     match report.status {
         MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
+        // Only the person can fix it (`mailroom credentials login`); the next scheduled run
+        // tries again.
+        MailboxStatus::NeedsSignIn => JobOutcome::Failed {
+            error: error.unwrap_or_default(),
+            retry_can_help: false,
+        },
         MailboxStatus::Failed => JobOutcome::Failed {
             error: error.unwrap_or_else(|| format!("{} message(s) failed", report.failed())),
             // The report keeps the error's text, not its kind: assume it may pass.

@@ -82,7 +82,7 @@ impl Engine {
             match self.every_folder(&config, &configured).await {
                 Ok(found) => work.extend(found.into_iter().map(|(c, k, id)| (c, Some((k, id))))),
                 Err(e) => {
-                    report.status = MailboxStatus::Failed;
+                    report.status = status_after(&e);
                     report.folders.push(FolderReport {
                         folder: config.folder.clone(),
                         action: config.action.to_string(),
@@ -138,8 +138,11 @@ impl Engine {
                     return report;
                 }
                 folder.error = Some(e.to_string());
+                if report.status != MailboxStatus::NeedsSignIn {
+                    report.status = status_after(&e);
+                }
             }
-            if folder.error.is_some() || folder.failed > 0 {
+            if folder.failed > 0 && report.status == MailboxStatus::Ok {
                 report.status = MailboxStatus::Failed;
             }
             tracing::info!(
@@ -185,12 +188,7 @@ impl Engine {
             mailbox: address.clone(),
             started_at,
             finished_at: self.clock.now(),
-            status: if report.status == MailboxStatus::Ok {
-                "ok"
-            } else {
-                "failed"
-            }
-            .to_owned(),
+            status: report.status.as_str().to_owned(),
             imported: report.imported(),
             failed: report.failed(),
             error: report.folders.iter().find_map(|f| f.error.clone()),
@@ -230,7 +228,18 @@ impl Engine {
             })
             .collect())
     }
+}
 
+/// A mailbox's status after a folder of it failed with `error`: a delegated credential that needs
+/// its person again is told apart, because only a sign-in fixes it (and `status` says so).
+fn status_after(error: &ImportError) -> MailboxStatus {
+    match error {
+        ImportError::Graph(e) if e.is_sign_in_required() => MailboxStatus::NeedsSignIn,
+        _ => MailboxStatus::Failed,
+    }
+}
+
+impl Engine {
     /// A Graph handle for the folder's mailbox, after proving the credential works.
     pub async fn connect(&self, config: &MailboxConfig) -> Result<MailboxClient, ImportError> {
         let credential = self.working_credential(&config.credential).await?;

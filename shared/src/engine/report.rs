@@ -62,6 +62,21 @@ pub enum MailboxStatus {
     Failed,
     /// Another runner holds the mailbox's lease; this run left it alone.
     Busy,
+    /// The mailbox's delegated credential needs its person to sign in again
+    /// (`mailroom credentials login NAME`); nothing of it can be imported until then.
+    NeedsSignIn,
+}
+
+impl MailboxStatus {
+    /// The name `status` and the run summary show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Failed => "failed",
+            Self::Busy => "busy",
+            Self::NeedsSignIn => "needs sign-in",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,7 +118,7 @@ impl RunReport {
     pub fn failed_mailboxes(&self) -> usize {
         self.mailboxes
             .iter()
-            .filter(|m| m.status == MailboxStatus::Failed)
+            .filter(|m| matches!(m.status, MailboxStatus::Failed | MailboxStatus::NeedsSignIn))
             .count()
     }
 }

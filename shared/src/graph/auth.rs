@@ -1,6 +1,7 @@
-//! Client-credentials tokens from Entra ID (docs/graph.md §1), with a client secret or a certificate's
-//! client assertion, cached per credential until shortly before they expire, with at most one
-//! refresh in flight per credential.
+//! Access tokens from Entra ID, cached per credential until shortly before they expire, with at
+//! most one request for a new one in flight per credential: client-credentials tokens (docs/graph.md
+//! §1) with a client secret or a certificate's client assertion, and a delegated credential's
+//! tokens from its stored sign-in (`refresh.rs`).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use url::Url;
 use super::assertion::{ASSERTION_TYPE, client_assertion};
 use super::error::{GraphError, Operation, TokenErrorBody, parse_retry_after};
 use super::retry::RetryPolicy;
+use super::signin::SignIn;
 use crate::credentials::{AppCredential, ClientAuth};
 
 /// A token is refreshed this long before Entra says it expires, so a request never leaves with a
@@ -31,6 +33,23 @@ struct CachedToken {
     refresh_at: Instant,
 }
 
+impl CachedToken {
+    /// A token requested at `requested`, valid for `expires_in` seconds.
+    fn new(value: SecretString, expires_in: u64, requested: Instant) -> Self {
+        // Entra's access tokens live about an hour (`expires_in` near 3600); a larger figure (a
+        // broken endpoint's u64::MAX) is taken as a day, so the refresh time below cannot
+        // overflow an Instant, which would panic.
+        let lifetime = Duration::from_secs(expires_in.min(MAX_TOKEN_LIFETIME_SECS));
+        // Refresh at the earlier of (expiry - MIN_TTL) and half the lifetime, so short test
+        // lifetimes still refresh before they lapse.
+        let margin = MIN_TTL.min(lifetime / 2);
+        Self {
+            value,
+            refresh_at: requested + lifetime.saturating_sub(margin),
+        }
+    }
+}
+
 /// Identifies a credential without holding its secret: a changed secret or certificate (rotation)
 /// is a new key.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -39,6 +58,8 @@ struct TokenKey {
     client_id: String,
     /// SHA-256 of the secret's value, or of the certificate's thumbprint and the client id.
     credential_digest: [u8; 32],
+    /// A delegated credential's name: each person's sign-in has its own tokens.
+    delegated: Option<String>,
 }
 
 impl TokenKey {
@@ -49,11 +70,13 @@ impl TokenKey {
                 .chain_update(certificate.thumbprint_sha256())
                 .chain_update(credential.client_id.as_bytes())
                 .finalize(),
+            ClientAuth::Public => Sha256::digest(b""),
         };
         Self {
             tenant: credential.tenant_id.clone(),
             client_id: credential.client_id.clone(),
             credential_digest: credential_digest.into(),
+            delegated: credential.delegated.as_ref().map(|d| d.name.clone()),
         }
     }
 }
@@ -133,6 +156,16 @@ impl TokenCache {
     }
 
     async fn request(&self, credential: &AppCredential) -> Result<CachedToken, GraphError> {
+        if let Some(delegation) = &credential.delegated {
+            let started = Instant::now();
+            let sign_in = SignIn::new(self.http.clone(), self.login_url.clone(), self.retry);
+            let tokens = super::refresh::redeem(&sign_in, credential, delegation).await?;
+            return Ok(CachedToken::new(
+                tokens.access_token,
+                tokens.expires_in,
+                started,
+            ));
+        }
         let url = self.token_url(&credential.tenant_id)?;
         let mut attempt = 0;
         loop {
@@ -150,18 +183,11 @@ impl TokenCache {
                                 operation: Operation::Token.name(),
                                 detail: format!("token response: {}", describe(&e)),
                             })?;
-                    // Entra's access tokens live about an hour (`expires_in` near 3600); a
-                    // larger figure (a broken endpoint's u64::MAX) is taken as a day, so the
-                    // refresh time below cannot overflow an Instant, which would panic.
-                    let lifetime =
-                        Duration::from_secs(body.expires_in.min(MAX_TOKEN_LIFETIME_SECS));
-                    // Refresh at the earlier of (expiry - MIN_TTL) and half the lifetime, so short
-                    // test lifetimes still refresh before they lapse.
-                    let margin = MIN_TTL.min(lifetime / 2);
-                    return Ok(CachedToken {
-                        value: SecretString::from(body.access_token),
-                        refresh_at: started + lifetime.saturating_sub(margin),
-                    });
+                    return Ok(CachedToken::new(
+                        SecretString::from(body.access_token),
+                        body.expires_in,
+                        started,
+                    ));
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -205,6 +231,12 @@ fn token_form<'a>(
     match &credential.secret {
         ClientAuth::Secret(secret) => {
             form.push(("client_secret", Cow::Borrowed(secret.expose_secret())));
+        }
+        ClientAuth::Public => {
+            return Err(GraphError::Config(format!(
+                "app {} has no client secret or certificate: a public client gets tokens only for a person who signed in (kind = \"delegated\")",
+                credential.client_id
+            )));
         }
         ClientAuth::Certificate(certificate) => {
             let assertion = client_assertion(

@@ -100,7 +100,11 @@ impl GraphClient {
     /// Entra's delegated sign-in endpoints, through this client's HTTP connections and trusted
     /// certificates.
     pub fn sign_in(&self) -> super::signin::SignIn {
-        super::signin::SignIn::new(self.inner.http.clone(), self.inner.config.login_url.clone())
+        super::signin::SignIn::new(
+            self.inner.http.clone(),
+            self.inner.config.login_url.clone(),
+            self.inner.config.retry,
+        )
     }
 
     pub fn new(config: GraphConfig) -> Result<Self, GraphError> {
@@ -175,6 +179,36 @@ impl GraphClient {
             mailbox,
             folders: Arc::default(),
         }
+    }
+}
+
+/// A delegated token's 403 means the signed-in user lacks access to the mailbox (or the scope),
+/// not the app: say so, and what the user or an administrator can do.
+fn as_delegated(credential: &AppCredential, error: GraphError) -> GraphError {
+    let Some(delegation) = &credential.delegated else {
+        return error;
+    };
+    match error {
+        GraphError::MailboxOutOfScope { mailbox } => GraphError::NoDelegatedAccess {
+            credential: delegation.name.clone(),
+            mailbox,
+            operation: "read mail",
+            needed: "Mail.Read",
+            code: "ErrorAccessDenied".into(),
+        },
+        GraphError::PermissionDenied {
+            mailbox,
+            operation,
+            needed,
+            code,
+        } => GraphError::NoDelegatedAccess {
+            credential: delegation.name.clone(),
+            mailbox,
+            operation,
+            needed,
+            code,
+        },
+        other => other,
     }
 }
 
@@ -442,14 +476,15 @@ impl GraphClient {
                         continue;
                     }
                     if !is_retryable_status(status.as_u16()) {
-                        return Err(classify_api_error(
+                        let error = classify_api_error(
                             operation,
                             target,
                             client_id,
                             status.as_u16(),
                             parsed,
                             &client_request_id,
-                        ));
+                        );
+                        return Err(as_delegated(credential, error));
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         Failure::Throttled(retry_after)

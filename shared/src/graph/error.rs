@@ -177,6 +177,33 @@ pub enum GraphError {
     },
 
     #[error(
+        "credential '{credential}' needs its user to sign in again: {reason}; run: mailroom credentials login {credential}"
+    )]
+    SignInRequired { credential: String, reason: String },
+
+    #[error(
+        "the sign-in of credential '{credential}' could not be {action}: {detail}; the stored refresh token still works, and the next attempt tries again"
+    )]
+    SignInNotKept {
+        credential: String,
+        /// `read` or `stored`.
+        action: &'static str,
+        detail: String,
+    },
+
+    #[error(
+        "{}",
+        no_delegated_access_message(.credential, .mailbox, .operation, .needed, .code)
+    )]
+    NoDelegatedAccess {
+        credential: String,
+        mailbox: MailboxAddress,
+        operation: &'static str,
+        needed: &'static str,
+        code: String,
+    },
+
+    #[error(
         "mailbox {mailbox} is outside the app's access scope (403 ErrorAccessDenied): add the mailbox to the app's Exchange RBAC management scope (or application access policy), or configure a mailbox the app may read; changes can take an hour to reach Graph"
     )]
     MailboxOutOfScope { mailbox: MailboxAddress },
@@ -291,6 +318,18 @@ pub enum GraphError {
     Config(String),
 }
 
+fn no_delegated_access_message(
+    credential: &str,
+    mailbox: &MailboxAddress,
+    operation: &str,
+    needed: &str,
+    code: &str,
+) -> String {
+    format!(
+        "the user signed in for credential '{credential}' may not {operation} in {mailbox} (403 {code}): a delegated credential reaches the user's own mailbox (with the delegated permission {needed}) and mailboxes shared with them (Full Access or a shared folder, and {needed}.Shared); fix the sharing or add the scope to the credential's scopes, then sign in again: mailroom credentials login {credential}"
+    )
+}
+
 /// What else works for an `/applications` permission (docs/graph.md §9).
 fn application_permission_note(needed: &str) -> &'static str {
     match needed {
@@ -347,6 +386,8 @@ impl GraphError {
                 | Self::UnknownTenant { .. }
                 | Self::UnknownApp { .. }
                 | Self::TokenRejected { .. }
+                | Self::SignInRequired { .. }
+                | Self::NoDelegatedAccess { .. }
                 | Self::MailboxOutOfScope { .. }
                 | Self::PermissionDenied { .. }
                 | Self::MailboxNotFound { .. }
@@ -354,6 +395,11 @@ impl GraphError {
                 | Self::AmbiguousFolder { .. }
                 | Self::Config(_)
         )
+    }
+
+    /// A delegated credential's person must sign in again (or sign in at all).
+    pub fn is_sign_in_required(&self) -> bool {
+        matches!(self, Self::SignInRequired { .. })
     }
 
     pub fn is_delta_expired(&self) -> bool {

@@ -14,6 +14,7 @@ mod limiter;
 mod messages;
 mod model;
 mod probe;
+mod refresh;
 mod retry;
 mod send;
 pub mod signin;

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::retry::RetryPolicy;
 use crate::credentials::ClientAuth;
 
 /// The scopes every delegated sign-in asks for besides the configured ones: a refresh token
@@ -353,11 +354,24 @@ fn default_interval() -> u64 {
 pub struct SignIn {
     http: reqwest::Client,
     login_url: Url,
+    retry: RetryPolicy,
 }
 
 impl SignIn {
-    pub fn new(http: reqwest::Client, login_url: Url) -> Self {
-        Self { http, login_url }
+    /// Token requests that meet a connection failure, 429 or a 5xx are tried again as `retry`
+    /// says (waiting `Retry-After` if Entra gives one); a refresh token sent twice this way is
+    /// harmless, because redeeming one does not revoke it (docs/graph.md section 13).
+    pub fn new(http: reqwest::Client, login_url: Url, retry: RetryPolicy) -> Self {
+        Self {
+            http,
+            login_url,
+            retry,
+        }
+    }
+
+    /// How many times a token request is sent before its failure is final.
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.max_retries + 1
     }
 
     fn endpoint(&self, tenant: &str, last: &str) -> Result<Url, SignInError> {
@@ -504,7 +518,7 @@ impl SignIn {
         form.push(("client_id", client.client_id.clone()));
         form.push(("scope", scopes.clone()));
         match &client.secret {
-            None => {}
+            None | Some(ClientAuth::Public) => {}
             Some(ClientAuth::Secret(secret)) => {
                 form.push(("client_secret", secret.expose_secret().to_owned()));
             }
@@ -525,15 +539,37 @@ impl SignIn {
                 form.push(("client_assertion", assertion));
             }
         }
-        let response = self
-            .http
-            .post(url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| SignInError::Transport(super::auth::describe(&e)))?;
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let retry_in = match self.http.post(url.clone()).form(&form).send().await {
+                Ok(response)
+                    if super::error::is_retryable_status(response.status().as_u16())
+                        && attempt <= self.retry.max_retries =>
+                {
+                    let retry_after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| {
+                            super::error::parse_retry_after(v, time::OffsetDateTime::now_utc())
+                        });
+                    self.retry.wait(attempt, retry_after)
+                }
+                Ok(response) => break response,
+                Err(_) if attempt <= self.retry.max_retries => self.retry.backoff(attempt),
+                Err(e) => return Err(SignInError::Transport(super::auth::describe(&e))),
+            };
+            tokio::time::sleep(retry_in).await;
+        };
         if !response.status().is_success() {
+            let status = response.status().as_u16();
             let body: ErrorBody = response.json().await.unwrap_or_default();
+            if body.error.is_empty() {
+                return Err(SignInError::Transport(format!(
+                    "Entra answered HTTP {status} without an OAuth error"
+                )));
+            }
             return Err(body.classify(&scopes));
         }
         let answer: TokenAnswer = response.json().await.map_err(|e| {
@@ -601,6 +637,7 @@ mod tests {
         let sign_in = SignIn::new(
             reqwest::Client::new(),
             Url::parse("https://login.example/").unwrap_or_else(|_| unreachable!()),
+            RetryPolicy::default(),
         );
         let pkce = Pkce::generate();
         let client = client();

@@ -18,7 +18,7 @@ use crate::domain::job::SyncJob;
 
 mod state;
 
-pub use crate::domain::credential::SecretError;
+pub use crate::domain::credential::{SecretError, SignInStore};
 pub use state::{
     AlertClaims, Cause, CreateOutcome, Cursors, DiscoverRules, EventOutbox, LeaseOutcome, Leases,
     MailboxConfigs, MessageRecords, RunLog, StateStore, StoreError, SubscriptionLookup,

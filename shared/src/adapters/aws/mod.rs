@@ -15,6 +15,8 @@ mod rotation;
 mod s3;
 #[cfg(feature = "aws-secretsmanager")]
 mod secrets;
+#[cfg(feature = "aws-secretsmanager")]
+mod signins;
 #[cfg(feature = "aws-sns")]
 mod sns;
 #[cfg(feature = "aws-sqs")]
@@ -34,6 +36,8 @@ pub use rotation::SecretsManagerVersions;
 pub use s3::{DEFAULT_PART_SIZE, MIN_PART_SIZE, S3BlobStore};
 #[cfg(feature = "aws-secretsmanager")]
 pub use secrets::SecretsManagerSource;
+#[cfg(feature = "aws-secretsmanager")]
+pub use signins::{DELEGATED_TAG, SecretsManagerSignIns};
 #[cfg(feature = "aws-sns")]
 pub use sns::SnsAlerter;
 #[cfg(feature = "aws-sqs")]

@@ -1,12 +1,16 @@
 //! [`SecretSource`] on AWS Secrets Manager: one JSON secret per Entra app registration.
 //!
-//! The secret string is handed straight to [`AppCredential::from_json`], whose errors name fields,
-//! never values. Nothing here logs or formats the secret string.
+//! The secret string is handed straight to [`AppCredential::from_stored`], whose errors name
+//! fields, never values. Nothing here logs or formats the secret string. A delegated credential's
+//! sign-in is in its secret too, kept by [`SecretsManagerSignIns`].
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
 
+use std::sync::Arc;
+
+use super::SecretsManagerSignIns;
 use crate::credentials::AppCredential;
 use crate::ports::{SecretError, SecretSource};
 
@@ -15,6 +19,7 @@ use crate::ports::{SecretError, SecretSource};
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSource {
     client: Client,
+    sign_ins: SecretsManagerSignIns,
 }
 
 impl SecretsManagerSource {
@@ -27,7 +32,16 @@ impl SecretsManagerSource {
 
     /// A source reading secrets with `client` (its region is where the secrets must be).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            sign_ins: SecretsManagerSignIns::new(client.clone()),
+            client,
+        }
+    }
+
+    /// Delegated credentials keep their sign-ins through `sign_ins`.
+    pub fn with_sign_ins(mut self, sign_ins: SecretsManagerSignIns) -> Self {
+        self.sign_ins = sign_ins;
+        self
     }
 }
 
@@ -68,7 +82,7 @@ impl SecretSource for SecretsManagerSource {
                 detail: "the secret has no SecretString (binary secrets are not supported)".into(),
             });
         };
-        AppCredential::from_json(name, json)
+        AppCredential::from_stored(name, json, Arc::new(self.sign_ins.clone()))
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::credentials::{AppCredential, CertificateCredential, ClientAuth};
+use super::LocalSignIns;
+use crate::credentials::{AppCredential, CertificateCredential, ClientAuth, Delegation};
 use crate::ports::{SecretError, SecretSource};
 
 /// Where a local credential's secret value is.
@@ -61,6 +62,8 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct FileSecretSource {
     credentials: HashMap<String, LocalCredential>,
     env: EnvLookup,
+    /// Where delegated credentials' sign-ins are (under the data dir).
+    sign_ins: Option<LocalSignIns>,
 }
 
 impl fmt::Debug for FileSecretSource {
@@ -89,7 +92,15 @@ impl FileSecretSource {
         Self {
             credentials,
             env: Arc::new(env),
+            sign_ins: None,
         }
+    }
+
+    /// Delegated credentials' sign-ins are kept in `sign_ins` (without it, a delegated
+    /// credential cannot be used).
+    pub fn with_sign_ins(mut self, sign_ins: LocalSignIns) -> Self {
+        self.sign_ins = Some(sign_ins);
+        self
     }
 
     /// The names of the declared credentials, sorted.
@@ -184,20 +195,30 @@ impl SecretSource for FileSecretSource {
                 name: name.to_owned(),
                 hint: format!("declare it as [credential.{name}] in mailroom.toml"),
             })?;
-        if credential.delegated_scopes.is_some() {
-            // Honest until the engine takes delegated tokens: the sign-in is stored, but imports,
-            // push and the doctor still need an app credential.
-            return Err(SecretError::Malformed {
-                name: name.to_owned(),
-                detail: "it is a delegated credential (kind = \"delegated\"): `mailroom credentials login` signs in with it, but importing with a delegated credential is not built yet; use an app credential for mailboxes".into(),
-            });
-        }
-        let secret = self.client_auth(name, &credential.secret).await?;
+        let secret = match (&credential.secret, &credential.delegated_scopes) {
+            (SecretRef::None, Some(_)) => ClientAuth::Public,
+            (secret, _) => self.client_auth(name, secret).await?,
+        };
         let mut app = AppCredential::new(
             credential.tenant_id.clone(),
             credential.client_id.clone(),
             secret,
         );
+        if let Some(scopes) = &credential.delegated_scopes {
+            let sign_ins = self
+                .sign_ins
+                .clone()
+                .ok_or_else(|| SecretError::Unavailable {
+                    name: name.to_owned(),
+                    detail: "it is a delegated credential, and this command keeps no sign-ins"
+                        .into(),
+                })?;
+            app.delegated = Some(Delegation {
+                name: name.to_owned(),
+                scopes: scopes.clone(),
+                sign_ins: Arc::new(sign_ins),
+            });
+        }
         app.key_id.clone_from(&credential.key_id);
         if app.expires_at.is_none() {
             app.expires_at = credential.expires_at;

@@ -6,10 +6,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use secrecy::ExposeSecret;
 
 use crate::credentials::SignedIn;
-use crate::ports::SecretError;
+use crate::ports::{SecretError, SignInStore};
 
 /// Where local mode keeps sign-ins.
 #[derive(Clone, Debug)]
@@ -77,6 +78,33 @@ impl LocalSignIns {
             return Err(failed("writing", e));
         }
         Ok(path)
+    }
+}
+
+/// The engine's view: the file is small, but writing it syncs to disk, so it runs off the async
+/// threads.
+#[async_trait]
+impl SignInStore for LocalSignIns {
+    async fn load(&self, name: &str) -> Result<Option<SignedIn>, SecretError> {
+        let (store, owned) = (self.clone(), name.to_owned());
+        tokio::task::spawn_blocking(move || LocalSignIns::load(&store, &owned))
+            .await
+            .map_err(|e| unavailable(name, &e))?
+    }
+
+    async fn save(&self, name: &str, signed_in: &SignedIn) -> Result<(), SecretError> {
+        let (store, owned, signed_in) = (self.clone(), name.to_owned(), signed_in.clone());
+        tokio::task::spawn_blocking(move || LocalSignIns::save(&store, &owned, &signed_in))
+            .await
+            .map_err(|e| unavailable(name, &e))?
+            .map(drop)
+    }
+}
+
+fn unavailable(name: &str, e: &tokio::task::JoinError) -> SecretError {
+    SecretError::Unavailable {
+        name: name.to_owned(),
+        detail: format!("the sign-in file task failed: {e}"),
     }
 }
 
