@@ -1010,3 +1010,91 @@ async fn send_sends_once_per_key_and_the_doctor_proves_the_outbound_path() {
         .expect_code(0)
         .expect_text("arrived in the Inbox after");
 }
+
+/// A delegated credential in local mode: Alice's sign-in (as `mailroom credentials login` leaves
+/// it under the data dir), `import` with her token, the refresh token replaced on disk and never
+/// printed; then her sign-in revoked: `import` exits 1 saying to sign in again, `status` says
+/// "needs sign-in", and the app credential's mailbox is imported all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegated_credential_imports_and_status_says_when_it_needs_sign_in() {
+    use mailroom::adapters::local::LocalSignIns;
+    use secrecy::ExposeSecret;
+    const ALICE: &str = "alice@contoso.com";
+    let world = world(5).mailbox(
+        DEFAULT_TENANT,
+        Mailbox::new(ALICE)
+            .folder("Inbox/Orders")
+            .messages("Inbox/Orders", 7),
+    );
+    let mailboxes = format!(
+        r#"[credential.alice]
+kind = "delegated"
+tenant_id = "{DEFAULT_TENANT}"
+client_id = "{DEFAULT_CLIENT_ID}"
+
+[[mailbox]]
+address = "{ALICE}"
+credential = "alice"
+folder = "Inbox/Orders"
+action = "mark_read"
+
+[[mailbox]]
+address = "{MAILBOX}"
+credential = "contoso"
+folder = "{FOLDER}"
+action = "none"
+"#
+    );
+    let setup = Setup::start(world, &mailboxes).await;
+    let signed_in = mailroom_tests::delegated::sign_in(
+        &setup.sandbox,
+        ALICE,
+        &["Mail.ReadWrite", "offline_access"],
+    )
+    .await;
+    let sign_ins = LocalSignIns::new(&setup.path("mailroom-data"));
+    sign_ins.save("alice", &signed_in).unwrap();
+
+    let first = setup.mailroom(&["import"]).await;
+    first.expect_code(0).expect_text("imported 12 messages");
+    let orders = setup.sandbox.folder_messages(ALICE, "Inbox/Orders");
+    assert!(orders.iter().all(|m| m.is_read), "{orders:?}");
+    let rotated = sign_ins.load("alice").unwrap().unwrap();
+    assert_ne!(
+        rotated.refresh_token.expose_secret(),
+        signed_in.refresh_token.expose_secret()
+    );
+    for token in [&signed_in.refresh_token, &rotated.refresh_token] {
+        assert!(!first.all().contains(token.expose_secret()));
+    }
+
+    assert!(setup.sandbox.revoke_refresh_tokens(ALICE));
+    setup.sandbox.add_message(
+        ALICE,
+        "Inbox/Orders",
+        graph_sandbox::NewMessage::new("After the revocation"),
+    );
+    setup.sandbox.add_message(
+        MAILBOX,
+        FOLDER,
+        graph_sandbox::NewMessage::new("Backup done"),
+    );
+    let second = setup.mailroom(&["import"]).await;
+    second
+        .expect_code(1)
+        .expect_text("needs its user to sign in again")
+        .expect_text("AADSTS50173")
+        .expect_text("run: mailroom credentials login alice");
+    assert_eq!(count_files(&setup.path("mailroom-data/messages")), 13);
+
+    let status = setup.mailroom(&["status"]).await;
+    status.expect_code(0);
+    let line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(ALICE))
+        .unwrap();
+    assert!(line.contains("needs sign-in"), "{line}");
+    assert!(line.contains("mailroom credentials login alice"), "{line}");
+    assert!(!status.all().contains(rotated.refresh_token.expose_secret()));
+}

@@ -281,6 +281,11 @@ impl Default for DelegatedState {
 }
 
 impl DelegatedState {
+    /// Every refresh token issued.
+    pub(crate) fn refresh_tokens(&self) -> Vec<String> {
+        self.refresh.keys().cloned().collect()
+    }
+
     fn consent(&self, tenant: usize, client_id: &str, user: usize) -> Option<&BTreeSet<String>> {
         self.consents
             .get(&(tenant, client_id.to_ascii_lowercase(), user))

@@ -721,6 +721,11 @@ impl Sandbox {
         self.delegated_stats().refresh_tokens_issued
     }
 
+    /// Every refresh token issued so far (for tests that look for them where they must not be).
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        lock(&self.core().state).delegated.refresh_tokens()
+    }
+
     /// Shares `mailbox` with `user` at run time: full access (`folder` `None`) or one folder
     /// path (created if missing), read-only unless `write` (docs/graph.md section 13). False if
     /// either mailbox is unknown.

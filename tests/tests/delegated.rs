@@ -18,7 +18,7 @@ use mailroom::clock::Clock;
 use mailroom::credentials::SignedIn;
 use mailroom::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use mailroom::engine::{EngineOptions, MailboxStatus, NoObserver, RunReport};
-use mailroom::ports::{MailboxConfigs, RunLog, SecretError, SignInStore};
+use mailroom::ports::{MailboxConfigs, RunLog, SecretError, SignInStore, Subscriptions};
 use mailroom_tests::delegated::sign_in;
 use mailroom_tests::stack::Stack;
 use secrecy::ExposeSecret;
@@ -545,4 +545,69 @@ async fn a_crash_between_receiving_and_storing_a_refresh_token_loses_nothing() {
     assert_eq!(report.mailboxes[0].status, MailboxStatus::Ok, "{report:#?}");
     stack.assert_stored_exactly_once(ALICE, &held).await;
     assert_actions_done(&stack, ALICE);
+}
+
+/// Push with a delegated credential: the subscription is created with Alice's token (the app
+/// is a public client here, so no other token exists), a new message arrives through the
+/// webhook and the queue, and `reauthorizationRequired` hours later, when the first access
+/// token has lapsed, is answered with a fresh one from the stored sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_subscribes_and_reauthorizes_with_the_delegated_token() {
+    let (stack, _, credential) = signed_in_stack().await;
+    configure(
+        &stack,
+        ALICE,
+        "Inbox/Move",
+        AfterImport::Move {
+            processed_folder: "Inbox/Processed".into(),
+        },
+        &credential,
+    )
+    .await;
+    let rig = mailroom_tests::push::PushRig::start(stack).await;
+    let report = rig.maintain().await;
+    assert_eq!(report.created, 1, "{report:?}");
+    assert!(report.errors.is_empty(), "{report:?}");
+    let subscriptions = rig.stack.sandbox.subscriptions();
+    assert_eq!(subscriptions.len(), 1);
+    assert_eq!(subscriptions[0].mailbox, ALICE);
+
+    let new = rig.stack.sandbox.add_message(
+        ALICE,
+        "Inbox/Move",
+        graph_sandbox::NewMessage::new("Signed contract"),
+    );
+    let wait = Duration::from_secs(15);
+    rig.wait_for_records(ALICE, &[new.immutable_id.clone()], wait)
+        .await;
+
+    // Three hours on: the access token from the first redemption has expired.
+    let redeemed = rig.stack.sandbox.refresh_redemptions();
+    let before = rig.stack.state.list_subscriptions().await.unwrap()[0].clone();
+    rig.stack.clock.advance(time::Duration::hours(3));
+    rig.stack
+        .sandbox
+        .advance_clock(Duration::from_secs(3 * 3600));
+    assert!(rig.stack.sandbox.lifecycle(
+        &before.id,
+        graph_sandbox::LifecycleEvent::ReauthorizationRequired
+    ));
+    let started = std::time::Instant::now();
+    loop {
+        let now = rig.stack.state.list_subscriptions().await.unwrap();
+        if now[0].expires_at > before.expires_at {
+            assert_eq!(now[0].id, before.id);
+            break;
+        }
+        assert!(started.elapsed() < wait, "not renewed: {now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        rig.stack.sandbox.refresh_redemptions() > redeemed,
+        "the renewal did not use a fresh delegated token"
+    );
+    assert!(
+        !rig.stack.sandbox.subscriptions()[0].reauthorization_required,
+        "the sandbox still waits for reauthorization"
+    );
 }

@@ -19,8 +19,8 @@
 //! token the sandbox issued, every `clientState`, the secret rotation created, the event-signing
 //! secret and the signatures it made. None may appear, as is or in the forms a request body or
 //! header would carry (form-urlencoded, JSON-escaped, hex, base64 at every alignment, a byte
-//! list). Refresh tokens do not exist yet: Mailroom uses the client-credentials grant only
-//! (delegated access is a later issue).
+//! list). With a delegated credential (a person's sign-in) every refresh token the sandbox
+//! issued is searched for too.
 //!
 //! The `mailroom` binary's own output (doctor, credentials check, import) is checked by
 //! `cli/tests/secrets.rs`: only the CLI crate's tests can run its binary.
@@ -34,8 +34,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use graph_sandbox::fixtures::{TEST_CERT_PEM, TEST_KEY_PEM};
 use graph_sandbox::{
-    App, AppSecret, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID, DEFAULT_DOMAIN, DEFAULT_TENANT,
-    FaultKind, FaultRule, Mailbox, NewMessage, Tenant, World,
+    App, AppSecret, DEFAULT_APP_OBJECT_ID, DEFAULT_CLIENT_ID, DEFAULT_DELEGATED_PERMISSIONS,
+    DEFAULT_DOMAIN, DEFAULT_TENANT, FaultKind, FaultRule, Mailbox, NewMessage, Tenant, World,
 };
 use mailroom::adapters::alerts::{FanOutAlerter, GraphMailAlerter};
 use mailroom::adapters::aws::{SecretsManagerSource, SecretsManagerVersions, SnsAlerter};
@@ -66,6 +66,8 @@ const SENDER: &str = "alerts@contoso.com";
 const FOLDER: &str = "Inbox/Backup Reports";
 const PROCESSED: &str = "Inbox/Processed";
 const KEY_ID: &str = "0b7c1e9a-3d4f-4e5a-9b6c-7d8e9f0a1b2c";
+/// The person who signs in for a delegated credential.
+const DELEGATE: &str = "alice@contoso.com";
 
 // ---------------------------------------------------------------------------------------------
 // The capture.
@@ -212,7 +214,11 @@ fn world(secret: &str) -> World {
                         "Mail.ReadWrite",
                         "Mail.Send",
                         "Application.ReadWrite.OwnedBy",
-                    ]),
+                    ])
+                    // A person signs in with it too (a delegated credential).
+                    .delegated_permissions(DEFAULT_DELEGATED_PERMISSIONS)
+                    .allow_public_client_flows(true)
+                    .public_client_redirect_uri("http://localhost"),
             )
             .mailbox(
                 Mailbox::new(MAILBOX)
@@ -221,7 +227,8 @@ fn world(secret: &str) -> World {
                     .messages(FOLDER, 6),
             )
             .mailbox(Mailbox::new(CERT_MAILBOX).messages("Inbox", 3))
-            .mailbox(Mailbox::new(SENDER)),
+            .mailbox(Mailbox::new(SENDER))
+            .mailbox(Mailbox::new(DELEGATE).messages("Inbox", 2)),
     )
 }
 
@@ -327,6 +334,51 @@ async fn no_known_secret_appears_in_any_log_line_error_debug_output_or_alert() {
         !sink.signatures.lock().unwrap().is_empty(),
         "no event was delivered"
     );
+
+    // 1b. A delegated credential: Alice signs in, her mailbox is imported with her token (the
+    // refresh token redeemed and its successor stored), then her sign-in is revoked and the run
+    // says to sign in again.
+    let delegated = format!("{}-delegated", stack.credential);
+    let scopes = ["Mail.ReadWrite", "offline_access"];
+    let signed_in = mailroom_tests::delegated::sign_in(&stack.sandbox, DELEGATE, &scopes).await;
+    evidence.debug("SignedIn", &signed_in);
+    stack.put_delegated(&delegated, &scopes, &signed_in).await;
+    let alice = MailboxConfig {
+        address: MailboxAddress::parse(DELEGATE).unwrap(),
+        folder: "Inbox".into(),
+        action: AfterImport::MarkRead,
+        credential: delegated.clone(),
+        enabled: true,
+        discovered_by: None,
+    };
+    stack.state.put_mailbox(&alice).await.unwrap();
+    let report = stack.run().await;
+    evidence.debug("delegated: run report", &report);
+    assert!(
+        report
+            .mailboxes
+            .iter()
+            .any(|m| m.mailbox.as_str() == DELEGATE && m.imported() == 2),
+        "{report:#?}"
+    );
+    let fetched = stack
+        .engine()
+        .credentials
+        .refresh(&delegated)
+        .await
+        .unwrap();
+    evidence.debug("delegated AppCredential", &fetched);
+    assert!(stack.sandbox.revoke_refresh_tokens(DELEGATE));
+    let report = stack.run().await;
+    evidence.debug("delegated, revoked: run report", &report);
+    let refused = GraphClient::new(stack.graph_config())
+        .unwrap()
+        .check_credential(&fetched)
+        .await
+        .unwrap_err();
+    evidence.shown("delegated, revoked: token error", &refused);
+    assert!(refused.to_string().contains("AADSTS50173"), "{refused}");
+    stack.state.remove_mailbox(&alice.key()).await.unwrap();
 
     // 2. A wrong secret, an expired one, an unknown app: the errors say why, never the value.
     let graph = GraphClient::new(stack.graph_config()).unwrap();
@@ -724,6 +776,15 @@ async fn no_known_secret_appears_in_any_log_line_error_debug_output_or_alert() {
     // Every token the sandbox issued, every signature the events carried.
     for (n, token) in sandbox.issued_tokens().into_iter().enumerate() {
         evidence.secret(format!("access token {n}"), token);
+    }
+    let refresh_tokens = sandbox.issued_refresh_tokens();
+    assert!(
+        refresh_tokens.len() >= 2,
+        "{} refresh tokens",
+        refresh_tokens.len()
+    );
+    for (n, token) in refresh_tokens.into_iter().enumerate() {
+        evidence.secret(format!("refresh token {n}"), token);
     }
     for (n, signature) in sink.signatures.lock().unwrap().iter().enumerate() {
         evidence.secret(
