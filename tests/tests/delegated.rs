@@ -578,7 +578,7 @@ async fn push_subscribes_and_reauthorizes_with_the_delegated_token() {
         graph_sandbox::NewMessage::new("Signed contract"),
     );
     let wait = Duration::from_secs(15);
-    rig.wait_for_records(ALICE, &[new.immutable_id.clone()], wait)
+    rig.wait_for_records(ALICE, std::slice::from_ref(&new.immutable_id), wait)
         .await;
 
     // Three hours on: the access token from the first redemption has expired.
