@@ -216,8 +216,8 @@ fn outcome_of(report: &MailboxReport) -> JobOutcome {
         .or_else(|| report.folders.iter().find_map(|f| f.error.clone()));
     match report.status {
         MailboxStatus::Busy => JobOutcome::Busy(error.unwrap_or_default()),
-        // Only the person can fix it (`mailroom credentials login`); the next scheduled run
-        // tries again.
+        // Only the person can fix it (`mailroom credentials login`); the queue's redrive still
+        // applies, and the next scheduled run tries again.
         MailboxStatus::NeedsSignIn => JobOutcome::Failed {
             error: error.unwrap_or_default(),
             retry_can_help: false,
