@@ -157,6 +157,26 @@ impl PushRig {
 
     /// Waits until the mailbox holds records for all `ids` (immutable ids), or panics after
     /// `within`.
+    /// Waits until the only subscription is `before` renewed (the same id, a later expiry);
+    /// panics after `within`.
+    pub async fn wait_for_renewal(
+        &self,
+        before: &mailroom::domain::SubscriptionRecord,
+        within: Duration,
+    ) {
+        use mailroom::ports::Subscriptions as _;
+        let started = std::time::Instant::now();
+        loop {
+            let now = self.stack.state.list_subscriptions().await.unwrap();
+            if now[0].expires_at > before.expires_at {
+                assert_eq!(now[0].id, before.id);
+                return;
+            }
+            assert!(started.elapsed() < within, "not renewed: {now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_for_records(&self, mailbox: &str, ids: &[String], within: Duration) {
         let started = std::time::Instant::now();
         loop {

@@ -89,6 +89,13 @@ async fn configure(
     stack.state.put_mailbox(&config).await.unwrap();
 }
 
+/// Each folder of [`actions`] in `address`, with its action.
+async fn configure_actions(stack: &Stack, address: &str, credential: &str) {
+    for (folder, action) in actions() {
+        configure(stack, address, folder, action, credential).await;
+    }
+}
+
 /// The delegated credential's secret: one per stack, as tests share moto.
 fn credential_of(stack: &Stack) -> String {
     format!("{}-alice", stack.credential)
@@ -146,9 +153,7 @@ async fn a_delegated_credential_imports_the_users_own_and_a_shared_mailbox_in_ea
     let own = messages_of(&stack, ALICE);
     let shared = messages_of(&stack, SHARED);
     for address in [ALICE, SHARED] {
-        for (folder, action) in actions() {
-            configure(&stack, address, folder, action, &credential).await;
-        }
+        configure_actions(&stack, address, &credential).await;
     }
     let report = stack.run().await;
     for address in [ALICE, SHARED] {
@@ -193,9 +198,7 @@ async fn a_delegated_credential_imports_the_users_own_and_a_shared_mailbox_in_ea
 async fn a_mailbox_not_shared_with_the_user_is_named_and_the_others_go_on() {
     let (stack, _, credential) = signed_in_stack().await;
     let own = messages_of(&stack, ALICE);
-    for (folder, action) in actions() {
-        configure(&stack, ALICE, folder, action, &credential).await;
-    }
+    configure_actions(&stack, ALICE, &credential).await;
     configure(
         &stack,
         BOB,
@@ -270,9 +273,7 @@ async fn each_lost_sign_in_says_sign_in_again_and_stops_only_its_mailboxes() {
     for (case, break_it, code) in cases {
         let (stack, signed_in, credential) = signed_in_stack().await;
         let held = messages_of(&stack, ALICE);
-        for (folder, action) in actions() {
-            configure(&stack, ALICE, folder, action, &credential).await;
-        }
+        configure_actions(&stack, ALICE, &credential).await;
         // A mailbox of the app credential, which must not notice.
         configure(
             &stack,
@@ -369,9 +370,7 @@ async fn two_runners_refreshing_at_once_both_succeed() {
     let own = messages_of(&stack, ALICE);
     let shared = messages_of(&stack, SHARED);
     for address in [ALICE, SHARED] {
-        for (folder, action) in actions() {
-            configure(&stack, address, folder, action, &credential).await;
-        }
+        configure_actions(&stack, address, &credential).await;
     }
     let budget = stack.clock.now() + mailroom_tests::stack::RUN_BUDGET;
     let (one, two) = (stack.engine(), stack.engine());
@@ -497,9 +496,7 @@ impl SignInStore for DiesOnSave {
 async fn a_crash_between_receiving_and_storing_a_refresh_token_loses_nothing() {
     let (stack, signed_in, credential) = signed_in_stack().await;
     let held = messages_of(&stack, ALICE);
-    for (folder, action) in actions() {
-        configure(&stack, ALICE, folder, action, &credential).await;
-    }
+    configure_actions(&stack, ALICE, &credential).await;
     let dies = Arc::new(DiesOnSave {
         inner: stack.sign_ins(),
         saves: AtomicUsize::new(0),
@@ -592,16 +589,7 @@ async fn push_subscribes_and_reauthorizes_with_the_delegated_token() {
         &before.id,
         graph_sandbox::LifecycleEvent::ReauthorizationRequired
     ));
-    let started = std::time::Instant::now();
-    loop {
-        let now = rig.stack.state.list_subscriptions().await.unwrap();
-        if now[0].expires_at > before.expires_at {
-            assert_eq!(now[0].id, before.id);
-            break;
-        }
-        assert!(started.elapsed() < wait, "not renewed: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rig.wait_for_renewal(&before, wait).await;
     assert!(
         rig.stack.sandbox.refresh_redemptions() > redeemed,
         "the renewal did not use a fresh delegated token"

@@ -264,16 +264,7 @@ async fn reauthorization_required_renews_the_subscription() {
             .sandbox
             .lifecycle(&before.id, LifecycleEvent::ReauthorizationRequired)
     );
-    let started = std::time::Instant::now();
-    loop {
-        let now = rig.stack.state.list_subscriptions().await.unwrap();
-        if now[0].expires_at > before.expires_at {
-            assert_eq!(now[0].id, before.id);
-            break;
-        }
-        assert!(started.elapsed() < WAIT, "not renewed: {now:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    rig.wait_for_renewal(&before, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
