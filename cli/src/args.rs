@@ -230,7 +230,7 @@ pub enum CredentialsCommand {
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     /// The credential: a [credential.NAME] of mailroom.toml with kind = "delegated"; with
-    /// --backend aws, the name (or ARN) of its Secrets Manager secret
+    /// --backend aws, the name of its Secrets Manager secret (as mailbox configurations name it)
     pub name: String,
     /// Sign in on another device: print a code to enter on Microsoft's sign-in page
     #[arg(long)]
