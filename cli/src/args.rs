@@ -219,29 +219,34 @@ pub enum CredentialsCommand {
         )]
         thresholds: mailroom::expiry::Thresholds,
     },
-    /// Sign a person in for a delegated credential (kind = "delegated" in mailroom.toml): in the
-    /// browser (authorization code with PKCE, answered on http://localhost), or with
-    /// --device-code on a machine without one. The refresh token is stored under the data dir,
-    /// readable by you only, and never printed
-    Login {
-        /// The credential: a [credential.NAME] of mailroom.toml with kind = "delegated"
-        name: String,
-        /// Sign in on another device: print a code to enter on Microsoft's sign-in page
-        #[arg(long)]
-        device_code: bool,
-        /// Print the sign-in URL but do not open a browser
-        #[arg(long)]
-        no_browser: bool,
-        /// The port on 127.0.0.1 the browser comes back to (default: any free port)
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// The account to sign in as (fills in the sign-in page)
-        #[arg(long, value_name = "ADDRESS")]
-        login_hint: Option<String>,
-        /// Seconds to wait for the sign-in before giving up
-        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-        timeout: u64,
-    },
+    /// Sign a person in for a delegated credential (kind = "delegated" in mailroom.toml, or a
+    /// Secrets Manager secret with "kind": "delegated" with --backend aws): in the browser
+    /// (authorization code with PKCE, answered on http://localhost), or with --device-code on a
+    /// machine without one. The refresh token is stored under the data dir, readable by you
+    /// only (with --backend aws: in the secret, as a new version), and never printed
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The credential: a [credential.NAME] of mailroom.toml with kind = "delegated"; with
+    /// --backend aws, the name of its Secrets Manager secret (as mailbox configurations name it)
+    pub name: String,
+    /// Sign in on another device: print a code to enter on Microsoft's sign-in page
+    #[arg(long)]
+    pub device_code: bool,
+    /// Print the sign-in URL but do not open a browser
+    #[arg(long)]
+    pub no_browser: bool,
+    /// The port on 127.0.0.1 the browser comes back to (default: any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// The account to sign in as (fills in the sign-in page)
+    #[arg(long, value_name = "ADDRESS")]
+    pub login_hint: Option<String>,
+    /// Seconds to wait for the sign-in before giving up
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

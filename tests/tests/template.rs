@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mailroom::adapters::aws::{
-    BY_RECEIVED_INDEX, DynamoStateStore, EventBridgePublisher, PENDING_INDEX, S3Attachments,
-    S3BlobStore, SecretsManagerSource, SecretsManagerVersions, SnsAlerter, SqsDeadLetters,
-    SqsJobQueue,
+    BY_RECEIVED_INDEX, DELEGATED_TAG, DelegatedSecretTag, DynamoStateStore, EventBridgePublisher,
+    PENDING_INDEX, S3Attachments, S3BlobStore, SecretsManagerSignIns, SecretsManagerSource,
+    SecretsManagerVersions, SnsAlerter, SqsDeadLetters, SqsJobQueue,
 };
 use mailroom::config::{ExpirySettings, ImportSettings, OutboxSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
@@ -275,6 +275,8 @@ fn the_import_role_allows_exactly_the_calls_the_adapters_make() {
         DynamoStateStore::IAM_ACTIONS,
         S3BlobStore::IAM_ACTIONS,
         SecretsManagerSource::IAM_ACTIONS,
+        // A delegated credential's refreshed sign-in (on delegated secrets only: below).
+        SecretsManagerSignIns::IAM_ACTIONS,
         SqsJobQueue::CONSUMER_IAM_ACTIONS,
         // The fan-out and continuations send to the queue it consumes.
         SqsJobQueue::IAM_ACTIONS,
@@ -997,7 +999,9 @@ fn the_outbox_sends_from_its_fifo_queue_dead_letters_with_a_reason_and_may_do_on
             assert!(granted.insert(action), "{action} is granted twice");
             let expected = match action {
                 "dynamodb:Query" => "MailroomTable",
-                "secretsmanager:GetSecretValue" => "${CredentialSecretPrefix}",
+                "secretsmanager:GetSecretValue" | "secretsmanager:PutSecretValue" => {
+                    "${CredentialSecretPrefix}"
+                }
                 "s3:GetObject" => "${MessageBucket.Arn}/outbox/*",
                 "sqs:SendMessage" => "OutboxDeadLetterQueue",
                 _ => "OutboxQueue",
@@ -1010,6 +1014,8 @@ fn the_outbox_sends_from_its_fifo_queue_dead_letters_with_a_reason_and_may_do_on
     }
     let needed: BTreeSet<&str> = [
         SecretsManagerSource::IAM_ACTIONS,
+        // A delegated credential's refreshed sign-in (on delegated secrets only).
+        SecretsManagerSignIns::IAM_ACTIONS,
         S3Attachments::IAM_ACTIONS,
         SqsDeadLetters::IAM_ACTIONS,
     ]
@@ -1024,5 +1030,98 @@ fn the_outbox_sends_from_its_fifo_queue_dead_letters_with_a_reason_and_may_do_on
         OutboxSettings::ATTACHMENT_PREFIX,
         "outbox/",
         "the role's s3:GetObject is on outbox/*"
+    );
+}
+
+/// The roles' statements, by role: (role, statement).
+fn role_statements(template: &Value) -> Vec<(String, Value)> {
+    let mut found = Vec::new();
+    for role in resources_of_type(template, "AWS::IAM::Role") {
+        let mut statements_of_role = Vec::new();
+        statements(
+            &resource(template, role)["Properties"]["Policies"],
+            &mut statements_of_role,
+        );
+        found.extend(statements_of_role.into_iter().map(|s| (role.to_owned(), s)));
+    }
+    found
+}
+
+/// The functions that get Graph tokens for mailboxes store a delegated credential's refreshed
+/// sign-in in its secret (`SecretsManagerSignIns`), so they may `PutSecretValue`, but only on
+/// secrets tagged `mailroom:kind = delegated`: an app credential's secret stays read-only to
+/// them. The tag is put on by the operator's `credentials login` (`DelegatedSecretTag`); no
+/// function may tag or untag, which would make any secret writable. The rotation function keeps
+/// its own unconditioned grant: rotating an app credential writes its secret.
+#[test]
+fn put_secret_value_is_granted_on_delegated_secrets_only_except_for_rotation() {
+    let template = template();
+    let (key, value) = DELEGATED_TAG;
+    let delegated_only =
+        json!({"StringEquals": {format!("secretsmanager:ResourceTag/{key}"): value}});
+    let prefix = json!({"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${CredentialSecretPrefix}*"});
+    let put = SecretsManagerSignIns::IAM_ACTIONS
+        .iter()
+        .find(|(call, _)| *call == "put_secret_value")
+        .map(|(_, action)| *action)
+        .unwrap();
+    // Tagging is the operator's (`DelegatedSecretTag`), never a function's.
+    let tagging: Vec<&str> = DelegatedSecretTag::IAM_ACTIONS
+        .iter()
+        .map(|(_, action)| *action)
+        .filter(|action| *action != "secretsmanager:DescribeSecret")
+        .chain(["secretsmanager:UntagResource"])
+        .collect();
+    assert_eq!(
+        tagging,
+        ["secretsmanager:TagResource", "secretsmanager:UntagResource"]
+    );
+    let mut conditioned = BTreeSet::new();
+    let mut unconditioned = BTreeSet::new();
+    for (role, statement) in role_statements(&template) {
+        let actions = strings(&statement["Action"]);
+        for action in &tagging {
+            assert!(
+                !actions.contains(action),
+                "{role} may {action}: {statement}"
+            );
+        }
+        if !actions.contains(&put) {
+            continue;
+        }
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        assert_eq!(statement["Resource"], prefix, "{role}: {statement}");
+        match statement.get("Condition") {
+            Some(condition) => {
+                // The condition holds for this one action: nothing else is narrowed by it.
+                assert_eq!(actions, [put], "{role}: {statement}");
+                assert_eq!(condition, &delegated_only, "{role}: {statement}");
+                conditioned.insert(role);
+            }
+            None => {
+                unconditioned.insert(role);
+            }
+        }
+    }
+    assert_eq!(
+        conditioned,
+        BTreeSet::from([
+            "ImportFunctionRole".to_owned(),
+            "OutboxFunctionRole".to_owned()
+        ]),
+        "the roles that get Graph tokens for mailboxes"
+    );
+    assert_eq!(
+        unconditioned,
+        BTreeSet::from(["SecretExpiryFunctionRole".to_owned()]),
+        "only rotation writes any credential secret"
+    );
+    // The webhook holds no Graph credentials: no secret at all.
+    let webhook = function_policies(&template, "Webhook");
+    assert!(
+        !serde_json::to_string(&webhook)
+            .unwrap()
+            .contains("secretsmanager:"),
+        "{webhook:?}"
     );
 }

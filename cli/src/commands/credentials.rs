@@ -1,4 +1,5 @@
-//! `mailroom credentials check`: when each credential in use expires, one line each.
+//! `mailroom credentials check`: when each credential in use expires, one line each; and
+//! `mailroom credentials login` ([`super::login`]).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use mailroom::expiry::{CredentialReport, ExpiryChecker, Thresholds};
 use mailroom::graph::GraphClient;
 use time::format_description::well_known::Rfc3339;
 
-use crate::args::{Backend, CredentialsCommand, Global};
+use crate::args::{Backend, CredentialsCommand, Global, LoginArgs};
 use crate::context::Context;
 
 pub async fn run(
@@ -19,24 +20,29 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     match command {
         CredentialsCommand::Check { thresholds } => check(context, thresholds).await,
-        CredentialsCommand::Login {
-            name,
-            device_code,
-            no_browser,
-            port,
-            login_hint,
-            timeout,
-        } => {
-            let options = super::login::Options {
-                device_code,
-                open_browser: !no_browser,
-                port,
-                login_hint,
-                timeout: std::time::Duration::from_secs(timeout),
-            };
+        CredentialsCommand::Login(args) => {
+            let (name, options) = login_options(args);
             super::login::run(context, &global.data_dir, &name, options).await
         }
     }
+}
+
+/// `credentials login` with `--backend aws`, run without a context (it needs no table).
+pub async fn login_aws(args: LoginArgs) -> anyhow::Result<bool> {
+    let (name, options) = login_options(args);
+    super::login::run_aws(&name, options).await
+}
+
+/// The credential and the options of a `credentials login`.
+fn login_options(args: LoginArgs) -> (String, super::login::Options) {
+    let options = super::login::Options {
+        device_code: args.device_code,
+        open_browser: !args.no_browser,
+        port: args.port,
+        login_hint: args.login_hint,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    (args.name, options)
 }
 
 /// Checks every credential in use and prints one line each; returns whether all are fine.

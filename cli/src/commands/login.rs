@@ -2,9 +2,12 @@
 //! (docs/delegated.md). In the browser: the authorization code grant with PKCE, Entra sending the
 //! browser back to `http://localhost:PORT`, where this command listens for exactly that answer.
 //! Without a browser (`--device-code`): the device code grant, the person typing a code on
-//! another device. Either way the refresh token is stored under the data dir, readable by its
-//! owner only, and never printed; a sign-in that fails or is abandoned stores nothing, so the
-//! credential's previous sign-in stays as it was.
+//! another device. Either way the refresh token is stored, and never printed: locally under the
+//! data dir, readable by its owner only; with `--backend aws` in the credential's Secrets Manager
+//! secret, as a new version (which the secret's tag lets the functions replace when they refresh
+//! it). A sign-in that fails or is abandoned stores nothing, so the credential's previous sign-in
+//! stays as it was. Only where the credential comes from and where its sign-in goes differ
+//! between the backends ([`run`], [`run_aws`]); the sign-in itself is [`sign_in_and_store`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,19 +15,21 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use std::collections::HashMap;
 
+use mailroom::adapters::aws::{
+    AwsClients, DELEGATED_TAG, DelegatedSecretTag, SecretsManagerSignIns, SecretsManagerSource,
+};
 use mailroom::adapters::local::{FileSecretSource, LocalCredential, LocalSignIns, SecretRef};
-use mailroom::credentials::SignedIn;
-use mailroom::graph::GraphClient;
+use mailroom::credentials::{ClientAuth, SignedIn};
 use mailroom::graph::signin::{
     AuthorizeRequest, DelegatedClient, Pkce, SIGN_IN_SCOPES, SignIn, SignInError, TokenSet,
     description_only, new_state,
 };
-use mailroom::ports::SecretSource;
+use mailroom::graph::{GraphClient, GraphConfig};
+use mailroom::ports::{SecretError, SecretSource, SignInStore};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::args::Backend;
 use crate::context::Context;
 
 /// How `login` signs in.
@@ -37,17 +42,14 @@ pub struct Options {
     pub timeout: Duration,
 }
 
+/// Local mode: the credential is `[credential.NAME]` of mailroom.toml, the sign-in goes under
+/// the data dir.
 pub async fn run(
     context: &Context,
     data_dir: &Path,
     name: &str,
     options: Options,
 ) -> anyhow::Result<bool> {
-    if context.backend == Backend::Aws {
-        bail!(
-            "signing in for --backend aws is not built yet: delegated credentials work in local mode only so far (docs/delegated.md)"
-        );
-    }
     let config = context
         .local
         .as_ref()
@@ -77,11 +79,127 @@ pub async fn run(
         scopes,
         secret,
     };
-    let sign_in = GraphClient::new(context.graph.clone())?.sign_in();
+    let store = Store::Local(LocalSignIns::new(data_dir));
+    sign_in_and_store(&context.graph, &client, &store, name, &options).await
+}
+
+/// `--backend aws`: the credential is the Secrets Manager secret NAME, which must exist and be a
+/// delegated credential's; the sign-in goes into it as a new version (docs/delegated.md, "On
+/// AWS"). Only Secrets Manager is needed: no table, no bucket.
+pub async fn run_aws(name: &str, options: Options) -> anyhow::Result<bool> {
+    let graph = crate::context::graph_config()?;
+    let clients = AwsClients::from_env(false).await;
+    let region = clients
+        .secrets
+        .config()
+        .region()
+        .map_or_else(|| "(no region set)".to_owned(), ToString::to_string);
+    let credential = match SecretsManagerSource::new(clients.secrets.clone())
+        .fetch(name)
+        .await
+    {
+        Ok(credential) => credential,
+        Err(SecretError::NotFound { .. }) => bail!(
+            "there is no secret '{name}' in region {region}; create the delegated credential's secret, then sign in again (fill in the two ids; scopes as needed, docs/delegated.md): {}",
+            create_secret_command(name)
+        ),
+        Err(e) => bail!("{e}; nothing was stored"),
+    };
+    let Some(delegation) = credential.delegated else {
+        bail!(
+            "secret '{name}' holds an app credential (a client secret or certificate); `login` is for a delegated credential's secret, one with \"kind\": \"delegated\" (docs/delegated.md); nothing was stored"
+        );
+    };
+    let client = DelegatedClient {
+        tenant_id: credential.tenant_id,
+        client_id: credential.client_id,
+        scopes: delegation.scopes,
+        // A confidential client's secret or certificate is in the secret too; a public client
+        // has none.
+        secret: match credential.secret {
+            ClientAuth::Public => None,
+            auth => Some(auth),
+        },
+    };
+    let store = Store::Aws {
+        sign_ins: SecretsManagerSignIns::new(clients.secrets.clone()),
+        tag: DelegatedSecretTag::new(clients.secrets),
+    };
+    sign_in_and_store(&graph, &client, &store, name, &options).await
+}
+
+/// The `aws` command that creates a delegated credential's secret NAME, tagged so the functions
+/// may store its refreshed sign-ins (the JSON comes last, to be copied from there on).
+fn create_secret_command(name: &str) -> String {
+    let (key, value) = DELEGATED_TAG;
+    format!(
+        "aws secretsmanager create-secret --name {name} --tags Key={key},Value={value} --secret-string '{{\"kind\":\"delegated\",\"tenant_id\":\"<directory (tenant) id>\",\"client_id\":\"<application (client) id>\",\"scopes\":[\"Mail.ReadWrite\",\"offline_access\"]}}'"
+    )
+}
+
+/// Where a sign-in is stored.
+enum Store {
+    /// `<data dir>/credentials/NAME.json`, readable by its owner only.
+    Local(LocalSignIns),
+    /// The credential's own Secrets Manager secret, tagged so the functions may store the
+    /// sign-in's refreshes.
+    Aws {
+        sign_ins: SecretsManagerSignIns,
+        tag: DelegatedSecretTag,
+    },
+}
+
+impl Store {
+    /// Stores `signed_in` in one step; where, for people, and what else was done, if anything.
+    async fn save(
+        &self,
+        name: &str,
+        signed_in: &SignedIn,
+    ) -> anyhow::Result<(String, Option<String>)> {
+        match self {
+            Self::Local(sign_ins) => {
+                let path = sign_ins.save(name, signed_in)?;
+                Ok((format!("{} (readable by you only)", path.display()), None))
+            }
+            Self::Aws { sign_ins, tag } => {
+                // Tagged first: a sign-in the functions could not refresh is no use to them.
+                let (key, value) = DELEGATED_TAG;
+                let tagged = tag.ensure(name).await.map_err(|e| {
+                    anyhow!(
+                        "{e}; nothing was stored (the functions may store a refreshed sign-in only in a secret tagged {key}={value})"
+                    )
+                })?;
+                sign_ins
+                    .save(name, signed_in)
+                    .await
+                    .map_err(|e| anyhow!("{e}; nothing was stored"))?;
+                Ok((
+                    format!("Secrets Manager secret '{name}' (a new version, now AWSCURRENT)"),
+                    tagged.then(|| {
+                        format!(
+                            "tagged secret '{name}' {key}={value}: the functions may store its refreshed sign-ins"
+                        )
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// Signs the person in as `options` say, checks what Entra granted and stores the sign-in in
+/// `store`: the same for both backends.
+async fn sign_in_and_store(
+    graph: &GraphConfig,
+    client: &DelegatedClient,
+    store: &Store,
+    name: &str,
+    options: &Options,
+) -> anyhow::Result<bool> {
+    let sign_in = GraphClient::new(graph.clone())?.sign_in();
     let tokens = if options.device_code {
-        device_code(&sign_in, &client, &options).await?
+        device_code(&sign_in, client, options).await?
     } else {
-        browser(&sign_in, &client, &options).await?
+        browser(&sign_in, client, options).await?
     };
     let refresh_token = tokens
         .refresh_token
@@ -103,7 +221,7 @@ pub async fn run(
         signed_in_at: now,
         refreshed_at: now,
     };
-    let path = LocalSignIns::new(data_dir).save(name, &signed_in)?;
+    let (stored_in, done) = store.save(name, &signed_in).await?;
     println!(
         "signed in as {} for credential '{name}'; granted: {}",
         tokens
@@ -112,10 +230,10 @@ pub async fn run(
             .unwrap_or("(Entra did not name the account)"),
         tokens.scopes.join(" ")
     );
-    println!(
-        "the refresh token is in {} (readable by you only); Mailroom never prints it",
-        path.display()
-    );
+    if let Some(done) = done {
+        println!("{done}");
+    }
+    println!("the refresh token is in {stored_in}; Mailroom never prints it");
     Ok(true)
 }
 
@@ -358,5 +476,27 @@ mod tests {
         ];
         let granted = vec!["https://graph.microsoft.com/Mail.ReadWrite".to_owned()];
         assert_eq!(not_granted(&asked, &granted), ["Mail.Send"]);
+    }
+
+    #[test]
+    fn the_create_secret_command_tags_the_secret_and_holds_a_delegated_credential() {
+        let command = create_secret_command("mailroom/alice");
+        assert!(
+            command.starts_with("aws secretsmanager create-secret --name mailroom/alice "),
+            "{command}"
+        );
+        assert!(
+            command.contains(" --tags Key=mailroom:kind,Value=delegated "),
+            "{command}"
+        );
+        let json = command.split('\'').nth(1).unwrap();
+        let sign_ins: std::sync::Arc<dyn SignInStore> =
+            std::sync::Arc::new(LocalSignIns::new(Path::new("unused")));
+        let credential =
+            mailroom::credentials::AppCredential::from_stored("mailroom/alice", json, sign_ins)
+                .unwrap();
+        let delegation = credential.delegated.unwrap();
+        assert_eq!(delegation.scopes, ["Mail.ReadWrite", "offline_access"]);
+        assert!(matches!(credential.secret, ClientAuth::Public));
     }
 }

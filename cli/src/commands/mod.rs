@@ -15,7 +15,7 @@ mod send;
 mod serve;
 mod status;
 
-use crate::args::{Cli, Command};
+use crate::args::{Backend, Cli, Command, CredentialsCommand};
 use crate::context::Context;
 
 pub async fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -24,6 +24,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Init { force } => init::run(&global.config, force),
         #[cfg(feature = "demo")]
         Command::Demo { keep_running, dir } => demo::run(keep_running, dir).await,
+        // Signing in on AWS touches the credential's secret only: no table or bucket to name.
+        Command::Credentials {
+            command: CredentialsCommand::Login(args),
+        } if global.backend == Backend::Aws => credentials::login_aws(args).await,
         command => {
             let context = Context::open(global).await?;
             match command {

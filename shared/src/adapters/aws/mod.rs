@@ -21,6 +21,8 @@ mod signins;
 mod sns;
 #[cfg(feature = "aws-sqs")]
 mod sqs;
+#[cfg(feature = "aws-secretsmanager")]
+mod tagging;
 
 #[cfg(feature = "aws-s3")]
 pub use attachments::S3Attachments;
@@ -42,6 +44,8 @@ pub use signins::{DELEGATED_TAG, SecretsManagerSignIns};
 pub use sns::SnsAlerter;
 #[cfg(feature = "aws-sqs")]
 pub use sqs::SqsJobQueue;
+#[cfg(feature = "aws-secretsmanager")]
+pub use tagging::DelegatedSecretTag;
 
 use std::time::Duration;
 
