@@ -190,7 +190,7 @@ pub fn engine(
     })
 }
 
-/// The AWS SDK operations an adapter's source calls: every `.client` followed by `.operation(`,
+/// The AWS SDK operations an adapter's source calls: every `client` followed by `.operation(`,
 /// outside the test module and outside the functions named in `skip` (their bodies end at the
 /// first line that closes a method, `    }`). Backs each adapter's test that its `IAM_ACTIONS`
 /// list is complete and no larger than needed.
@@ -212,8 +212,13 @@ pub(crate) fn sdk_calls(source: &str, skip: &[&str]) -> std::collections::BTreeS
         code.replace_range(start..end, "");
     }
     let mut calls = std::collections::BTreeSet::new();
-    for (at, _) in code.match_indices(".client") {
-        let rest = code[at + ".client".len()..].trim_start();
+    // `self.client.put_item()` or, in a helper handed the client, `client.put_item()`.
+    for (at, _) in code.match_indices("client") {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = code[at + "client".len()..].trim_start();
         let Some(rest) = rest.strip_prefix('.') else {
             continue;
         };
@@ -221,7 +226,8 @@ pub(crate) fn sdk_calls(source: &str, skip: &[&str]) -> std::collections::BTreeS
             .chars()
             .take_while(|c| c.is_ascii_lowercase() || *c == '_')
             .collect();
-        if rest[name.len()..].starts_with("()") {
+        // `client.clone()` hands the client on; it is not an operation.
+        if rest[name.len()..].starts_with("()") && name != "clone" {
             calls.insert(name);
         }
     }

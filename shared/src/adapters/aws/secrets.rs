@@ -48,42 +48,45 @@ impl SecretsManagerSource {
 #[async_trait]
 impl SecretSource for SecretsManagerSource {
     async fn fetch(&self, name: &str) -> Result<AppCredential, SecretError> {
-        // AWSCURRENT is Secrets Manager's default; asked for explicitly because moto's default
-        // does not follow a rotation's UpdateSecretVersionStage.
-        let output = match self
-            .client
-            .get_secret_value()
-            .secret_id(name)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        let json = current_string(&self.client, name).await?;
+        AppCredential::from_stored(name, &json, Arc::new(self.sign_ins.clone()))
+    }
+}
+
+/// The current value of secret `name` (its `AWSCURRENT` version's SecretString): the one read
+/// of a credential's secret, for [`SecretsManagerSource`] and [`SecretsManagerSignIns`].
+pub(super) async fn current_string(client: &Client, name: &str) -> Result<String, SecretError> {
+    // AWSCURRENT is Secrets Manager's default; asked for explicitly because moto's default does
+    // not follow a rotation's UpdateSecretVersionStage.
+    let output = client
+        .get_secret_value()
+        .secret_id(name)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception())
             {
-                return Err(SecretError::NotFound {
+                SecretError::NotFound {
                     name: name.to_owned(),
                     hint: not_found_hint(name),
-                });
-            }
-            Err(e) => {
-                return Err(SecretError::Unavailable {
+                }
+            } else {
+                SecretError::Unavailable {
                     name: name.to_owned(),
                     // Error responses describe the request, never the secret value.
                     detail: DisplayErrorContext(e).to_string(),
-                });
+                }
             }
-        };
-        let Some(json) = output.secret_string() else {
-            return Err(SecretError::Malformed {
-                name: name.to_owned(),
-                detail: "the secret has no SecretString (binary secrets are not supported)".into(),
-            });
-        };
-        AppCredential::from_stored(name, json, Arc::new(self.sign_ins.clone()))
-    }
+        })?;
+    output
+        .secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| SecretError::Malformed {
+            name: name.to_owned(),
+            detail: "the secret has no SecretString (binary secrets are not supported)".into(),
+        })
 }
 
 /// What to run to create the missing secret: a command that works as written once the three

@@ -32,12 +32,11 @@ pub struct SecretsManagerSignIns {
 }
 
 impl SecretsManagerSignIns {
-    /// The Secrets Manager operations this store makes (SDK method, the IAM action it needs).
+    /// The Secrets Manager operations this store makes (SDK method, the IAM action it needs),
+    /// besides reading the secret as [`super::SecretsManagerSource`] does (its `IAM_ACTIONS`).
     /// `infra/template.yaml` grants `PutSecretValue` on delegated secrets only.
-    pub const IAM_ACTIONS: &[(&str, &str)] = &[
-        ("get_secret_value", "secretsmanager:GetSecretValue"),
-        ("put_secret_value", "secretsmanager:PutSecretValue"),
-    ];
+    pub const IAM_ACTIONS: &[(&str, &str)] =
+        &[("put_secret_value", "secretsmanager:PutSecretValue")];
 
     /// Secrets Manager keeps about 100 versions of a secret and removes none younger than a day,
     /// so it asks for at most one new version every 10 minutes (PutSecretValue's reference). A
@@ -63,37 +62,12 @@ impl SecretsManagerSignIns {
         &self,
         name: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, SecretError> {
-        let output = self
-            .client
-            .get_secret_value()
-            .secret_id(name)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception())
-                {
-                    SecretError::NotFound {
-                        name: name.to_owned(),
-                        hint: "create the delegated credential's secret first (docs/delegated.md)"
-                            .into(),
-                    }
-                } else {
-                    SecretError::Unavailable {
-                        name: name.to_owned(),
-                        detail: DisplayErrorContext(e).to_string(),
-                    }
-                }
-            })?;
+        let json = super::secrets::current_string(&self.client, name).await?;
         let malformed = |detail: &str| SecretError::Malformed {
             name: name.to_owned(),
             detail: detail.to_owned(),
         };
-        let json = output
-            .secret_string()
-            .ok_or_else(|| malformed("the secret has no SecretString"))?;
-        match serde_json::from_str(json) {
+        match serde_json::from_str(&json) {
             Ok(serde_json::Value::Object(object)) => Ok(object),
             _ => Err(malformed("the secret is not a JSON object")),
         }
