@@ -234,7 +234,7 @@ async fn a_mailbox_not_shared_with_the_user_is_named_and_the_others_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lost_sign_in_says_sign_in_again_and_stops_only_its_mailboxes() {
     type Break = fn(&Stack);
-    let cases: [(&str, Break, &str); 5] = [
+    let cases: [(&str, Break, &str); 7] = [
         (
             "revoked by an administrator",
             |s| assert!(s.sandbox.revoke_refresh_tokens(ALICE)),
@@ -259,6 +259,26 @@ async fn each_lost_sign_in_says_sign_in_again_and_stops_only_its_mailboxes() {
             "multi-factor authentication required",
             |s| assert!(s.sandbox.require_interaction(ALICE, Some(Interaction::Mfa))),
             "AADSTS50076",
+        ),
+        (
+            "sign-in frequency elapsed",
+            |s| {
+                assert!(
+                    s.sandbox
+                        .require_interaction(ALICE, Some(Interaction::SignInFrequency))
+                )
+            },
+            "AADSTS70043",
+        ),
+        (
+            "blocked by Conditional Access",
+            |s| {
+                assert!(
+                    s.sandbox
+                        .require_interaction(ALICE, Some(Interaction::Blocked))
+                )
+            },
+            "AADSTS53003",
         ),
         (
             "unused past the inactivity window",
@@ -319,7 +339,8 @@ async fn each_lost_sign_in_says_sign_in_again_and_stops_only_its_mailboxes() {
             .unwrap();
         assert_eq!(summary.status, "needs sign-in", "{case}");
 
-        // Signing in again brings it back.
+        // Signing in again brings it back (once an administrator lifts a block).
+        stack.sandbox.require_interaction(ALICE, None);
         let again = sign_in(&stack.sandbox, ALICE, &SCOPES).await;
         stack.put_delegated(&credential, &SCOPES, &again).await;
         let report = stack.run().await;
