@@ -104,6 +104,27 @@ fn missing(parameter: &str) -> AadError {
     )
 }
 
+/// A form-urlencoded request body, as Entra's endpoints take it.
+pub(crate) struct Form(Vec<(String, String)>);
+
+impl Form {
+    pub(crate) fn parse(body: &[u8]) -> Self {
+        Self(
+            url::form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of field `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// `POST /{tenant}/oauth2/v2.0/token`.
 pub(crate) async fn token(
     State(core): State<Arc<Core>>,
@@ -112,14 +133,8 @@ pub(crate) async fn token(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let form = Form::parse(&body);
+    let field = |name: &str| form.get(name);
     // client_secret_basic: "Basic base64(urlencoded id:urlencoded secret)".
     let basic = header_str(&headers, header::AUTHORIZATION.as_str())
         .and_then(|h| h.strip_prefix("Basic "))

@@ -981,15 +981,8 @@ pub(crate) async fn devicecode(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    };
+    let form = crate::auth::Form::parse(&body);
+    let field = |name: &str| form.get(name).filter(|v| !v.is_empty());
     let correlation_id = header_str(&headers, "client-request-id")
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let now = core.now();
