@@ -37,9 +37,8 @@ use mailroom::domain::{AfterImport, FolderKey, MessageId, RecordState};
 use mailroom::engine::{
     EngineOptions, ImportObserver, Interrupted, MailboxStatus, RunReport, Step,
 };
-use mailroom::graph::GraphClient;
 use mailroom::ports::SecretSource;
-use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
+use mailroom::rotation::RotationStep;
 use mailroom_tests::awsproxy::{AwsFault, AwsProxy, Chaos};
 use mailroom_tests::moto::Moto;
 use mailroom_tests::push::{PushRig, RelayChaos};
@@ -485,29 +484,15 @@ async fn scheduled_run(rig: &PushRig, failed_ticks: &AtomicUsize) -> RunReport {
 /// The rotation function's four steps, as Secrets Manager invokes them, each retried (as
 /// Secrets Manager retries a failed step) until it succeeds.
 async fn rotate(stack: &Stack) -> anyhow::Result<()> {
-    let rotator = Rotator {
-        versions: Arc::new(SecretsManagerVersions::new(stack.secrets.clone())),
-        graph: GraphClient::new(stack.graph_config())?,
-        clock: stack.clock.clone(),
-        options: RotationOptions {
-            lifetime: time::Duration::days(90),
-            test_attempts: 30,
-            test_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(200),
-        },
-    };
+    let rotator = stack.rotator(Arc::new(SecretsManagerVersions::new(stack.secrets.clone())));
     let token = uuid::Uuid::new_v4().to_string();
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-        let event: RotationEvent = serde_json::from_value(serde_json::json!({
-            "SecretId": stack.credential,
-            "ClientRequestToken": token,
-            "Step": step,
-        }))?;
+    for step in RotationStep::ALL {
+        let event = stack.rotation_event(&token, step);
         let mut attempts = 0;
         while let Err(e) = rotator.run(&event).await {
             attempts += 1;
             if attempts >= 20 {
-                anyhow::bail!("{step} failed 20 times, the last: {e}");
+                anyhow::bail!("{} failed 20 times, the last: {e}", step.name());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -82,6 +82,14 @@ pub enum RotationStep {
 }
 
 impl RotationStep {
+    /// The four steps, in the order Secrets Manager runs them.
+    pub const ALL: [Self; 4] = [
+        Self::CreateSecret,
+        Self::SetSecret,
+        Self::TestSecret,
+        Self::FinishSecret,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::CreateSecret => "createSecret",

@@ -20,6 +20,7 @@ use mailroom::domain::{AfterImport, MailboxAddress, MailboxConfig, MessageRecord
 use mailroom::engine::{Engine, EngineOptions, ImportObserver, NoObserver, RunReport};
 use mailroom::graph::{GraphClient, GraphConfig, RetryPolicy};
 use mailroom::ports::{BlobStore, MailboxConfigs, MessageRecords};
+use mailroom::rotation::{RotationEvent, RotationOptions, RotationStep, Rotator, SecretVersions};
 use sha2::{Digest, Sha256};
 
 use crate::moto::Moto;
@@ -163,6 +164,35 @@ impl Stack {
             ..RetryPolicy::default()
         };
         config
+    }
+
+    /// The rotation function's logic for this stack's secrets, writing through `versions` (a
+    /// [`mailroom::adapters::aws::SecretsManagerVersions`] on the stack's client, or a wrapper
+    /// that fails on purpose), and waiting for a new password to propagate with quick retries
+    /// (30 attempts, 50 ms apart at first).
+    pub fn rotator(&self, versions: Arc<dyn SecretVersions>) -> Rotator {
+        Rotator {
+            versions,
+            graph: GraphClient::new(self.graph_config()).expect("graph client"),
+            clock: self.clock.clone(),
+            options: RotationOptions {
+                lifetime: time::Duration::days(90),
+                test_attempts: 30,
+                test_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_millis(200),
+            },
+        }
+    }
+
+    /// The event Secrets Manager sends the rotation function for `step` of the rotation
+    /// `token` of the stack's credential secret.
+    pub fn rotation_event(&self, token: &str, step: RotationStep) -> RotationEvent {
+        serde_json::from_value(serde_json::json!({
+            "SecretId": self.credential,
+            "ClientRequestToken": token,
+            "Step": step.name(),
+        }))
+        .expect("a rotation event")
     }
 
     /// An engine on this stack, as a fresh process would build it (its own lease owner, token

@@ -458,8 +458,8 @@ mod rotation {
     use mailroom::credentials::AppCredential;
     use mailroom::ports::{SecretError, SecretSource};
     use mailroom::rotation::{
-        ROTATION_PREFIX, RotationError, RotationEvent, RotationOptions, RotationReport,
-        RotationStep, Rotator, SecretVersions,
+        ROTATION_PREFIX, RotationError, RotationOptions, RotationReport, RotationStep, Rotator,
+        SecretVersions,
     };
     use secrecy::{ExposeSecret, SecretString};
 
@@ -558,17 +558,7 @@ mod rotation {
                 inner: SecretsManagerVersions::new(stack.secrets.clone()),
                 fail: Mutex::new(None),
             });
-            let rotator = Rotator {
-                versions: flaky.clone(),
-                graph: GraphClient::new(stack.graph_config()).unwrap(),
-                clock: stack.clock.clone(),
-                options: RotationOptions {
-                    lifetime: time::Duration::days(90),
-                    test_attempts: 30,
-                    test_backoff: Duration::from_millis(50),
-                    max_backoff: Duration::from_millis(200),
-                },
-            };
+            let rotator = stack.rotator(flaky.clone());
             Rotation {
                 stack,
                 flaky,
@@ -585,13 +575,9 @@ mod rotation {
             token: &str,
             step: RotationStep,
         ) -> Result<RotationReport, RotationError> {
-            let event: RotationEvent = serde_json::from_value(serde_json::json!({
-                "SecretId": self.stack.credential,
-                "ClientRequestToken": token,
-                "Step": step.name(),
-            }))
-            .unwrap();
-            self.rotator.run(&event).await
+            self.rotator
+                .run(&self.stack.rotation_event(token, step))
+                .await
         }
 
         async fn steps(&self, token: &str, steps: &[RotationStep]) {
@@ -795,12 +781,7 @@ mod rotation {
             graph: r.rotator.graph.clone(),
             clock: r.rotator.clock.clone(),
         };
-        let event: RotationEvent = serde_json::from_value(serde_json::json!({
-            "SecretId": r.stack.credential,
-            "ClientRequestToken": first,
-            "Step": "testSecret",
-        }))
-        .unwrap();
+        let event = r.stack.rotation_event(&first, RotationStep::TestSecret);
         let err = rotator.run(&event).await.unwrap_err().to_string();
         assert!(err.contains("obtains no token after 3 attempts"), "{err}");
         assert!(err.contains("AWSCURRENT is unchanged"), "{err}");

@@ -50,7 +50,7 @@ use mailroom::ports::{Alerter, MailboxConfigs, SecretSource, Subscriptions};
 use mailroom::push::notification::NotificationCollection;
 use mailroom::push::{Webhook, WebhookRequest};
 use mailroom::redact::Redactor;
-use mailroom::rotation::{RotationEvent, RotationOptions, Rotator};
+use mailroom::rotation::RotationStep;
 use mailroom_tests::push::PushRig;
 use mailroom_tests::secrets::{EventSink, distinctive_secret, forms, leaks};
 use mailroom_tests::stack::Stack;
@@ -555,41 +555,22 @@ async fn no_known_secret_appears_in_any_log_line_error_debug_output_or_alert() {
 
     // 6. A rotation: a new secret added, stored as AWSPENDING, tested, promoted; the old one
     // removed from the app.
-    let rotator = Rotator {
-        versions: Arc::new(SecretsManagerVersions::new(stack.secrets.clone())),
-        graph: GraphClient::new(stack.graph_config()).unwrap(),
-        clock: stack.clock.clone(),
-        options: RotationOptions {
-            lifetime: time::Duration::days(90),
-            test_attempts: 20,
-            test_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(100),
-        },
-    };
+    let rotator = stack.rotator(Arc::new(SecretsManagerVersions::new(stack.secrets.clone())));
     let token = uuid::Uuid::new_v4().to_string();
-    for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-        let event: RotationEvent = serde_json::from_value(serde_json::json!({
-            "SecretId": stack.credential,
-            "ClientRequestToken": token,
-            "Step": step,
-        }))
-        .unwrap();
+    for step in RotationStep::ALL {
+        let step_name = step.name();
+        let event = stack.rotation_event(&token, step);
         let report = rotator
             .run(&event)
             .await
-            .unwrap_or_else(|e| panic!("{step}: {e}"));
-        evidence.debug(&format!("rotation {step}: report"), &report);
+            .unwrap_or_else(|e| panic!("{step_name}: {e}"));
+        evidence.debug(&format!("rotation {step_name}: report"), &report);
         evidence.text(
-            format!("rotation {step}: report (JSON)"),
+            format!("rotation {step_name}: report (JSON)"),
             serde_json::to_string(&report).unwrap(),
         );
     }
-    let failed: RotationEvent = serde_json::from_value(serde_json::json!({
-        "SecretId": stack.credential,
-        "ClientRequestToken": "no-such-version",
-        "Step": "testSecret",
-    }))
-    .unwrap();
+    let failed = stack.rotation_event("no-such-version", RotationStep::TestSecret);
     let error = rotator.run(&failed).await.unwrap_err();
     evidence.shown("rotation: failed step", &error);
     let rotated = SecretsManagerSource::new(stack.secrets.clone())
