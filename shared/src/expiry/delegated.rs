@@ -134,7 +134,10 @@ impl ExpiryChecker {
             status.scopes_granted = before.scopes.clone();
             status.last_refresh_at = Some(before.refreshed_at);
             status.days_since_refresh = Some((now - before.refreshed_at).whole_days().max(0));
-            status.inactivity_days_left = Some(days_left(before.lapses_at(), now));
+            // At most the window: a refresh stamped by a clock a little ahead of this one is not
+            // more than a whole window away.
+            status.inactivity_days_left =
+                Some(days_left(before.lapses_at(), now).min(SignedIn::INACTIVITY_DAYS));
             status.lapses_at = Some(before.lapses_at());
             tokens.push(before.refresh_token);
         }
