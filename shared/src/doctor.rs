@@ -365,7 +365,7 @@ fn sign_in_check(
         Some(before) => {
             let days = (options.now - before.refreshed_at).whole_days().max(0);
             format!(
-                "last refreshed {} before this check ({}), now again",
+                "last refreshed {} before this check ({}) and now again",
                 plural(days, "day"),
                 format_date(before.refreshed_at)
             )
@@ -373,7 +373,7 @@ fn sign_in_check(
         None => "refreshed now".to_owned(),
     };
     let detail = format!(
-        "{} signed in on {}; {last}: it lapses after {window} days without a refresh ({}), which each import and the daily credential check prevent",
+        "{} signed in on {}; {last}; it lapses after {window} days without a refresh ({}), which each import and the daily credential check prevent",
         user_of(now),
         format_date(now.signed_in_at),
         format_date(now.lapses_at())
