@@ -159,7 +159,11 @@ fn sign_in(status: &SignInStatus) -> String {
         format!(" (missing: {})", status.scopes_missing.join(", "))
     };
     let window = status.inactivity_window_days;
-    let refresh = match (status.days_since_refresh, status.inactivity_days_left) {
+    let left = status
+        .inactivity_days_left
+        .filter(|_| status.sign_in_required.is_none());
+    let refresh = match (status.days_since_refresh, left) {
+        (Some(since), None) => format!("last refresh {} before this check", plural(since, "day")),
         (Some(since), Some(left)) => format!(
             "last refresh {} before this check ({} of {window} days left)",
             plural(since, "day"),

@@ -179,7 +179,8 @@ pub struct SignInStatus {
     pub inactivity_days_left: Option<i64>,
     /// This check redeemed the refresh token and stored its successor: the window starts again.
     pub refreshed: bool,
-    /// When the sign-in lapses unless something refreshes it before.
+    /// When the sign-in lapses unless something refreshes it before; absent when Entra already
+    /// refuses it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub lapses_at: Option<OffsetDateTime>,
     /// Why the user must sign in again, when they must.
@@ -411,7 +412,10 @@ fn sign_in_lines(text: &mut String, status: &SignInStatus) {
         );
     }
     let window = status.inactivity_window_days;
-    match (status.inactivity_days_left, status.refreshed) {
+    let left = status
+        .inactivity_days_left
+        .filter(|_| status.sign_in_required.is_none());
+    match (left, status.refreshed) {
         (Some(left), true) => {
             let _ = writeln!(
                 text,

@@ -166,6 +166,8 @@ impl ExpiryChecker {
                 if let GraphError::SignInRequired { reason, .. } = &e {
                     status.sign_in_required = Some(reason.clone());
                 }
+                // Entra refuses it already: nothing is left to lapse.
+                status.lapses_at = None;
                 report.findings.push(e.to_string());
             }
             Err(e @ GraphError::SignInNotKept { .. }) => report.findings.push(e.to_string()),
