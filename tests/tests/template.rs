@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mailroom::adapters::aws::{
     BY_RECEIVED_INDEX, DynamoStateStore, EventBridgePublisher, PENDING_INDEX, S3Attachments,
-    S3BlobStore, SecretsManagerSource, SecretsManagerVersions, SnsAlerter, SqsDeadLetters,
-    SqsJobQueue,
+    S3BlobStore, SecretsManagerSignIns, SecretsManagerSource, SecretsManagerVersions, SnsAlerter,
+    SqsDeadLetters, SqsJobQueue,
 };
 use mailroom::config::{ExpirySettings, ImportSettings, OutboxSettings, WebhookSettings};
 use mailroom::engine::EngineOptions;
@@ -853,6 +853,8 @@ fn the_secret_expiry_function_runs_daily_reads_its_environment_and_may_do_only_i
         .chain(
             [
                 SecretsManagerSource::IAM_ACTIONS,
+                // The check redeems a delegated credential's sign-in and stores its successor.
+                SecretsManagerSignIns::IAM_ACTIONS,
                 SecretsManagerVersions::IAM_ACTIONS,
                 SnsAlerter::IAM_ACTIONS,
             ]
