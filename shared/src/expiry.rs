@@ -321,7 +321,7 @@ impl ExpiryChecker {
             sign_in_refreshed = sign_in.map(|s| s.refreshed),
             days_since_refresh = sign_in.and_then(|s| s.days_since_refresh),
             sign_in_required = sign_in.map(|s| s.sign_in_required.is_some()),
-            "credential checked"
+            "credential expiry checked"
         );
         report
     }

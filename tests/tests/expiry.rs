@@ -1084,7 +1084,7 @@ mod delegated {
         /// in Mailroom's log.
         async fn assert_no_token(&self, what: &str, text: &str) {
             assert!(
-                log().text().contains("credential checked"),
+                log().text().contains("credential expiry checked"),
                 "Mailroom's log was not captured"
             );
             let stored = self.stored().await;
