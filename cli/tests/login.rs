@@ -141,6 +141,29 @@ impl Login {
         browse(running).await
     }
 
+    /// Runs `mailroom args…` to the end, as the login does: its exit code and output.
+    async fn mailroom(&self, args: &[&str]) -> (i32, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("MAILROOM_GRAPH_URL", self.sandbox.url())
+            .env("MAILROOM_LOGIN_URL", self.sandbox.url())
+            .env_remove("MAILROOM_CONFIG")
+            .env_remove("MAILROOM_DATA_DIR")
+            .env_remove("MAILROOM_BACKEND")
+            .env_remove("RUST_LOG");
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.code().unwrap_or(-1), text)
+    }
+
     fn refresh_tokens(&self) -> usize {
         self.sandbox.refresh_tokens_issued()
     }
@@ -789,4 +812,99 @@ async fn on_aws_the_signed_in_secret_imports_and_the_import_rotates_its_refresh_
     // The stored token works: another import redeems it.
     let (code, output) = aws.import().await;
     assert_eq!(code, 0, "{output}");
+}
+
+/// `mailroom credentials check` for a delegated credential in local mode, after a sign-in through
+/// the binary: the line says who signed in, the scopes, the days since the last refresh and the
+/// mailbox's access; a sign-in unused for 70 days is refreshed and alerted once; a revoked one
+/// fails the check (exit 1) with the login command and alerts once. No output holds a refresh
+/// token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_check_reports_a_delegated_sign_in_and_alerts_once_when_it_dies() {
+    let login = Login::start(r#"["Mail.ReadWrite", "offline_access"]"#).await;
+    let config = login.dir.path().join("mailroom.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(&format!(
+        "\n[[mailbox]]\naddress = \"{USER}\"\ncredential = \"alice\"\nfolder = \"Inbox\"\naction = \"none\"\n"
+    ));
+    std::fs::write(&config, toml).unwrap();
+    let mut running = login.spawn(&[]);
+    assert_eq!(login.browse(&mut running).await, 200);
+    assert_eq!(running.finish().await.0, 0);
+    let mut tokens = vec![stored_refresh_token(&login.stored())];
+    let mut outputs = Vec::new();
+
+    let (code, output) = login.mailroom(&["credentials", "check"]).await;
+    println!("{output}");
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains(&format!(
+            "✓ alice: delegated, signed in as {USER}; scopes granted: Mail.ReadWrite"
+        )) && output
+            .contains("last refresh 0 days before this check (90 of 90 days left), refreshed now")
+            && output.contains(&format!("mailboxes: {USER} readable"))
+            && output.contains("public client: no secret to expire; findings: none"),
+        "{output}"
+    );
+    assert!(!output.contains("ALERT"), "{output}");
+    tokens.push(stored_refresh_token(&login.stored()));
+    assert_ne!(tokens[0], tokens[1], "the check did not redeem the sign-in");
+    outputs.push(output);
+
+    // Nothing refreshed it for 70 days: the check refreshes it and says how close it came, once.
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(login.stored()).unwrap()).unwrap();
+    let mut old = stored.clone();
+    let seventy = time::OffsetDateTime::now_utc() - time::Duration::days(70);
+    old["refreshed_at"] = seventy
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .into();
+    std::fs::write(login.stored(), old.to_string()).unwrap();
+    let (code, output) = login.mailroom(&["credentials", "check"]).await;
+    println!("{output}");
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("! alice: delegated")
+            && output.contains(
+                "last refresh 70 days before this check (20 of 90 days left), refreshed now"
+            )
+            && output.contains(
+                "ALERT Mailroom: sign-in 'alice' went 70 days without a refresh (refreshed now)"
+            ),
+        "{output}"
+    );
+    tokens.push(stored_refresh_token(&login.stored()));
+    outputs.push(output);
+
+    // Revoked: exit 1, the reason and the command, one alert across two runs.
+    assert!(login.sandbox.revoke_refresh_tokens(USER));
+    let (code, first) = login.mailroom(&["credentials", "check"]).await;
+    println!("{first}");
+    assert_eq!(code, 1, "{first}");
+    assert!(
+        first.contains("✗ alice: delegated")
+            && first.contains("needs a new sign-in")
+            && first.contains("AADSTS50173")
+            && first.contains("mailroom credentials login alice")
+            && first.contains("ALERT Mailroom: credential 'alice' needs its user to sign in again"),
+        "{first}"
+    );
+    assert_eq!(first.matches("ALERT").count(), 1, "{first}");
+    let (code, again) = login.mailroom(&["credentials", "check"]).await;
+    assert_eq!(code, 1, "{again}");
+    assert!(
+        again.contains("mailroom credentials login alice"),
+        "{again}"
+    );
+    assert!(!again.contains("ALERT"), "{again}");
+    outputs.extend([first, again]);
+    for output in &outputs {
+        for token in &tokens {
+            assert!(
+                !output.contains(token.as_str()),
+                "a refresh token in: {output}"
+            );
+        }
+    }
 }

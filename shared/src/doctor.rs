@@ -7,12 +7,18 @@
 //! [`CheckStatus::Skipped`] with the reason, so the first failure is the one to fix. Nothing here
 //! changes the mailbox: the write-permission probe writes a message's `isRead` back with the value
 //! it already has.
+//!
+//! A delegated credential (a person signed in, docs/delegated.md) is checked as its import uses
+//! it: the token check redeems the sign-in and names who signed in, the mailbox checks read with
+//! that person's token, and a "sign-in" check says when it was last refreshed. The checks made
+//! for application permissions do not apply: the access scope (a delegated credential reaches
+//! only what its user can open) and, for a public client, the secret's expiry.
 
 use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::credentials::{AppCredential, ClientAuth};
+use crate::credentials::{AppCredential, ClientAuth, Delegation, SignedIn};
 use crate::discovery::{DiscoverRule, Members};
 use crate::domain::{AfterImport, MailboxAddress, MailboxConfig};
 use crate::graph::{GraphClient, GraphError, MailFolder, MailboxClient, PasswordManagement};
@@ -27,6 +33,7 @@ const PERMISSION: &str = "permission";
 const ACCESS_SCOPE: &str = "access scope";
 const SECRET_EXPIRY: &str = "secret expiry";
 const ROTATION: &str = "rotation";
+const SIGN_IN: &str = "sign-in";
 const DISCOVERY: &str = "discovery";
 
 /// The outcome of one check.
@@ -57,8 +64,8 @@ impl CheckStatus {
 /// One diagnostic result: a line for the operator, plus the fix when it is not a pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
-    /// "token", "mailbox", "folder", "processed folder", "permission", "access scope" or
-    /// "secret expiry" (the CLI adds its own, e.g. "credential").
+    /// "token", "mailbox", "folder", "processed folder", "permission", "access scope",
+    /// "secret expiry", "rotation" or "sign-in" (the CLI adds its own, e.g. "credential").
     pub name: &'static str,
     pub status: CheckStatus,
     /// What was found.
@@ -190,7 +197,8 @@ pub async fn check_discovery(
 }
 
 /// Runs every check for one mailbox folder, in order: token, mailbox, folder, processed folder
-/// (`move` only), permission, access scope, secret expiry.
+/// (`move` only), permission, access scope, secret expiry (not for a public client), rotation (a
+/// client secret), sign-in (a delegated credential).
 ///
 /// Never changes the mailbox. The only write is the permission probe of a writing action, which
 /// sets one message's `isRead` to the value it already has.
@@ -200,28 +208,71 @@ pub async fn check_mailbox(
     config: &MailboxConfig,
     options: &DoctorOptions,
 ) -> Vec<Check> {
-    let mut checks = Vec::with_capacity(7);
-    let token = graph.check_credential(credential).await;
+    let mut checks = Vec::with_capacity(8);
+    let delegation = credential.delegated.as_ref();
+    // A delegated credential's sign-in as the last refresh left it, before the token check
+    // refreshes it.
+    let before = match delegation {
+        Some(d) => d.sign_ins.load(&d.name).await.ok().flatten(),
+        None => None,
+    };
+    // A delegated credential's sign-in is redeemed afresh, as the daily credential check does:
+    // the proof that it works now.
+    let token = match delegation {
+        Some(_) => graph.renew_token(credential).await,
+        None => graph.check_credential(credential).await,
+    };
+    let after = match (delegation, &token) {
+        (Some(d), Ok(())) => d.sign_ins.load(&d.name).await.ok().flatten(),
+        _ => None,
+    };
+    let signed_in = after.as_ref().or(before.as_ref());
     let secret_expired = matches!(token, Err(GraphError::ExpiredSecret { .. }));
     match &token {
         Ok(()) => {
             checks.push(Check::pass(
                 TOKEN,
-                format!(
-                    "Entra ID issued a token for app {} in tenant {}",
-                    credential.client_id, credential.tenant_id
-                ),
+                match signed_in {
+                    None => format!(
+                        "Entra ID issued a token for app {} in tenant {}",
+                        credential.client_id, credential.tenant_id
+                    ),
+                    Some(s) => format!(
+                        "signed in as {}: Entra ID issued a delegated token for app {} in tenant {} (scopes granted: {})",
+                        user_of(s),
+                        credential.client_id,
+                        credential.tenant_id,
+                        if s.scopes.is_empty() {
+                            "not listed".to_owned()
+                        } else {
+                            s.scopes.join(", ")
+                        }
+                    ),
+                },
             ));
             let mailbox = graph.mailbox(credential.clone(), config.address.clone());
             mailbox_checks(&mailbox, config, &mut checks).await;
-            checks.push(access_scope_check(graph, credential, config, options).await);
+            checks.push(match signed_in.filter(|_| delegation.is_some()) {
+                Some(s) => Check::pass(
+                    ACCESS_SCOPE,
+                    format!(
+                        "not applicable: a delegated credential reaches only what {} can open (their own mailbox and those shared with them), not every mailbox of the tenant",
+                        user_of(s)
+                    ),
+                ),
+                None => access_scope_check(graph, credential, config, options).await,
+            });
         }
         Err(e) => {
-            checks.push(Check::fail(
-                TOKEN,
-                e.to_string(),
-                token_fix(e, graph, credential),
-            ));
+            let mut detail = e.to_string();
+            if let Some(s) = before.as_ref().filter(|_| delegation.is_some()) {
+                detail.push_str(&format!(
+                    " (signed in as {} on {})",
+                    user_of(s),
+                    format_date(s.signed_in_at)
+                ));
+            }
+            checks.push(Check::fail(TOKEN, detail, token_fix(e, graph, credential)));
             let reason = "no access token (see the token check)";
             for name in [MAILBOX, FOLDER]
                 .into_iter()
@@ -232,6 +283,28 @@ pub async fn check_mailbox(
             }
         }
     }
+    if matches!(credential.secret, ClientAuth::Public) {
+        // A public client has no secret or certificate to expire: the sign-in check says how
+        // long the sign-in lasts.
+        if let Some(delegation) = delegation {
+            checks.push(sign_in_check(
+                delegation,
+                before.as_ref(),
+                after.as_ref(),
+                &token,
+                options,
+            ));
+        }
+        redact_secret(&mut checks, credential, &[before.as_ref(), after.as_ref()]);
+        return checks;
+    }
+    // A confidential delegated client's secret or certificate is the app's own, checked as any
+    // app credential's: with the client-credentials grant.
+    let app = AppCredential {
+        delegated: None,
+        ..credential.clone()
+    };
+    let credential = &app;
     // What the app registration says wins over what was recorded with the credential.
     let from_graph = match &token {
         Ok(()) => Some(crate::expiry::expiry_from_graph(graph, credential).await),
@@ -252,8 +325,76 @@ pub async fn check_mailbox(
     if token.is_ok() && credential.client_secret().is_some() {
         checks.push(rotation_check(graph, credential).await);
     }
-    redact_secret(&mut checks, credential);
+    if let Some(delegation) = delegation {
+        checks.push(sign_in_check(
+            delegation,
+            before.as_ref(),
+            after.as_ref(),
+            &token,
+            options,
+        ));
+    }
+    redact_secret(&mut checks, credential, &[before.as_ref(), after.as_ref()]);
     checks
+}
+
+/// The account that signed in, as Entra named it.
+fn user_of(signed_in: &SignedIn) -> String {
+    signed_in
+        .user
+        .clone()
+        .unwrap_or_else(|| "a user Entra did not name".to_owned())
+}
+
+/// A delegated credential's sign-in: who and when, the scopes granted against those configured,
+/// and its last refresh against Entra's inactivity window (docs/graph.md section 13). `before` is
+/// the sign-in as the token check found it, `after` as that check's refresh left it.
+fn sign_in_check(
+    delegation: &Delegation,
+    before: Option<&SignedIn>,
+    after: Option<&SignedIn>,
+    token: &Result<(), GraphError>,
+    options: &DoctorOptions,
+) -> Check {
+    let name = &delegation.name;
+    let (Ok(()), Some(now)) = (token, after.or(before)) else {
+        return Check::skipped(SIGN_IN, "the sign-in does not work (see the token check)");
+    };
+    let window = SignedIn::INACTIVITY_DAYS;
+    let last = match before {
+        Some(before) => {
+            let days = (options.now - before.refreshed_at).whole_days().max(0);
+            format!(
+                "last refreshed {} before this check ({}) and now again",
+                plural(days, "day"),
+                format_date(before.refreshed_at)
+            )
+        }
+        None => "refreshed now".to_owned(),
+    };
+    let detail = format!(
+        "{} signed in on {}; {last}; it lapses after {window} days without a refresh ({}), which each import and the daily credential check prevent",
+        user_of(now),
+        format_date(now.signed_in_at),
+        format_date(now.lapses_at())
+    );
+    let missing = crate::expiry::missing_scopes(&delegation.scopes, &now.scopes);
+    if missing.is_empty() {
+        Check::pass(SIGN_IN, detail)
+    } else {
+        Check::warn(
+            SIGN_IN,
+            format!(
+                "{detail}; but Entra did not grant {} (granted: {})",
+                missing.join(", "),
+                now.scopes.join(", ")
+            ),
+            format!(
+                "add {} to the app registration's API permissions (delegated), have the user or an administrator consent, then sign in again: mailroom credentials login {name}",
+                missing.join(", ")
+            ),
+        )
+    }
 }
 
 /// mailbox, folder, processed folder and permission: everything read through the configured
@@ -354,11 +495,16 @@ async fn permission_check(
     action: &AfterImport,
 ) -> Check {
     let name = action.name();
+    let delegated = mailbox.credential().delegated.is_some();
     let cannot_prove = |why: String| {
         Check::warn(
             PERMISSION,
             format!("cannot prove Mail.ReadWrite, which action `{name}` needs: {why}"),
-            "run the check again once the folder holds a message; meanwhile make sure the app has the application permission Mail.ReadWrite with admin consent",
+            if delegated {
+                "run the check again once the folder holds a message; meanwhile make sure the credential's scopes include Mail.ReadWrite (Mail.ReadWrite.Shared for a mailbox other than the user's own) and the user may change the mailbox"
+            } else {
+                "run the check again once the folder holds a message; meanwhile make sure the app has the application permission Mail.ReadWrite with admin consent"
+            },
         )
     };
     let page = match mailbox.first_messages(&folder.id, 1).await {
@@ -385,6 +531,11 @@ async fn permission_check(
                 "the action `{name}` needs Mail.ReadWrite, but Graph refused a write (403 {code}): the app may only read"
             ),
             "grant the app the application permission Mail.ReadWrite (Entra ID > App registrations > API permissions > Microsoft Graph > Application permissions) and grant admin consent; if the app is scoped with Exchange RBAC for Applications, assign the role \"Application Mail.ReadWrite\" over its management scope instead; or use action `none`",
+        ),
+        Err(e @ GraphError::NoDelegatedAccess { .. }) => Check::fail(
+            PERMISSION,
+            format!("the action `{name}` needs write access, but Graph refused a write: {e}"),
+            "give the signed-in user write access to the mailbox (Full Access, or editing rights on the shared folder) and Mail.ReadWrite in the credential's scopes (Mail.ReadWrite.Shared for a mailbox other than the user's own), then sign in again; or use action `none`",
         ),
         Err(e @ GraphError::MailboxOutOfScope { .. }) => Check::fail(
             PERMISSION,
@@ -579,6 +730,8 @@ fn token_fix(error: &GraphError, graph: &GraphClient, credential: &AppCredential
         GraphError::ExpiredSecret { .. } => "create a new client secret in Entra ID > App registrations > Certificates & secrets and store its Value and expires_at in the credential".to_owned(),
         GraphError::UnknownTenant { .. } => "set tenant_id to the Directory (tenant) ID shown in Entra ID > Overview, or to a verified domain of the tenant".to_owned(),
         GraphError::UnknownApp { tenant, .. } => format!("set client_id to the Application (client) ID on the app registration's Overview page in tenant {tenant}, and have an administrator grant admin consent"),
+        GraphError::SignInRequired { credential, .. } => format!("sign in again: mailroom credentials login {credential} (with --backend aws for a deployed credential)"),
+        GraphError::SignInNotKept { .. } => "check that the sign-in's store is reachable (the credential's Secrets Manager secret, or <data dir>/credentials locally) and run the check again".to_owned(),
         GraphError::TokenRejected { .. } => match credential.secret {
             ClientAuth::Secret(_) => "check the credential's tenant_id, client_id and client secret Value against the app registration in Entra ID",
             ClientAuth::Certificate(_) => "check the credential's tenant_id, client_id and certificate against the app registration in Entra ID",
@@ -606,6 +759,9 @@ fn mailbox_fix(error: &GraphError, config: &MailboxConfig) -> String {
         ),
         GraphError::MailboxNotFound { .. } => format!(
             "check the address {address}: the user needs an Exchange Online licence and a mailbox in Exchange Online, not on-premises"
+        ),
+        GraphError::NoDelegatedAccess { credential, .. } => format!(
+            "give the signed-in user access to {address} (its owner shares the folder, or an administrator grants Full Access: Add-MailboxPermission -Identity {address} -User <the user> -AccessRights FullAccess); for a mailbox other than the user's own, add {needed}.Shared to the credential's scopes; then sign in again: mailroom credentials login {credential}"
         ),
         GraphError::PermissionDenied { .. } => format!(
             "grant the app the application permission {needed} (Entra ID > App registrations > API permissions > Microsoft Graph > Application permissions) and grant admin consent; if the app is scoped with Exchange RBAC for Applications, its role assignment must cover {address}"
@@ -666,8 +822,12 @@ fn format_date(at: OffsetDateTime) -> String {
 /// Belt and braces: no message above contains the secret, but a secret pasted into the wrong
 /// field (a client id, a tenant) would be echoed back; the operator sees these lines on screen
 /// and in CI logs ([`Redactor`]).
-fn redact_secret(checks: &mut [Check], credential: &AppCredential) {
-    let redactor = Redactor::for_credential(credential);
+fn redact_secret(checks: &mut [Check], credential: &AppCredential, sign_ins: &[Option<&SignedIn>]) {
+    let mut redactor = Redactor::for_credential(credential);
+    for signed_in in sign_ins.iter().flatten() {
+        use secrecy::ExposeSecret as _;
+        redactor = redactor.with(signed_in.refresh_token.expose_secret());
+    }
     for check in checks {
         redactor.scrub(&mut check.detail);
         if let Some(fix) = &mut check.fix {
@@ -766,7 +926,7 @@ mod tests {
             format!("app {secret} was not found"),
             format!("set client_id, not {secret}"),
         )];
-        redact_secret(&mut checks, &credential);
+        redact_secret(&mut checks, &credential, &[]);
         let text = checks[0].to_string();
         assert!(!text.contains(&secret), "{text}");
         assert!(text.contains("[REDACTED]"), "{text}");

@@ -16,8 +16,17 @@
 //! each one once; a failed send gives its claims back for the next run. A new expiry (a rotated
 //! secret) has new keys, so its thresholds alert afresh.
 //!
+//! A delegated credential (a person signed in, docs/delegated.md) is checked for its sign-in
+//! instead ([`delegated`]): the refresh token is redeemed (which also keeps the sign-in alive),
+//! the scopes granted are compared with those configured, each configured mailbox is read with
+//! the person's token, and the days since the last refresh are measured against Entra's
+//! inactivity window, alerting once per threshold as for secrets. Its public client has no
+//! secret to expire ([`ExpirySource::NoSecret`]); a confidential client's secret or certificate
+//! is checked as any app credential's.
+//!
 //! Time comes from an injected [`Clock`]. Nothing here formats a secret value: findings and
-//! alerts name the credential, the app and key ids, and are scrubbed of the secret all the same.
+//! alerts name the credential, the app and key ids, and are scrubbed of the secret (and of a
+//! sign-in's refresh tokens) all the same.
 
 use std::sync::Arc;
 
@@ -28,10 +37,15 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::credentials::{AppCredential, ClientAuth, Credentials};
 use crate::domain::alert::date;
-pub use crate::domain::alert::{Alert, AlertLevel, CredentialKind, ExpirySource};
+pub use crate::domain::alert::{
+    Access, Alert, AlertLevel, CredentialKind, ExpirySource, MailboxAccess, SignInStatus,
+};
 use crate::graph::{Application, GraphClient, GraphError, PasswordManagement};
 use crate::ports::{AlertClaims, Alerter, MailboxConfigs, SecretError, StoreError};
 use crate::redact::Redactor;
+
+mod delegated;
+pub use delegated::missing_scopes;
 
 /// Why a list of alert thresholds was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +124,10 @@ pub struct CredentialReport {
     /// `true` when it did not. Only a rotation proves it will work.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_permitted: Option<bool>,
+    /// A delegated credential's sign-in: who signed in, the scopes granted, access to each
+    /// configured mailbox, and the days since the last refresh against the inactivity window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated: Option<SignInStatus>,
 }
 
 impl CredentialReport {
@@ -124,15 +142,30 @@ impl CredentialReport {
             findings: Vec::new(),
             alerted: Vec::new(),
             rotation_permitted: None,
+            delegated: None,
         }
     }
 
-    /// Expired, or nobody can tell, or within the first (most distant) threshold.
+    /// Expired, or nobody can tell, or within the first (most distant) threshold; for a
+    /// delegated credential, also a sign-in that does not work, lacks a scope or a mailbox, was
+    /// not refreshed by this check, or came within the first threshold of its inactivity window.
     pub fn needs_attention(&self, thresholds: &Thresholds) -> bool {
-        match self.days_left {
-            None => true,
-            Some(days) => days <= i64::from(thresholds.first()),
-        }
+        let secret = match (self.source, self.days_left) {
+            (ExpirySource::NoSecret, _) => false,
+            (_, None) => true,
+            (_, Some(days)) => days <= i64::from(thresholds.first()),
+        };
+        secret
+            || self
+                .delegated
+                .as_ref()
+                .is_some_and(|s| delegated::needs_attention(s, thresholds))
+    }
+
+    /// The delegated credential's user must sign in again, a configured scope is not granted,
+    /// or a configured mailbox is out of the user's reach: the import fails until someone acts.
+    pub fn sign_in_failing(&self) -> bool {
+        self.delegated.as_ref().is_some_and(delegated::failing)
     }
 
     pub fn is_expired(&self) -> bool {
@@ -249,7 +282,53 @@ impl ExpiryChecker {
         };
         report.client_id = Some(credential.client_id.clone());
         report.kind = Some(CredentialKind::of(&credential));
+        let mut redactor = Redactor::for_credential(&credential);
+        if matches!(credential.secret, ClientAuth::Public) {
+            report.source = ExpirySource::NoSecret;
+        } else {
+            // A confidential delegated client's own secret or certificate is checked as any app
+            // credential's, with the client-credentials grant; its alert is about the secret.
+            let app = AppCredential {
+                delegated: None,
+                ..credential.clone()
+            };
+            self.check_expiry(&mut report, &app).await;
+        }
+        if let Some(delegation) = &credential.delegated {
+            let before = report.findings.len();
+            for token in self
+                .check_sign_in(&mut report, &credential, delegation)
+                .await
+            {
+                redactor = redactor.with(token.expose_secret());
+            }
+            // The sign-in's alert carries the sign-in's findings only.
+            let findings = report.findings[before..].to_vec();
+            self.alert_sign_in(&mut report, &credential, findings, &redactor)
+                .await;
+        }
+        report.findings.iter_mut().for_each(|f| redactor.scrub(f));
+        if let Some(status) = &mut report.delegated {
+            delegated::scrub(status, &redactor);
+        }
+        let sign_in = report.delegated.as_ref();
+        tracing::info!(
+            credential = name,
+            days_left = report.days_left,
+            source = report.source.as_str(),
+            findings = report.findings.len(),
+            alerted = ?report.alerted,
+            sign_in_refreshed = sign_in.map(|s| s.refreshed),
+            days_since_refresh = sign_in.and_then(|s| s.days_since_refresh),
+            sign_in_required = sign_in.map(|s| s.sign_in_required.is_some()),
+            "credential expiry checked"
+        );
+        report
+    }
 
+    /// The expiry of an app credential's client secret or certificate, and its alert.
+    async fn check_expiry(&self, report: &mut CredentialReport, credential: &AppCredential) {
+        let credential = credential.clone();
         match expiry_from_graph(&self.graph, &credential).await {
             Ok(found) => {
                 if let Some(stored) = credential.expires_at
@@ -310,24 +389,14 @@ impl ExpiryChecker {
                     .push(format!("whether rotation is possible is unknown: {e}")),
             }
         }
-        self.alert(&mut report, Some(&credential)).await;
-        scrub(&mut report, &credential);
-        tracing::info!(
-            credential = name,
-            days_left = report.days_left,
-            source = report.source.as_str(),
-            findings = report.findings.len(),
-            alerted = ?report.alerted,
-            "credential expiry checked"
-        );
-        report
+        self.alert(report, Some(&credential)).await;
     }
 
-    /// Claims the alerts the report is due and sends one for the most urgent of those won.
+    /// Claims the expiry alerts the report is due and sends one for the most urgent of those won.
     async fn alert(&self, report: &mut CredentialReport, credential: Option<&AppCredential>) {
-        let Some(alerter) = &self.alerter else {
+        if self.alerter.is_none() {
             return;
-        };
+        }
         let levels: Vec<AlertLevel> = match report.days_left {
             Some(days) => {
                 let mut levels: Vec<AlertLevel> = self
@@ -344,7 +413,32 @@ impl ExpiryChecker {
             }
             _ => vec![AlertLevel::Unknown],
         };
-        if levels.is_empty() {
+        let due = levels
+            .into_iter()
+            .map(|level| (level, level.key(report.expires_at)))
+            .collect();
+        let findings = report.findings.clone();
+        let redactor = credential.map(Redactor::for_credential);
+        self.claim_and_send(report, due, findings, redactor.as_ref(), credential, None)
+            .await;
+    }
+
+    /// Claims each of the `due` alerts (level and claim key) not claimed before, then sends one
+    /// alert, for the most urgent level won, with `findings` and the sign-in `sign_in` (scrubbed
+    /// with `redactor`). A failed send gives its claims back for the next run.
+    async fn claim_and_send(
+        &self,
+        report: &mut CredentialReport,
+        due: Vec<(AlertLevel, String)>,
+        findings: Vec<String>,
+        redactor: Option<&Redactor>,
+        credential: Option<&AppCredential>,
+        sign_in: Option<SignInStatus>,
+    ) {
+        let Some(alerter) = &self.alerter else {
+            return;
+        };
+        if due.is_empty() {
             return;
         }
         let name = report.name.clone();
@@ -359,8 +453,7 @@ impl ExpiryChecker {
         };
         let now = self.clock.now();
         let mut won = Vec::new();
-        for level in levels {
-            let key = level.key(report.expires_at);
+        for (level, key) in due {
             if claimed.contains(&key) {
                 continue;
             }
@@ -377,7 +470,7 @@ impl ExpiryChecker {
         let Some(level) = won.iter().map(|(l, _)| *l).max_by_key(|l| l.urgency()) else {
             return;
         };
-        let alert = Alert {
+        let mut alert = Alert {
             credential: name.clone(),
             client_id: report.client_id.clone(),
             tenant_id: credential.map(|c| c.tenant_id.clone()),
@@ -386,15 +479,15 @@ impl ExpiryChecker {
             expires_at: report.expires_at,
             days_left: report.days_left,
             source: report.source,
-            findings: report.findings.clone(),
+            findings,
+            sign_in,
         };
-        let alert = match credential {
-            Some(credential) => scrub_alert(alert, credential),
-            None => alert,
-        };
+        if let Some(redactor) = redactor {
+            alert = scrub_alert(alert, redactor);
+        }
         match alerter.send(&alert).await {
             Ok(()) => {
-                report.alerted = won.iter().map(|(l, _)| l.label()).collect();
+                report.alerted.extend(won.iter().map(|(l, _)| l.label()));
             }
             Err(e) => {
                 for (_, key) in &won {
@@ -533,15 +626,11 @@ fn graph_cannot_tell(credential: &AppCredential, error: &GraphError) -> String {
     }
 }
 
-/// Removes the secret's value from every finding (none should hold it; this makes sure).
-fn scrub(report: &mut CredentialReport, credential: &AppCredential) {
-    let redactor = Redactor::for_credential(credential);
-    report.findings.iter_mut().for_each(|f| redactor.scrub(f));
-}
-
-fn scrub_alert(mut alert: Alert, credential: &AppCredential) -> Alert {
-    let redactor = Redactor::for_credential(credential);
+fn scrub_alert(mut alert: Alert, redactor: &Redactor) -> Alert {
     alert.findings.iter_mut().for_each(|f| redactor.scrub(f));
+    if let Some(status) = &mut alert.sign_in {
+        delegated::scrub(status, redactor);
+    }
     alert
 }
 

@@ -41,6 +41,17 @@ impl Redactor {
         Self { values }
     }
 
+    /// Also redacts `value` (e.g. a delegated sign-in's refresh token), if it is long enough to
+    /// be told from ordinary words.
+    pub fn with(mut self, value: &str) -> Self {
+        for value in [value, value.trim()] {
+            if value.chars().count() >= MIN_SECRET_LEN && !self.values.iter().any(|v| v == value) {
+                self.values.push(value.to_owned());
+            }
+        }
+        self
+    }
+
     /// `text` with every occurrence of the secret replaced by [`REDACTED`].
     pub fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let mut text = Cow::Borrowed(text);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use graph_sandbox::{DEFAULT_CLIENT_ID, DEFAULT_TENANT, Sandbox};
 use mailroom::adapters::aws::SecretsManagerSignIns;
-use mailroom::credentials::SignedIn;
+use mailroom::credentials::{ClientAuth, SignedIn};
 use mailroom::graph::RetryPolicy;
 use mailroom::graph::signin::{AuthorizeRequest, DelegatedClient, Pkce, SignIn, new_state};
 use mailroom::ports::SignInStore;
@@ -23,6 +23,29 @@ const REDIRECT: &str = "http://localhost:53682";
 /// `user` signs in for `scopes` with the authorization code grant and PKCE, as `mailroom
 /// credentials login` does; what it would store.
 pub async fn sign_in(sandbox: &Sandbox, user: &str, scopes: &[&str]) -> SignedIn {
+    sign_in_with(sandbox, user, scopes, None, REDIRECT).await
+}
+
+/// [`sign_in`] for a confidential client: the app proves itself with `client_secret` when it
+/// redeems the code, and the browser comes back to `redirect`, one of the app's web redirect URIs.
+pub async fn sign_in_confidential(
+    sandbox: &Sandbox,
+    user: &str,
+    scopes: &[&str],
+    client_secret: &str,
+    redirect: &str,
+) -> SignedIn {
+    let secret = ClientAuth::Secret(client_secret.to_owned().into());
+    sign_in_with(sandbox, user, scopes, Some(secret), redirect).await
+}
+
+async fn sign_in_with(
+    sandbox: &Sandbox,
+    user: &str,
+    scopes: &[&str],
+    secret: Option<ClientAuth>,
+    redirect: &str,
+) -> SignedIn {
     let sign_in = SignIn::new(
         reqwest::Client::new(),
         url::Url::parse(&sandbox.url()).expect("sandbox URL"),
@@ -32,13 +55,13 @@ pub async fn sign_in(sandbox: &Sandbox, user: &str, scopes: &[&str]) -> SignedIn
         tenant_id: DEFAULT_TENANT.to_owned(),
         client_id: DEFAULT_CLIENT_ID.to_owned(),
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-        secret: None,
+        secret,
     };
     let (pkce, state) = (Pkce::generate(), new_state());
     let url = sign_in
         .authorize_url(&AuthorizeRequest {
             client: &client,
-            redirect_uri: REDIRECT,
+            redirect_uri: redirect,
             state: &state,
             pkce: &pkce,
             login_hint: Some(user),
@@ -61,7 +84,7 @@ pub async fn sign_in(sandbox: &Sandbox, user: &str, scopes: &[&str]) -> SignedIn
         .map(|(_, v)| v.into_owned())
         .unwrap_or_else(|| panic!("no code in the redirect: {back}"));
     let tokens = sign_in
-        .redeem_code(&client, &code, REDIRECT, &pkce)
+        .redeem_code(&client, &code, redirect, &pkce)
         .await
         .expect("code redeemed");
     let now = OffsetDateTime::now_utc();

@@ -682,3 +682,141 @@ async fn with_application_permissions_the_expiry_comes_from_the_app_registration
     assert!(rotation.detail.contains("rotate-secret"), "{rotation}");
     assert_no_secret(&checks);
 }
+
+/// A delegated credential (a person signed in, docs/delegated.md): the token check redeems the
+/// sign-in and names who signed in, the mailbox checks read with that person's token, a sign-in
+/// check tells the last refresh against the inactivity window, and the checks meant for
+/// application permissions (the access scope, a public client's secret expiry, rotation) do not
+/// pretend to apply. The sign-in is kept where local mode keeps it (`LocalSignIns`).
+#[tokio::test]
+async fn a_delegated_credential_names_who_signed_in_and_drops_the_app_only_checks() {
+    use std::sync::Arc;
+
+    use mailroom::adapters::local::LocalSignIns;
+    use mailroom::ports::SignInStore;
+    use secrecy::ExposeSecret;
+
+    let env = Env::default(MESSAGES).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sign_ins = Arc::new(LocalSignIns::new(dir.path()));
+    let scopes = ["Mail.ReadWrite", "offline_access"];
+    let mut signed_in = mailroom_tests::delegated::sign_in(&env.sandbox, MAILBOX, &scopes).await;
+    signed_in.refreshed_at = OffsetDateTime::now_utc() - time::Duration::days(10);
+    SignInStore::save(&*sign_ins, "alice", &signed_in)
+        .await
+        .unwrap();
+    let json = serde_json::json!({
+        "kind": "delegated",
+        "tenant_id": DEFAULT_TENANT,
+        "client_id": DEFAULT_CLIENT_ID,
+        "scopes": scopes,
+    })
+    .to_string();
+    let credential = AppCredential::from_stored("alice", &json, sign_ins.clone()).unwrap();
+    let config = MailboxConfig {
+        credential: "alice".into(),
+        ..config(FOLDER, move_to_processed())
+    };
+    let assert_no_token = |checks: &[Check], stored: &str| {
+        for c in checks {
+            let text = format!("{c} {c:?}");
+            assert!(
+                !text.contains(signed_in.refresh_token.expose_secret()) && !text.contains(stored),
+                "a refresh token in: {text}"
+            );
+        }
+    };
+
+    let checks = env
+        .doctor_leaves_mailbox_unchanged(&credential, &config, &options(Some(CEO)))
+        .await;
+    assert_eq!(
+        names(&checks),
+        [
+            "token",
+            "mailbox",
+            "folder",
+            "processed folder",
+            "permission",
+            "access scope",
+            "sign-in"
+        ]
+    );
+    assert!(is_valid(&checks), "{checks:#?}");
+    let token = assert_status(&checks, "token", CheckStatus::Pass);
+    assert!(
+        token.contains(&format!(
+            "signed in as {MAILBOX}: Entra ID issued a delegated token"
+        )) && token.contains("scopes granted: Mail.ReadWrite"),
+        "{token}"
+    );
+    assert_status(&checks, "permission", CheckStatus::Pass);
+    let scope = assert_status(&checks, "access scope", CheckStatus::Pass);
+    assert!(scope.contains("not applicable"), "{scope}");
+    let sign_in = assert_status(&checks, "sign-in", CheckStatus::Pass);
+    assert!(
+        sign_in.contains("last refreshed 10 days before this check")
+            && sign_in.contains("lapses after 90 days without a refresh"),
+        "{sign_in}"
+    );
+    let stored = SignInStore::load(&*sign_ins, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        stored.refresh_token.expose_secret(),
+        signed_in.refresh_token.expose_secret(),
+        "the doctor did not redeem the sign-in"
+    );
+    let stored = stored.refresh_token.expose_secret().to_owned();
+    assert_no_token(&checks, &stored);
+
+    // A mailbox not shared with the user.
+    let ceo = MailboxConfig {
+        address: MailboxAddress::parse(CEO).unwrap(),
+        folder: "Inbox".into(),
+        action: AfterImport::None,
+        ..config.clone()
+    };
+    let checks = env.doctor(&credential, &ceo, &options(None)).await;
+    let mailbox = check(&checks, "mailbox");
+    assert_eq!(mailbox.status, CheckStatus::Fail, "{mailbox}");
+    assert!(
+        mailbox.detail.contains(CEO)
+            && mailbox
+                .detail
+                .contains("the user signed in for credential 'alice' may not"),
+        "{mailbox}"
+    );
+    let fix = mailbox.fix.clone().unwrap_or_default();
+    assert!(
+        fix.contains("Full Access") && fix.contains("mailroom credentials login alice"),
+        "{fix}"
+    );
+
+    // The sign-in revoked: the token check fails with the reason, who and what to run.
+    assert!(env.sandbox.revoke_refresh_tokens(MAILBOX));
+    let checks = env.doctor(&credential, &config, &options(None)).await;
+    assert!(!is_valid(&checks));
+    let token = check(&checks, "token");
+    assert_eq!(token.status, CheckStatus::Fail, "{token}");
+    assert!(
+        token.detail.contains("AADSTS50173")
+            && token.detail.contains("mailroom credentials login alice")
+            && token
+                .detail
+                .contains(&format!("(signed in as {MAILBOX} on ")),
+        "{token}"
+    );
+    assert!(
+        token
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.starts_with("sign in again: mailroom credentials login alice")),
+        "{token}"
+    );
+    assert_status(&checks, "mailbox", CheckStatus::Skipped);
+    assert_status(&checks, "sign-in", CheckStatus::Skipped);
+    assert!(!names(&checks).contains(&"secret expiry"), "{checks:#?}");
+    assert_no_token(&checks, &stored);
+}

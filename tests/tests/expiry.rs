@@ -876,3 +876,610 @@ mod rotation {
             .await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Delegated credentials (docs/delegated.md, "The credential check"): a person's sign-in played
+// through the real sign-in client against the sandbox's Entra, kept in the credential's Secrets
+// Manager secret on moto; the check redeems it with the real Graph client and reads each
+// configured mailbox with the person's token; alerts through SNS or memory, claims in DynamoDB.
+// Mailroom's own log output (TRACE, through the production filter) is captured and searched for
+// refresh tokens, as are the reports and alerts.
+
+mod delegated {
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
+
+    use graph_sandbox::{
+        App, DEFAULT_APP_OBJECT_ID, DEFAULT_DELEGATED_PERMISSIONS, DEFAULT_DOMAIN, FaultKind,
+        FaultRule, Tenant,
+    };
+    use mailroom::credentials::SignedIn;
+    use mailroom::domain::MailboxConfig;
+    use mailroom::expiry::{Access, CredentialKind};
+    use mailroom::graph::GraphConfig;
+    use mailroom::ports::SignInStore;
+    use mailroom_tests::delegated::{sign_in, sign_in_confidential};
+    use secrecy::ExposeSecret;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    use super::*;
+
+    const ALICE: &str = "alice@contoso.com";
+    /// Shared with Alice.
+    const SHARED: &str = "shared@contoso.com";
+    /// Not shared with Alice.
+    const BOB: &str = "bob@contoso.com";
+    const ALICE_FOLDER: &str = "Inbox/Reports";
+    const SCOPES: [&str; 3] = ["Mail.ReadWrite", "Mail.ReadWrite.Shared", "offline_access"];
+    /// The confidential app's web redirect URI.
+    const WEB: &str = "https://mailroom.example/signed-in";
+
+    fn mailboxes(world: World) -> World {
+        world
+            .mailbox(
+                DEFAULT_TENANT,
+                Mailbox::new(ALICE)
+                    .folder(ALICE_FOLDER)
+                    .messages(ALICE_FOLDER, 1),
+            )
+            .mailbox(
+                DEFAULT_TENANT,
+                Mailbox::new(SHARED).messages("Inbox", 1).shared_with(ALICE),
+            )
+            .mailbox(DEFAULT_TENANT, Mailbox::new(BOB).messages("Inbox", 1))
+    }
+
+    /// What Mailroom logs, at TRACE through the functions' own filter
+    /// ([`mailroom::redact::may_log`]); the sandbox's own log is left out (it is not Mailroom).
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Log {
+        type Writer = Log;
+        fn make_writer(&'a self) -> Log {
+            self.clone()
+        }
+    }
+
+    impl Log {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    /// The test binary's one subscriber, installed on first use.
+    fn log() -> &'static Log {
+        static LOG: OnceLock<Log> = OnceLock::new();
+        LOG.get_or_init(|| {
+            let log = Log::default();
+            let filter = tracing_subscriber::filter::filter_fn(|m| {
+                mailroom::redact::may_log(m) && !m.target().starts_with("graph_sandbox")
+            });
+            let layer = tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(log.clone())
+                .with_filter(tracing_subscriber::filter::LevelFilter::TRACE);
+            let _ = tracing_subscriber::registry()
+                .with(layer)
+                .with(filter)
+                .try_init();
+            log
+        })
+    }
+
+    struct Delegated {
+        stack: Stack,
+        /// The delegated credential's secret.
+        name: String,
+        signed_in: SignedIn,
+    }
+
+    impl Delegated {
+        /// Alice signed in (for [`SCOPES`]) `days` ago and nothing refreshed the sign-in since;
+        /// the credential asks for `scopes`, and `mailboxes` (address, folder) use it.
+        async fn start(scopes: &[&str], days: i64, mailboxes: &[(&str, &str)]) -> Delegated {
+            log();
+            let stack = Stack::start(self::mailboxes(World::default_test())).await;
+            let signed_in = sign_in(&stack.sandbox, ALICE, &SCOPES).await;
+            let name = format!("{}-alice", stack.credential);
+            let delegated = Delegated {
+                stack,
+                name,
+                signed_in,
+            };
+            delegated.store(scopes, days).await;
+            for (address, folder) in mailboxes {
+                delegated.configure(address, folder).await;
+            }
+            delegated
+        }
+
+        /// Stores Alice's sign-in as if last refreshed `days` ago.
+        async fn store(&self, scopes: &[&str], days: i64) {
+            let mut signed_in = self.signed_in.clone();
+            signed_in.signed_in_at = self.stack.clock.now() - time::Duration::days(days);
+            signed_in.refreshed_at = signed_in.signed_in_at;
+            self.stack
+                .put_delegated(&self.name, scopes, &signed_in)
+                .await;
+        }
+
+        async fn configure(&self, address: &str, folder: &str) {
+            let config = MailboxConfig {
+                address: MailboxAddress::parse(address).unwrap(),
+                folder: folder.to_owned(),
+                action: AfterImport::None,
+                credential: self.name.clone(),
+                enabled: true,
+                discovered_by: None,
+            };
+            self.stack.state.put_mailbox(&config).await.unwrap();
+        }
+
+        fn checker(&self, alerter: Option<Arc<dyn Alerter>>) -> ExpiryChecker {
+            self.checker_with(alerter, self.stack.graph_config())
+        }
+
+        /// A checker as the secret-expiry function builds it: the sign-ins kept in the
+        /// credentials' own secrets.
+        fn checker_with(
+            &self,
+            alerter: Option<Arc<dyn Alerter>>,
+            graph: GraphConfig,
+        ) -> ExpiryChecker {
+            let secrets = SecretsManagerSource::new(self.stack.secrets.clone())
+                .with_sign_ins((*self.stack.sign_ins()).clone());
+            ExpiryChecker {
+                mailboxes: self.stack.state.clone(),
+                alerts: self.stack.state.clone(),
+                credentials: Arc::new(Credentials::new(
+                    Arc::new(secrets),
+                    Credentials::DEFAULT_TTL,
+                )),
+                graph: GraphClient::new(graph).unwrap(),
+                alerter,
+                clock: self.stack.clock.clone(),
+                thresholds: Thresholds::default(),
+                probe_rotation: false,
+            }
+        }
+
+        async fn stored(&self) -> SignedIn {
+            self.stack.stored_sign_in(&self.name).await
+        }
+
+        /// No refresh token this test saw (the sign-in's and each stored since) in `text`, nor
+        /// in Mailroom's log.
+        async fn assert_no_token(&self, what: &str, text: &str) {
+            assert!(
+                log().text().contains("credential expiry checked"),
+                "Mailroom's log was not captured"
+            );
+            let stored = self.stored().await;
+            for token in [&self.signed_in.refresh_token, &stored.refresh_token] {
+                let token = token.expose_secret();
+                assert!(!text.contains(token), "a refresh token in {what}: {text}");
+                assert!(
+                    !log().text().contains(token),
+                    "a refresh token in the log: {}",
+                    log().text()
+                );
+            }
+        }
+
+        async fn assert_report_holds_no_token(&self, report: &CredentialReport) {
+            self.assert_no_token("the report", &format!("{report:?}"))
+                .await;
+            self.assert_no_token("the report (JSON)", &serde_json::to_string(report).unwrap())
+                .await;
+        }
+    }
+
+    fn sign_in_of(report: &CredentialReport) -> &mailroom::expiry::SignInStatus {
+        report
+            .delegated
+            .as_ref()
+            .unwrap_or_else(|| panic!("no sign-in in {report:#?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_healthy_sign_in_passes_and_reports_who_the_scopes_and_the_days() {
+        let d = Delegated::start(&SCOPES, 3, &[(ALICE, ALICE_FOLDER), (SHARED, "Inbox")]).await;
+        let alerter = Arc::new(MemoryAlerter::default());
+        let checker = d.checker(Some(alerter.clone()));
+        let redeemed = d.stack.sandbox.refresh_redemptions();
+        let report = only(&checker).await;
+
+        assert_eq!(
+            report.kind,
+            Some(CredentialKind::PublicClient),
+            "{report:#?}"
+        );
+        assert_eq!(report.source, ExpirySource::NoSecret);
+        assert_eq!(report.days_left, None);
+        assert!(report.findings.is_empty(), "{report:#?}");
+        assert!(report.alerted.is_empty() && alerter.sent().is_empty());
+        assert!(!report.needs_attention(&checker.thresholds), "{report:#?}");
+        let status = sign_in_of(&report);
+        assert_eq!(status.user.as_deref(), Some(ALICE));
+        assert!(
+            ["Mail.ReadWrite", "Mail.ReadWrite.Shared"]
+                .iter()
+                .all(|s| status.scopes_granted.iter().any(|g| g == s)),
+            "{status:#?}"
+        );
+        assert!(status.scopes_missing.is_empty());
+        assert_eq!(status.days_since_refresh, Some(3));
+        assert_eq!(status.inactivity_days_left, Some(87));
+        assert!(status.refreshed && status.sign_in_required.is_none());
+        let access: Vec<(&str, Access)> = status
+            .mailboxes
+            .iter()
+            .map(|m| (m.mailbox.as_str(), m.access))
+            .collect();
+        assert_eq!(
+            access,
+            [(ALICE, Access::Readable), (SHARED, Access::Readable)]
+        );
+
+        // The check redeemed the refresh token and stored its successor: the window restarts.
+        assert_eq!(d.stack.sandbox.refresh_redemptions(), redeemed + 1);
+        let stored = d.stored().await;
+        assert_ne!(
+            stored.refresh_token.expose_secret(),
+            d.signed_in.refresh_token.expose_secret()
+        );
+        assert!(stored.refreshed_at > d.stack.clock.now() - time::Duration::days(1));
+        assert_eq!(status.lapses_at, Some(stored.lapses_at()));
+
+        // The function's JSON report: the old fields, and the sign-in's.
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["name"], d.name.as_str());
+        assert_eq!(json["source"], "no_secret");
+        assert_eq!(json["kind"], "public_client");
+        let sign_in = &json["delegated"];
+        assert_eq!(sign_in["user"], ALICE, "{json:#}");
+        assert_eq!(sign_in["days_since_refresh"], 3);
+        assert_eq!(sign_in["inactivity_window_days"], 90);
+        assert_eq!(sign_in["inactivity_days_left"], 87);
+        assert_eq!(sign_in["refreshed"], true);
+        assert_eq!(sign_in["mailboxes"][1]["mailbox"], SHARED);
+        assert_eq!(sign_in["mailboxes"][1]["access"], "readable");
+        d.assert_report_holds_no_token(&report).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revoked_sign_in_alerts_once_through_sns_and_says_how_to_sign_in_again() {
+        let d = Delegated::start(&SCOPES, 1, &[(ALICE, ALICE_FOLDER)]).await;
+        assert!(d.stack.sandbox.revoke_refresh_tokens(ALICE));
+        let (topic, queue) = d.stack.moto.fresh_topic().await;
+        let sns = SnsAlerter::new(d.stack.moto.clients().sns, &topic);
+        let checker = d.checker(Some(Arc::new(sns)));
+        let login = format!("mailroom credentials login {}", d.name);
+
+        let first = only(&checker).await;
+        let findings = first.findings.join("\n");
+        assert!(
+            findings.contains(&format!(
+                "credential '{}' needs its user to sign in again",
+                d.name
+            )) && findings.contains("AADSTS50173")
+                && findings.contains(&login),
+            "{findings}"
+        );
+        assert_eq!(first.alerted, ["sign_in_required"], "{first:#?}");
+        assert!(first.sign_in_failing());
+        let status = sign_in_of(&first);
+        assert!(
+            status
+                .sign_in_required
+                .as_deref()
+                .is_some_and(|r| r.contains("AADSTS50173")),
+            "{status:#?}"
+        );
+        assert!(!status.refreshed);
+        assert_eq!(status.mailboxes[0].access, Access::Unknown);
+        let messages = d.stack.moto.drain_json(&queue).await;
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        let subject = messages[0]["Subject"].as_str().unwrap();
+        assert!(
+            subject.starts_with("Mailroom: credential 'mailroom/test/")
+                && subject.ends_with("' needs its user to sign in again"),
+            "{subject}"
+        );
+        let text = messages[0]["Message"].as_str().unwrap();
+        assert!(text.contains(&format!("Signed in as: {ALICE}")), "{text}");
+        assert!(text.contains("AADSTS50173"), "{text}");
+        assert!(
+            text.contains(&format!("What to do: sign in again: {login}")),
+            "{text}"
+        );
+        d.assert_no_token("the alert", &messages[0].to_string())
+            .await;
+        d.assert_report_holds_no_token(&first).await;
+
+        // The next day's check: the same finding, no second alert.
+        d.stack.clock.advance(time::Duration::DAY);
+        let again = only(&checker).await;
+        assert!(again.findings.join("\n").contains(&login));
+        assert!(again.alerted.is_empty(), "{again:#?}");
+        assert!(d.stack.moto.drain_json(&queue).await.is_empty());
+        let key = |at: OffsetDateTime| {
+            format!(
+                "sign-in#{}#required",
+                at.replace_nanosecond(0).unwrap().format(&Rfc3339).unwrap()
+            )
+        };
+        let signed_in_at = d.stored().await.signed_in_at;
+        assert_eq!(
+            d.stack.state.list_alerts(&d.name).await.unwrap(),
+            [key(signed_in_at)]
+        );
+
+        // Alice signs in again: the check passes; that sign-in revoked in turn alerts afresh.
+        let again = sign_in(&d.stack.sandbox, ALICE, &SCOPES).await;
+        d.stack.put_delegated(&d.name, &SCOPES, &again).await;
+        let fine = only(&checker).await;
+        assert!(
+            sign_in_of(&fine).refreshed && fine.findings.is_empty(),
+            "{fine:#?}"
+        );
+        assert!(d.stack.sandbox.revoke_refresh_tokens(ALICE));
+        let revoked = only(&checker).await;
+        assert_eq!(revoked.alerted, ["sign_in_required"], "{revoked:#?}");
+        assert_eq!(d.stack.moto.drain_json(&queue).await.len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scope_the_user_never_granted_is_a_finding_naming_it() {
+        // Mail.Send was added to the credential after Alice signed in without it.
+        let configured = [
+            "Mail.ReadWrite",
+            "Mail.ReadWrite.Shared",
+            "Mail.Send",
+            "offline_access",
+        ];
+        let d = Delegated::start(&configured, 1, &[(ALICE, ALICE_FOLDER)]).await;
+        let report = only(&d.checker(None)).await;
+        let status = sign_in_of(&report);
+        assert_eq!(status.scopes_missing, ["Mail.Send"], "{status:#?}");
+        let finding = report
+            .findings
+            .iter()
+            .find(|f| f.contains("did not grant"))
+            .unwrap_or_else(|| panic!("{report:#?}"));
+        assert!(
+            finding.contains("Mail.Send")
+                && finding.contains(ALICE)
+                && finding.contains(&format!("mailroom credentials login {}", d.name)),
+            "{finding}"
+        );
+        assert!(finding.contains("asks for Mail.Send but"), "{finding}");
+        // Entra refuses to redeem the sign-in for a scope nobody consented to.
+        assert!(
+            status
+                .sign_in_required
+                .as_deref()
+                .is_some_and(|r| r.contains("AADSTS65001")),
+            "{status:#?}"
+        );
+        assert!(report.sign_in_failing());
+        d.assert_report_holds_no_token(&report).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mailbox_not_shared_with_the_user_is_a_finding_naming_it() {
+        let d = Delegated::start(&SCOPES, 1, &[(ALICE, ALICE_FOLDER), (BOB, "Inbox")]).await;
+        let checker = d.checker(None);
+        let report = only(&checker).await;
+        let status = sign_in_of(&report);
+        assert!(status.refreshed, "{report:#?}");
+        assert_eq!(status.mailboxes[0].access, Access::Readable);
+        let bob = &status.mailboxes[1];
+        assert_eq!((bob.mailbox.as_str(), bob.access), (BOB, Access::Denied));
+        let detail = bob.detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains(BOB)
+                && detail.contains("Full Access")
+                && detail.contains(&format!("mailroom credentials login {}", d.name)),
+            "{detail}"
+        );
+        assert!(
+            report.findings.iter().any(|f| f.contains(BOB)),
+            "{report:#?}"
+        );
+        assert!(!report.findings.iter().any(|f| f.contains(ALICE_FOLDER)));
+        assert!(report.sign_in_failing() && report.needs_attention(&checker.thresholds));
+
+        // Bob shares his mailbox with Alice: the next check finds it readable.
+        assert!(d.stack.sandbox.share_mailbox(BOB, ALICE, None, false));
+        let shared = only(&checker).await;
+        assert_eq!(sign_in_of(&shared).mailboxes[1].access, Access::Readable);
+        assert!(shared.findings.is_empty(), "{shared:#?}");
+        d.assert_report_holds_no_token(&shared).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_inactivity_threshold_alerts_once_whether_the_check_stopped_or_keeps_failing() {
+        // The checker did not run for 80 days (nor any import): its first run refreshes the
+        // sign-in, and says how close it came.
+        let d = Delegated::start(&SCOPES, 80, &[(ALICE, ALICE_FOLDER)]).await;
+        let (topic, queue) = d.stack.moto.fresh_topic().await;
+        let sns: Arc<dyn Alerter> = Arc::new(SnsAlerter::new(d.stack.moto.clients().sns, &topic));
+        let checker = d.checker(Some(sns.clone()));
+        let late = only(&checker).await;
+        assert_eq!(late.alerted, ["inactive_30", "inactive_14"], "{late:#?}");
+        let status = sign_in_of(&late);
+        assert!(status.refreshed);
+        assert_eq!(
+            (status.days_since_refresh, status.inactivity_days_left),
+            (Some(80), Some(10))
+        );
+        assert!(
+            late.findings
+                .iter()
+                .any(|f| f.contains("had not been refreshed for 80 days")),
+            "{late:#?}"
+        );
+        let messages = d.stack.moto.drain_json(&queue).await;
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        let subject = messages[0]["Subject"].as_str().unwrap();
+        assert!(
+            subject.ends_with("' went 80 days without a refresh (refreshed now)"),
+            "{subject}"
+        );
+        let text = messages[0]["Message"].as_str().unwrap();
+        assert!(
+            text.contains("this check refreshed the sign-in, so the window starts again"),
+            "{text}"
+        );
+        d.assert_no_token("the alert", &messages[0].to_string())
+            .await;
+        // Refreshed: the next check finds a fresh sign-in and alerts nothing.
+        let next = only(&checker).await;
+        assert_eq!(sign_in_of(&next).days_since_refresh, Some(0));
+        assert!(next.alerted.is_empty(), "{next:#?}");
+
+        // Now the refresh fails day after day (Entra answers 503) from 55 days after the last
+        // one: each threshold alerts once, the day it is reached.
+        d.store(&SCOPES, 55).await;
+        d.stack.sandbox.inject(
+            FaultRule::new(FaultKind::Status(503, None))
+                .path_contains("/oauth2/v2.0/token")
+                .always(),
+        );
+        let mut config = d.stack.graph_config();
+        config.retry.max_retries = 0;
+        let failing = d.checker_with(Some(sns), config);
+        let mut alerted = Vec::new();
+        for day in 0..=37 {
+            for run in 0..2 {
+                let report = only(&failing).await;
+                let status = sign_in_of(&report);
+                assert!(!status.refreshed, "day {day}: {report:#?}");
+                assert_eq!(status.inactivity_days_left, Some(35 - day), "day {day}");
+                assert!(
+                    report
+                        .findings
+                        .iter()
+                        .any(|f| f.contains("could not be refreshed")),
+                    "day {day}: {report:#?}"
+                );
+                if run == 1 {
+                    assert!(report.alerted.is_empty(), "day {day}: {report:#?}");
+                }
+                alerted.extend(report.alerted);
+            }
+            d.stack.clock.advance(time::Duration::DAY);
+        }
+        assert_eq!(
+            alerted,
+            [
+                "inactive_30",
+                "inactive_14",
+                "inactive_7",
+                "inactive_3",
+                "inactive_1"
+            ]
+        );
+        let messages = d.stack.moto.drain_json(&queue).await;
+        let subjects: Vec<&str> = messages
+            .iter()
+            .map(|m| m["Subject"].as_str().unwrap())
+            .collect();
+        assert_eq!(subjects.len(), 5, "{subjects:#?}");
+        assert!(
+            subjects[0].ends_with("' not refreshed for 60 days (30 days left)"),
+            "{subjects:#?}"
+        );
+        assert!(
+            subjects[4].ends_with("' not refreshed for 89 days (1 day left)"),
+            "{subjects:#?}"
+        );
+        for message in &messages {
+            let text = message["Message"].as_str().unwrap();
+            assert!(text.contains("make the refresh succeed"), "{text}");
+            d.assert_no_token("an alert", &message.to_string()).await;
+        }
+        d.stack.sandbox.clear_faults();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_confidential_delegated_client_gets_its_secret_checked_as_well() {
+        let mut app = App::new(DEFAULT_CLIENT_ID)
+            .object_id(DEFAULT_APP_OBJECT_ID)
+            .secret(AppSecret::new(DEFAULT_SECRET).key_id(DEFAULT_SECRET_ID))
+            .permissions(READ_APPLICATIONS)
+            .delegated_permissions(DEFAULT_DELEGATED_PERMISSIONS)
+            .redirect_uri(WEB);
+        app = app.display_name("Mailroom");
+        let world =
+            World::new().tenant(Tenant::new(DEFAULT_TENANT).domain(DEFAULT_DOMAIN).app(app));
+        log();
+        let stack = Stack::start(mailboxes(world)).await;
+        let expires_at = in_days(&stack, 10);
+        assert!(stack.sandbox.set_password_expiry(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_SECRET_ID,
+            expires_at
+        ));
+        let signed_in =
+            sign_in_confidential(&stack.sandbox, ALICE, &SCOPES, DEFAULT_SECRET, WEB).await;
+        let name = format!("{}-alice", stack.credential);
+        let json = serde_json::json!({
+            "kind": "delegated",
+            "tenant_id": DEFAULT_TENANT,
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_SECRET,
+            "key_id": DEFAULT_SECRET_ID,
+            "scopes": SCOPES,
+        })
+        .to_string();
+        stack.store_secret(&name, &json).await;
+        stack.sign_ins().save(&name, &signed_in).await.unwrap();
+        let d = Delegated {
+            stack,
+            name,
+            signed_in,
+        };
+        d.configure(ALICE, ALICE_FOLDER).await;
+        let alerter = Arc::new(MemoryAlerter::default());
+        let report = only(&d.checker(Some(alerter.clone()))).await;
+
+        // The secret, as for any app credential: from the app registration, alerted.
+        assert_eq!(
+            report.kind,
+            Some(CredentialKind::ClientSecret),
+            "{report:#?}"
+        );
+        assert_eq!(report.source, ExpirySource::Graph, "{report:#?}");
+        assert_eq!(report.expires_at, Some(expires_at));
+        assert_eq!(report.days_left, Some(10));
+        assert_eq!(report.alerted, ["30", "14"], "{report:#?}");
+        let sent = alerter.sent();
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert_eq!(sent[0].level, AlertLevel::Threshold(14));
+        // The sign-in, refreshed with the secret, and the mailbox read as Alice.
+        let status = sign_in_of(&report);
+        assert!(status.refreshed, "{report:#?}");
+        assert_eq!(status.user.as_deref(), Some(ALICE));
+        assert_eq!(status.mailboxes[0].access, Access::Readable);
+        assert!(report.findings.is_empty(), "{report:#?}");
+        assert_no_secret(&serde_json::to_string(&report).unwrap());
+        assert_no_secret(&sent[0].text());
+        d.assert_report_holds_no_token(&report).await;
+    }
+}

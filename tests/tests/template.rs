@@ -855,6 +855,8 @@ fn the_secret_expiry_function_runs_daily_reads_its_environment_and_may_do_only_i
         .chain(
             [
                 SecretsManagerSource::IAM_ACTIONS,
+                // The check redeems a delegated credential's sign-in and stores its successor.
+                SecretsManagerSignIns::IAM_ACTIONS,
                 SecretsManagerVersions::IAM_ACTIONS,
                 SnsAlerter::IAM_ACTIONS,
             ]

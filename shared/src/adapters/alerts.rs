@@ -130,6 +130,7 @@ mod tests {
             days_left: None,
             source: ExpirySource::Unknown,
             findings: vec![],
+            sign_in: None,
         }
     }
 

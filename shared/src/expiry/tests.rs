@@ -341,8 +341,9 @@ fn alerts_say_what_to_do_and_never_carry_the_secret() {
         days_left: Some(-2),
         source: ExpirySource::Graph,
         findings: vec![format!("a finding that somehow quotes {SECRET}")],
+        sign_in: None,
     };
-    let alert = scrub_alert(alert, &credential);
+    let alert = scrub_alert(alert, &Redactor::for_credential(&credential));
     let text = alert.text();
     assert!(!text.contains(SECRET), "{text}");
     assert!(!format!("{alert:?}").contains(SECRET));
@@ -363,4 +364,152 @@ fn alerts_say_what_to_do_and_never_carry_the_secret() {
         subject.ends_with("...' has expired (2026-12-01)"),
         "{subject}"
     );
+}
+
+// A delegated credential's sign-in alerts (the sign-in check itself is proved end to end in
+// tests/tests/expiry.rs).
+
+const SIGNED_IN: OffsetDateTime = datetime!(2026-09-01 08:00 UTC);
+
+fn sign_in_report(clock: &ManualClock, last_refresh: OffsetDateTime) -> CredentialReport {
+    let now = clock.now();
+    let lapses_at = last_refresh + time::Duration::days(90);
+    let mut report = CredentialReport::new("alice");
+    report.client_id = Some("app-1".into());
+    report.kind = Some(CredentialKind::PublicClient);
+    report.source = ExpirySource::NoSecret;
+    report.delegated = Some(SignInStatus {
+        user: Some("alice@contoso.com".into()),
+        signed_in_at: Some(SIGNED_IN),
+        scopes_configured: vec!["Mail.ReadWrite".into()],
+        scopes_granted: vec!["Mail.ReadWrite".into()],
+        scopes_missing: Vec::new(),
+        last_refresh_at: Some(last_refresh),
+        days_since_refresh: Some((now - last_refresh).whole_days()),
+        inactivity_window_days: 90,
+        inactivity_days_left: Some(days_left(lapses_at, now)),
+        refreshed: false,
+        lapses_at: Some(lapses_at),
+        sign_in_required: None,
+        mailboxes: Vec::new(),
+    });
+    report
+}
+
+fn public_client() -> AppCredential {
+    AppCredential::new("t", "app-1", ClientAuth::Public)
+}
+
+#[tokio::test]
+async fn each_inactivity_threshold_alerts_once_per_stretch_without_a_refresh() {
+    let last = SIGNED_IN;
+    let clock = Arc::new(ManualClock::new(last + time::Duration::days(55)));
+    let (checker, alerter) = checker(clock.clone());
+    let redactor = Redactor::for_credential(&public_client());
+    let mut alerted = Vec::new();
+    for _ in 0..=40 {
+        for _ in 0..2 {
+            let mut report = sign_in_report(&clock, last);
+            checker
+                .alert_sign_in(&mut report, &public_client(), Vec::new(), &redactor)
+                .await;
+            alerted.extend(report.alerted);
+        }
+        clock.advance(time::Duration::DAY);
+    }
+    assert_eq!(
+        alerted,
+        [
+            "inactive_30",
+            "inactive_14",
+            "inactive_7",
+            "inactive_3",
+            "inactive_1"
+        ]
+    );
+    let sent = alerter.sent();
+    assert_eq!(sent.len(), 5);
+    assert_eq!(
+        sent[0].subject(),
+        "Mailroom: sign-in 'alice' not refreshed for 60 days (30 days left)"
+    );
+    assert!(
+        sent[0]
+            .text()
+            .contains("Last refresh before this check: 2026-09-01T08:00:00Z (60 days before it)"),
+        "{}",
+        sent[0].text()
+    );
+    assert!(
+        sent[0]
+            .action()
+            .contains("make the refresh succeed before the window ends"),
+        "{}",
+        sent[0].action()
+    );
+    // A refresh starts a new stretch: its thresholds alert afresh.
+    let mut report = sign_in_report(&clock, clock.now() - time::Duration::days(80));
+    checker
+        .alert_sign_in(&mut report, &public_client(), Vec::new(), &redactor)
+        .await;
+    assert_eq!(report.alerted, ["inactive_30", "inactive_14"]);
+}
+
+#[tokio::test]
+async fn a_sign_in_that_needs_the_user_alerts_once_until_the_user_signs_in_again() {
+    let clock = Arc::new(ManualClock::new(SIGNED_IN + time::Duration::days(3)));
+    let (checker, alerter) = checker(clock.clone());
+    let redactor = Redactor::for_credential(&public_client()).with("rt-0123456789-secret");
+    let required = |signed_in_at: OffsetDateTime| {
+        let mut report = sign_in_report(&clock, signed_in_at);
+        if let Some(status) = &mut report.delegated {
+            status.signed_in_at = Some(signed_in_at);
+            status.sign_in_required = Some("the sign-in was revoked (AADSTS50173)".into());
+        }
+        report
+    };
+    for _ in 0..3 {
+        let mut report = required(SIGNED_IN);
+        let findings = vec!["a finding quoting rt-0123456789-secret by mistake".to_owned()];
+        checker
+            .alert_sign_in(&mut report, &public_client(), findings, &redactor)
+            .await;
+        clock.advance(time::Duration::DAY);
+    }
+    let sent = alerter.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].level, AlertLevel::SignInRequired);
+    assert_eq!(
+        sent[0].subject(),
+        "Mailroom: credential 'alice' needs its user to sign in again"
+    );
+    let text = sent[0].text();
+    assert!(
+        text.contains("Credential: alice (delegated, public client)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Signed in as: alice@contoso.com, on 2026-09-01T08:00:00Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Sign-in required: the sign-in was revoked (AADSTS50173)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("What to do: sign in again: mailroom credentials login alice"),
+        "{text}"
+    );
+    assert!(!text.contains("rt-0123456789-secret"), "{text}");
+    assert_eq!(
+        checker.alerts.list_alerts("alice").await.unwrap(),
+        ["sign-in#2026-09-01T08:00:00Z#required"]
+    );
+    // The user signed in again, and that sign-in died too: a new alert.
+    let mut report = required(SIGNED_IN + time::Duration::days(10));
+    checker
+        .alert_sign_in(&mut report, &public_client(), Vec::new(), &redactor)
+        .await;
+    assert_eq!(report.alerted, ["sign_in_required"]);
+    assert_eq!(alerter.sent().len(), 2);
 }

@@ -130,6 +130,18 @@ impl TokenCache {
         Ok(value)
     }
 
+    /// A new access token for `credential`, whatever the cache holds, kept for the callers that
+    /// follow. For a delegated credential this redeems its stored refresh token (and stores the
+    /// successor): the credential check's proof that the sign-in still works, and what keeps an
+    /// otherwise unused sign-in alive (`shared/src/expiry/delegated.rs`).
+    pub(crate) async fn renew(&self, credential: &AppCredential) -> Result<(), GraphError> {
+        let slot = self.slot(credential);
+        let mut cached = slot.lock().await;
+        let fresh = self.request(credential).await?;
+        *cached = Some(fresh);
+        Ok(())
+    }
+
     /// Forgets the cached token of `credential` if it is still `failed` (Graph said it is no
     /// longer valid). A newer token, fetched by a request that met the same 401 a moment
     /// earlier, is kept: the waiters share one refresh instead of each forcing another.

@@ -152,6 +152,14 @@ impl GraphClient {
         self.inner.tokens.token(credential).await.map(drop)
     }
 
+    /// Obtains a new access token even when one is cached. For a delegated credential this
+    /// redeems the stored refresh token and stores its successor before returning: proof that the
+    /// sign-in works today, and a use that restarts Entra's inactivity window (docs/delegated.md,
+    /// "The credential check").
+    pub async fn renew_token(&self, credential: &AppCredential) -> Result<(), GraphError> {
+        self.inner.tokens.renew(credential).await
+    }
+
     /// Checks that a link Graph returned (nextLink, deltaLink) points back at the configured Graph
     /// origin before it is followed with a bearer token (the token never leaves Graph).
     pub(crate) fn trusted_link(&self, operation: Operation, link: &str) -> Result<Url, GraphError> {

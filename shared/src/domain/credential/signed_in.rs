@@ -56,6 +56,17 @@ struct Stored {
 const KIND: &str = "delegated";
 
 impl SignedIn {
+    /// Days a refresh token may go unused before Entra refuses it (AADSTS700082): Entra's default
+    /// lifetime, which its error text shows is inactivity; each redemption's new token starts its
+    /// own window (docs/graph.md section 13, "Lifetime").
+    pub const INACTIVITY_DAYS: i64 = 90;
+
+    /// When this sign-in lapses unless its refresh token is redeemed before: [`Self::INACTIVITY_DAYS`]
+    /// after the last redemption.
+    pub fn lapses_at(&self) -> OffsetDateTime {
+        self.refreshed_at + time::Duration::days(Self::INACTIVITY_DAYS)
+    }
+
     /// The stored form: `{"kind": "delegated", "user": …, "scopes": […], "refresh_token": …,
     /// "signed_in_at": …, "refreshed_at": …}`.
     pub fn to_json(&self) -> SecretString {
