@@ -2,6 +2,8 @@
 //! SQLite and files in a temporary directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -64,16 +66,8 @@ impl Setup {
 
     /// Runs `mailroom args…` in the set-up's directory, pointed at the sandbox.
     async fn mailroom(&self, args: &[&str]) -> Run {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("MAILROOM_GRAPH_URL", self.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", self.sandbox.url())
-            .env_remove("MAILROOM_CONFIG")
-            .env_remove("MAILROOM_DATA_DIR")
-            .env_remove("MAILROOM_BACKEND")
-            .env_remove("RUST_LOG");
+        let mut command = common::local(self.dir.path(), &self.sandbox.url());
+        command.args(args);
         run(command).await
     }
 }
@@ -468,22 +462,8 @@ async fn backend_aws_configures_and_imports_the_serverless_deployment() {
     let stack = Stack::start(world(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let aws = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
-        command
-            .arg("--backend")
-            .arg("aws")
-            .args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("MAILROOM_TABLE", stack.state.table())
-            .env("MAILROOM_BUCKET", &stack.bucket)
-            .env("MAILROOM_S3_PATH_STYLE", "true")
-            .env("MAILROOM_GRAPH_URL", stack.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", stack.sandbox.url())
-            .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        let mut command = common::deployment(&stack);
+        command.args(args).current_dir(dir.path());
         run(command)
     };
     aws(&[
@@ -580,11 +560,8 @@ async fn serve_imports_on_schedule_and_stops_cleanly_on_sigterm() {
     )
     .unwrap();
     let log = setup.path("serve.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"))
+    let mut child = common::local(setup.dir.path(), &setup.sandbox.url())
         .args(["serve", "--every", "1"])
-        .current_dir(setup.dir.path())
-        .env("MAILROOM_GRAPH_URL", setup.sandbox.url())
-        .env("MAILROOM_LOGIN_URL", setup.sandbox.url())
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(std::fs::File::create(setup.path("serve.err")).unwrap())
         .spawn()
@@ -855,16 +832,10 @@ async fn local_events_are_posted_signed_and_wait_while_the_endpoint_is_down() {
     );
     let setup = Setup::start(world(3), &events).await;
     let import = |setup: &Setup| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        let mut command = common::local(setup.dir.path(), &setup.sandbox.url());
         command
             .arg("import")
-            .current_dir(setup.dir.path())
-            .env("MAILROOM_GRAPH_URL", setup.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", setup.sandbox.url())
-            .env("MAILROOM_TEST_EVENTS_SECRET", SECRET)
-            .env_remove("MAILROOM_CONFIG")
-            .env_remove("MAILROOM_DATA_DIR")
-            .env_remove("MAILROOM_BACKEND");
+            .env("MAILROOM_TEST_EVENTS_SECRET", SECRET);
         run(command)
     };
 

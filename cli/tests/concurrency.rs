@@ -6,6 +6,8 @@
 //! then finishes the work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,20 +39,10 @@ fn move_to_processed() -> AfterImport {
 
 /// `mailroom --backend aws import --mailbox MAILBOX` against the stack, as an operator's "Import now".
 async fn manual_import(stack: &Stack) -> std::process::Output {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mailroom"));
+    let mut command = common::deployment(stack);
     command
-        .args(["--backend", "aws", "import", "--mailbox", MAILBOX])
-        .env_clear()
-        .env("MAILROOM_TABLE", stack.state.table())
-        .env("MAILROOM_BUCKET", &stack.bucket)
-        .env("MAILROOM_S3_PATH_STYLE", "true")
-        .env("MAILROOM_EVENT_BUS", "none")
-        .env("MAILROOM_GRAPH_URL", stack.sandbox.url())
-        .env("MAILROOM_LOGIN_URL", stack.sandbox.url())
-        .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
+        .args(["import", "--mailbox", MAILBOX])
+        .env("MAILROOM_EVENT_BUS", "none");
     tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap()

@@ -13,6 +13,8 @@
 //! import` imports with the secret and stores the refresh token it redeemed as a new version.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -123,17 +125,10 @@ impl Login {
     }
 
     fn spawn(&self, args: &[&str]) -> Running {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
+        let mut command = common::local(self.dir.path(), &self.sandbox.url());
         command
             .args(["credentials", "login", "alice", "--no-browser"])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("MAILROOM_GRAPH_URL", self.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", self.sandbox.url())
-            .env_remove("MAILROOM_CONFIG")
-            .env_remove("MAILROOM_DATA_DIR")
-            .env_remove("MAILROOM_BACKEND")
-            .env_remove("RUST_LOG");
+            .args(args);
         Running::spawn(command)
     }
 
@@ -143,16 +138,8 @@ impl Login {
 
     /// Runs `mailroom args…` to the end, as the login does: its exit code and output.
     async fn mailroom(&self, args: &[&str]) -> (i32, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
-        command
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("MAILROOM_GRAPH_URL", self.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", self.sandbox.url())
-            .env_remove("MAILROOM_CONFIG")
-            .env_remove("MAILROOM_DATA_DIR")
-            .env_remove("MAILROOM_BACKEND")
-            .env_remove("RUST_LOG");
+        let mut command = common::local(self.dir.path(), &self.sandbox.url());
+        command.args(args);
         let output = tokio::task::spawn_blocking(move || command.output().unwrap())
             .await
             .unwrap();
@@ -497,18 +484,8 @@ impl OnAws {
     /// `mailroom --backend aws ARGS` as an operator runs it against the deployment: AWS
     /// credentials and region from the environment, nothing else of theirs.
     fn mailroom(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
-        command
-            .args(["--backend", "aws"])
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("MAILROOM_GRAPH_URL", self.stack.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", self.stack.sandbox.url())
-            .env("AWS_ENDPOINT_URL", self.stack.moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        let mut command = common::aws(&self.stack);
+        command.args(args).current_dir(self.dir.path());
         command
     }
 

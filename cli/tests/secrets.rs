@@ -10,6 +10,8 @@
 //! error, report and `Debug`) is `tests/tests/secrets.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -338,22 +340,8 @@ secret_env = "{EVENTS_SECRET_VAR}"
     );
     let aws_dir = tempfile::tempdir().unwrap();
     let aws = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailroom"));
-        command
-            .arg("--backend")
-            .arg("aws")
-            .args(args)
-            .current_dir(aws_dir.path())
-            .env_clear()
-            .env("MAILROOM_TABLE", stack.state.table())
-            .env("MAILROOM_BUCKET", &stack.bucket)
-            .env("MAILROOM_S3_PATH_STYLE", "true")
-            .env("MAILROOM_GRAPH_URL", stack.sandbox.url())
-            .env("MAILROOM_LOGIN_URL", stack.sandbox.url())
-            .env("AWS_ENDPOINT_URL", stack.moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        let mut command = common::deployment(&stack);
+        command.args(args).current_dir(aws_dir.path());
         command
     };
     let run = transcript
