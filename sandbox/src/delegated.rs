@@ -1300,7 +1300,7 @@ pub(crate) fn redeem<'a>(
                     700_082,
                     format!(
                         "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {}.",
-                        iso(issued_at),
+                        crate::subscriptions::precise_time(issued_at),
                         dotnet_span(st.delegated.refresh_inactivity)
                     ),
                 )
@@ -1457,8 +1457,8 @@ fn check_user(st: &SandboxState, grant: &Grant) -> Result<(), AadError> {
             50_173,
             format!(
                 "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
-                iso(grant.authenticated_at),
-                iso(valid_from)
+                crate::subscriptions::precise_time(grant.authenticated_at),
+                crate::subscriptions::precise_time(valid_from)
             ),
         ));
     }
@@ -1590,21 +1590,6 @@ fn id_token(st: &SandboxState, grant: &Grant, now: OffsetDateTime, lifetime: u64
         URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","kid":"graph-sandbox"}"#),
         URL_SAFE_NO_PAD.encode(claims.to_string()),
         URL_SAFE_NO_PAD.encode(signature)
-    )
-}
-
-/// `2025-02-13T10:17:05.0000000Z`, as Entra writes times in error descriptions.
-fn iso(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond() / 100
     )
 }
 

@@ -210,7 +210,8 @@ fn owned_by(s: &Subscription, app: Option<(usize, &str)>) -> bool {
     })
 }
 
-/// Graph's subscription timestamps: seven fractional digits, `2025-06-03T10:00:00.0000000Z`.
+/// Graph's subscription timestamps, and the times Entra writes in error descriptions: seven
+/// fractional digits, `2025-06-03T10:00:00.0000000Z`.
 pub(crate) fn precise_time(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
