@@ -283,47 +283,34 @@ pub async fn check_mailbox(
             }
         }
     }
-    if matches!(credential.secret, ClientAuth::Public) {
-        // A public client has no secret or certificate to expire: the sign-in check says how
-        // long the sign-in lasts.
-        if let Some(delegation) = delegation {
-            checks.push(sign_in_check(
-                delegation,
-                before.as_ref(),
-                after.as_ref(),
-                &token,
-                options,
-            ));
+    // A public client has no secret or certificate to expire: the sign-in check says how long
+    // the sign-in lasts. A confidential delegated client's secret or certificate is the app's
+    // own, checked as any app credential's: with the client-credentials grant.
+    if !matches!(credential.secret, ClientAuth::Public) {
+        let app = AppCredential {
+            delegated: None,
+            ..credential.clone()
+        };
+        // What the app registration says wins over what was recorded with the credential.
+        let from_graph = match &token {
+            Ok(()) => Some(crate::expiry::expiry_from_graph(graph, &app).await),
+            Err(_) => None,
+        };
+        let (expires_at, source) = match &from_graph {
+            Some(Ok(at)) => (Some(*at), "from the app registration"),
+            _ => (app.expires_at, "as recorded with the credential"),
+        };
+        let mut expiry = expiry_check(&app, expires_at, options, secret_expired);
+        if expires_at.is_some() {
+            expiry.detail.push_str(&format!(" ({source})"));
         }
-        redact_secret(&mut checks, credential, &[before.as_ref(), after.as_ref()]);
-        return checks;
-    }
-    // A confidential delegated client's secret or certificate is the app's own, checked as any
-    // app credential's: with the client-credentials grant.
-    let app = AppCredential {
-        delegated: None,
-        ..credential.clone()
-    };
-    let credential = &app;
-    // What the app registration says wins over what was recorded with the credential.
-    let from_graph = match &token {
-        Ok(()) => Some(crate::expiry::expiry_from_graph(graph, credential).await),
-        Err(_) => None,
-    };
-    let (expires_at, source) = match &from_graph {
-        Some(Ok(at)) => (Some(*at), "from the app registration"),
-        _ => (credential.expires_at, "as recorded with the credential"),
-    };
-    let mut expiry = expiry_check(credential, expires_at, options, secret_expired);
-    if expires_at.is_some() {
-        expiry.detail.push_str(&format!(" ({source})"));
-    }
-    if let (Some(Err(why)), CheckStatus::Warn) = (&from_graph, expiry.status) {
-        expiry.fix = Some(format!("{}; {why}", expiry.fix.take().unwrap_or_default()));
-    }
-    checks.push(expiry);
-    if token.is_ok() && credential.client_secret().is_some() {
-        checks.push(rotation_check(graph, credential).await);
+        if let (Some(Err(why)), CheckStatus::Warn) = (&from_graph, expiry.status) {
+            expiry.fix = Some(format!("{}; {why}", expiry.fix.take().unwrap_or_default()));
+        }
+        checks.push(expiry);
+        if token.is_ok() && app.client_secret().is_some() {
+            checks.push(rotation_check(graph, &app).await);
+        }
     }
     if let Some(delegation) = delegation {
         checks.push(sign_in_check(
