@@ -403,13 +403,8 @@ impl OnAws {
 
     /// Creates the delegated credential's secret `name` (a public client), tagged or not.
     async fn create_delegated(&self, name: &str, tagged: bool) {
-        let json = serde_json::json!({
-            "kind": "delegated",
-            "tenant_id": DEFAULT_TENANT,
-            "client_id": DEFAULT_CLIENT_ID,
-            "scopes": ["Mail.ReadWrite", "offline_access"],
-        })
-        .to_string();
+        let json =
+            mailroom_tests::delegated::public_client_json(&["Mail.ReadWrite", "offline_access"]);
         let tags = tagged.then(|| {
             vec![
                 Tag::builder()

@@ -97,18 +97,23 @@ async fn sign_in_with(
     }
 }
 
+/// A delegated credential of the sandbox's default app as a public client, asking for `scopes`,
+/// as its secret holds it before anyone signs in.
+pub fn public_client_json(scopes: &[&str]) -> String {
+    serde_json::json!({
+        "kind": "delegated",
+        "tenant_id": DEFAULT_TENANT,
+        "client_id": DEFAULT_CLIENT_ID,
+        "scopes": scopes,
+    })
+    .to_string()
+}
+
 impl Stack {
     /// Creates the delegated credential `name` for the sandbox's default app (a public client)
     /// with `scopes`, and stores `signed_in` in it as the login would.
     pub async fn put_delegated(&self, name: &str, scopes: &[&str], signed_in: &SignedIn) {
-        let json = serde_json::json!({
-            "kind": "delegated",
-            "tenant_id": DEFAULT_TENANT,
-            "client_id": DEFAULT_CLIENT_ID,
-            "scopes": scopes,
-        })
-        .to_string();
-        self.store_secret(name, &json).await;
+        self.store_secret(name, &public_client_json(scopes)).await;
         self.sign_ins()
             .save(name, signed_in)
             .await

@@ -705,13 +705,7 @@ async fn a_delegated_credential_names_who_signed_in_and_drops_the_app_only_check
     SignInStore::save(&*sign_ins, "alice", &signed_in)
         .await
         .unwrap();
-    let json = serde_json::json!({
-        "kind": "delegated",
-        "tenant_id": DEFAULT_TENANT,
-        "client_id": DEFAULT_CLIENT_ID,
-        "scopes": scopes,
-    })
-    .to_string();
+    let json = mailroom_tests::delegated::public_client_json(&scopes);
     let credential = AppCredential::from_stored("alice", &json, sign_ins.clone()).unwrap();
     let config = MailboxConfig {
         credential: "alice".into(),
